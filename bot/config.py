@@ -1,0 +1,347 @@
+"""Settings from the environment and the YAML configuration, both validated by pydantic.
+
+The YAML shape is a contract with operators: keys are never renamed, an unknown key is an error (a typo
+must never silently do nothing), and every error names its key path.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.errors import ConfigError, MissingSecretError
+
+_DURATION_PART = re.compile(r"(\d+)\s*([smhdw])")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_duration(value: object) -> timedelta:
+    """Parse ``30m``, ``72h``, ``7d``, ``1h30m`` (or a timedelta / number of seconds) into a timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    if not isinstance(value, str):
+        raise ValueError("a duration is written like 30m, 72h or 7d")
+    text = value.strip().lower().replace(" ", "")
+    parts = _DURATION_PART.findall(text)
+    if not text or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"{value!r} is not a duration; write it like 30m, 72h, 7d or 1h30m")
+    total = timedelta()
+    for number, unit in parts:
+        total += timedelta(**{_UNITS[unit]: int(number)})
+    return total
+
+
+def format_duration(value: timedelta) -> str:
+    """The inverse of ``parse_duration`` for display: 72h, 1d2h, 45m."""
+    seconds = int(value.total_seconds())
+    out = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            out.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return "".join(out) or "0m"
+
+
+Duration = Annotated[
+    timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)
+]
+
+
+def _check_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {value!r} (use an IANA name like Europe/Berlin)") from exc
+    return value
+
+
+TimeZoneName = Annotated[str, BeforeValidator(lambda v: _check_timezone(str(v)))]
+SlackUserId = Annotated[str, Field(pattern=r"^[UW][A-Z0-9]{2,}$")]
+SlackChannelId = Annotated[str, Field(pattern=r"^[CGD][A-Z0-9]{2,}$")]
+Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")]
+
+
+class Strict(BaseModel):
+    """Base for every configuration model: unknown keys are errors, models are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SlackChannels(Strict):
+    approvals_channel: SlackChannelId
+    advisories_channel: SlackChannelId | None = None
+    audit_channel: SlackChannelId | None = None
+
+
+class Role(StrEnum):
+    OWNER = "owner"
+    STAKEHOLDER = "stakeholder"
+
+
+class Requirement(Strict):
+    """One approval requirement of a stage: a role of the affected systems or a named group."""
+
+    role: Role | None = None
+    group: str | None = None
+    count: int = Field(default=1, ge=1, le=20)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Requirement:
+        if (self.role is None) == (self.group is None):
+            raise ValueError("give exactly one of 'role' (owner|stakeholder) or 'group'")
+        return self
+
+
+class MissedWindow(StrEnum):
+    NEXT = "next"
+    ASK = "ask"
+    RUN = "run"
+
+
+class OnFailedVerify(StrEnum):
+    ASK = "ask"
+    ROLLBACK = "rollback"
+
+
+class Policy(Strict):
+    """The approval and scheduling policy. ``version`` is stamped on every control-log entry."""
+
+    version: int = Field(ge=1)
+    self_approval: bool = False
+    approval_ttl: Duration = timedelta(hours=72)
+    remind_every: Duration = timedelta(hours=24)
+    operators: str
+    fallback: str = "security"
+    stages: dict[str, list[Requirement]]
+    announce_notice: Duration = timedelta(hours=24)
+    remind_before: Duration = timedelta(hours=1)
+    missed_window: MissedWindow = MissedWindow.NEXT
+    on_failed_verify: OnFailedVerify = OnFailedVerify.ASK
+    sla_days: dict[str, int] = Field(
+        default_factory=lambda: {"critical": 30, "high": 90, "medium": 90, "low": 90}
+    )
+    kev_due_date: bool = True
+
+    @field_validator("stages")
+    @classmethod
+    def _stages(cls, value: dict[str, list[Requirement]]) -> dict[str, list[Requirement]]:
+        missing = {"test", "prod"} - set(value)
+        if missing:
+            raise ValueError(f"stages must define {' and '.join(sorted(missing))}")
+        unknown = set(value) - {"test", "prod"}
+        if unknown:
+            raise ValueError(f"unknown stage(s) {', '.join(sorted(unknown))}; the stages are test and prod")
+        for stage, reqs in value.items():
+            if not reqs:
+                raise ValueError(f"stage {stage} has no requirement; an empty policy would approve nothing")
+        return value
+
+
+class Blackout(Strict):
+    """A freeze period. Times without an offset are in the system's zone (global blackouts: UTC)."""
+
+    start: datetime
+    end: datetime
+    reason: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Blackout:
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+
+class WindowRule(Strict):
+    """A recurring maintenance window: an RFC 5545 RRULE and a duration, in the system's time zone."""
+
+    rrule: str
+    duration: Duration
+
+    @field_validator("rrule")
+    @classmethod
+    def _rrule(cls, value: str) -> str:
+        from dateutil.rrule import rrulestr
+
+        try:
+            rrulestr(value, dtstart=datetime(2026, 1, 1))
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"not a valid RFC 5545 recurrence rule: {exc}") from exc
+        return value
+
+
+class Environment(BaseModel):
+    """A deployment target of a system. Executor-specific keys are validated by the executor plugin."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    executor: str
+
+
+class Package(Strict):
+    """An installed package listed in the configuration (alternative to an SBOM import)."""
+
+    ecosystem: str
+    name: str
+    version: str
+    release: str | None = None
+
+
+class System(Strict):
+    owner: SlackUserId
+    stakeholders: list[SlackUserId] = Field(default_factory=list)
+    announce_channel: SlackChannelId | None = None
+    timezone: TimeZoneName = "UTC"
+    environments: dict[str, Environment] = Field(default_factory=dict)
+    maintenance_windows: list[WindowRule] = Field(default_factory=list)
+    blackouts: list[Blackout] = Field(default_factory=list)
+    announce_test: bool = False
+    packages: list[Package] = Field(default_factory=list)
+    description: str = ""
+
+
+class Config(Strict):
+    """The whole YAML configuration."""
+
+    slack: SlackChannels
+    groups: dict[str, list[SlackUserId]] = Field(default_factory=dict)
+    systems: dict[Name, System]
+    policy: Policy
+    blackouts: list[Blackout] = Field(default_factory=list)
+    feeds: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    trust: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _references(self) -> Config:
+        errors = []
+        if self.policy.operators not in self.groups:
+            errors.append(f"policy.operators: group {self.policy.operators!r} is not defined under groups")
+        if self.policy.fallback not in self.groups:
+            errors.append(f"policy.fallback: group {self.policy.fallback!r} is not defined under groups")
+        for stage, reqs in self.policy.stages.items():
+            for i, req in enumerate(reqs):
+                if req.group is not None and req.group not in self.groups:
+                    errors.append(f"policy.stages.{stage}.{i}.group: group {req.group!r} is not defined")
+        if not self.systems:
+            errors.append("systems: at least one system is required")
+        if errors:
+            raise ValueError("; ".join(errors))
+        return self
+
+    def system(self, name: str) -> System:
+        """The named system; raises ``KeyError`` if unknown."""
+        return self.systems[name]
+
+    def group(self, name: str) -> frozenset[str]:
+        """Members of a group (empty when the group is not defined)."""
+        return frozenset(self.groups.get(name, []))
+
+
+def _format_validation_error(exc: ValidationError, source: str) -> str:
+    lines = [f"{source}: {exc.error_count()} error(s)"]
+    for err in exc.errors():
+        path = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling; see examples/patchwarden.yaml)"
+        lines.append(f"  {path}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_config(data: object, *, source: str = "configuration") -> Config:
+    """Validate already-parsed YAML data; raises ``ConfigError`` naming each bad key path."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of keys (slack, groups, systems, policy)")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, source)) from exc
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate the YAML configuration file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(f"configuration file {path} not found (set PATCHWARDEN_CONFIG)") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    return parse_config(data, source=str(path))
+
+
+def normalize_database_url(url: str) -> str:
+    """Map plain ``sqlite://`` / ``postgresql://`` URLs to the async drivers patchwarden uses."""
+    for plain, async_ in (
+        ("sqlite://", "sqlite+aiosqlite://"),
+        ("postgresql://", "postgresql+asyncpg://"),
+        ("postgres://", "postgresql+asyncpg://"),
+    ):
+        if url.startswith(plain):
+            return async_ + url[len(plain) :]
+    return url
+
+
+class Settings(BaseSettings):
+    """Process settings from the environment. Secrets stay ``SecretStr`` and never reach logs."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    slack_bot_token: SecretStr | None = Field(default=None, validation_alias="SLACK_BOT_TOKEN")
+    slack_signing_secret: SecretStr | None = Field(default=None, validation_alias="SLACK_SIGNING_SECRET")
+    slack_app_token: SecretStr | None = Field(default=None, validation_alias="SLACK_APP_TOKEN")
+    slack_api_url: str = Field(default="https://slack.com/api/", validation_alias="SLACK_API_URL")
+    database_url: str = Field(
+        default="sqlite+aiosqlite:///patchwarden.db",
+        validation_alias=AliasChoices("PATCHWARDEN_DATABASE_URL"),
+    )
+    config_path: Path = Field(default=Path("patchwarden.yaml"), validation_alias="PATCHWARDEN_CONFIG")
+    audit_key: SecretStr | None = Field(default=None, validation_alias="PATCHWARDEN_AUDIT_KEY")
+    audit_key_file: Path = Field(
+        default=Path("patchwarden-audit.key"), validation_alias="PATCHWARDEN_AUDIT_KEY_FILE"
+    )
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/") + "/"
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        return normalize_database_url(value)
+
+    def require(self, *names: str) -> None:
+        """Raise ``MissingSecretError`` naming the first missing or empty secret."""
+        env_names = {
+            "slack_bot_token": "SLACK_BOT_TOKEN",
+            "slack_signing_secret": "SLACK_SIGNING_SECRET",
+            "slack_app_token": "SLACK_APP_TOKEN",
+        }
+        for name in names:
+            value = getattr(self, name)
+            if value is None or not value.get_secret_value().strip():
+                raise MissingSecretError(
+                    f"{env_names[name]} is not set or empty; patchwarden serve needs it "
+                    "(see the README, section 'Slack app set-up')"
+                )

@@ -1,0 +1,1 @@
+"""Persistence for patchwarden: ORM models, queries per aggregate, the audit chain, migrations."""
