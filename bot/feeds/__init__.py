@@ -1,0 +1,1 @@
+"""Advisory feeds (plugins) and the normalised advisory model they all produce."""

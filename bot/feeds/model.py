@@ -1,0 +1,107 @@
+"""The normalised advisory every feed produces, and the installed-package inventory it is matched against.
+
+Field semantics follow the OSV schema (https://ossf.github.io/osv-schema/), which is the richest of the
+formats: OSV records map 1:1; KEV entries and CSAF documents are mapped onto it.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Severity(StrEnum):
+    """CVSS qualitative band (CVSS v3/v4: 9.0+ critical, 7.0+ high, 4.0+ medium, >0 low)."""
+
+    CRITICAL = "critical"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+    NONE = "none"
+    UNKNOWN = "unknown"
+
+
+class RangeEvent(Frozen):
+    """One OSV range event; exactly one field is set."""
+
+    introduced: str | None = None
+    fixed: str | None = None
+    last_affected: str | None = None
+    limit: str | None = None
+
+
+class VersionRange(Frozen):
+    """An OSV range: ``type`` is ECOSYSTEM, SEMVER or GIT (GIT cannot be decided against versions)."""
+
+    type: str
+    repo: str | None = None
+    events: tuple[RangeEvent, ...] = ()
+
+
+class AffectedPackage(Frozen):
+    """One OSV ``affected`` entry. ``ecosystem`` keeps the release suffix as OSV writes it (``Debian:12``)."""
+
+    ecosystem: str
+    name: str
+    purl: str | None = None
+    ranges: tuple[VersionRange, ...] = ()
+    versions: tuple[str, ...] = ()
+
+
+class Advisory(Frozen):
+    """A normalised advisory. ``id`` is the source's id; ``aliases`` holds CVE/GHSA/DSA... for de-duplication."""
+
+    id: str
+    source: str  # feed name: osv, kev, csaf, manual, ...
+    aliases: tuple[str, ...] = ()
+    related: tuple[str, ...] = ()
+    summary: str = ""
+    details: str = ""
+    published: datetime | None = None
+    modified: datetime | None = None
+    withdrawn: datetime | None = None
+    severity: Severity = Severity.UNKNOWN
+    cvss_score: float | None = None
+    cvss_vector: str | None = None
+    known_exploited: bool = False
+    kev_due_date: date | None = None
+    affected: tuple[AffectedPackage, ...] = ()
+    references: tuple[str, ...] = ()
+    content_hash: str = Field(default="", description="sha256 of the source document, to notice upstream changes")
+
+    def all_ids(self) -> frozenset[str]:
+        """The id and every alias, for de-duplication across feeds."""
+        return frozenset((self.id, *self.aliases))
+
+
+class InstalledPackage(Frozen):
+    """A package installed on a system. ``ecosystem`` is the bare OSV ecosystem (``Debian``, ``PyPI``);
+    ``release`` is the distribution release where it matters (``12`` for Debian 12, ``v3.18`` for Alpine)."""
+
+    ecosystem: str
+    name: str
+    version: str
+    release: str | None = None
+    purl: str | None = None
+
+
+class MatchStatus(StrEnum):
+    AFFECTED = "affected"
+    NEEDS_TRIAGE = "needs_triage"  # GIT ranges, unparseable versions, unknown ecosystems: never a silent miss
+
+
+class Match(Frozen):
+    """One advisory hitting one installed package on one system."""
+
+    advisory_id: str
+    system: str
+    package: InstalledPackage
+    status: MatchStatus
+    fixed_versions: tuple[str, ...] = ()
+    reason: str = ""
