@@ -1,0 +1,406 @@
+"""Decide which installed packages an advisory affects, with OSV semantics, on univers version classes.
+
+The evaluation follows the OSV schema's ``affected[].ranges`` algorithm (ossf/osv-schema ``docs/schema.md``,
+section "Evaluation"): events of one range are sorted, ``introduced`` opens a vulnerable window, ``fixed``
+closes it before that version and ``last_affected`` after it; ``limit`` events bound the range; an explicit
+``versions`` list names affected versions directly. ``univers.version_range.from_osv_v1`` has no body,
+so the walk is written here (about 40 lines), and univers only compares versions.
+
+What the inventory cannot decide is reported as ``MatchStatus.NEEDS_TRIAGE``, never dropped: an entry
+with only GIT ranges (a commit graph is needed), an ecosystem without a known version ordering, a version
+univers cannot parse, or a system whose distribution release is unknown while the advisory names one.
+Withdrawn advisories match nothing.
+
+``MatchIndex`` keys advisories by (ecosystem base, normalised package name), groups the inventory by
+(name, release, version) and caches parsed versions, so a full match costs one evaluation per distinct
+installed version of a package that has advisories, not advisories × packages.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import zipfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from univers import versions as V
+
+from bot.errors import FeedError, InputError
+from bot.feeds.base import parse_osv
+from bot.feeds.model import (
+    Advisory,
+    AffectedPackage,
+    InstalledPackage,
+    Match,
+    MatchStatus,
+    VersionRange,
+)
+from bot.inventory import load_inventory, split_ecosystem
+
+ECOSYSTEM_VERSION_CLASS: dict[str, type[Any]] = {
+    "PyPI": V.PypiVersion,
+    "npm": V.SemverVersion,
+    "crates.io": V.SemverVersion,
+    "Go": V.GolangVersion,
+    "Maven": V.MavenVersion,
+    "NuGet": V.NugetVersion,
+    "RubyGems": V.RubygemsVersion,
+    "Packagist": V.ComposerVersion,
+    "Debian": V.DebianVersion,
+    "Ubuntu": V.DebianVersion,
+    "Alpine": V.AlpineLinuxVersion,
+    "Red Hat": V.RpmVersion,
+    "Rocky Linux": V.RpmVersion,
+    "AlmaLinux": V.RpmVersion,
+    "SUSE": V.RpmVersion,
+    "openSUSE": V.RpmVersion,
+}
+_RPM_ECOSYSTEMS = frozenset(k for k, v in ECOSYSTEM_VERSION_CLASS.items() if v is V.RpmVersion)
+# Red Hat's OSV conversion writes the arch into the version (``0:2.13.3-3.el8_6.1.x86_64``); installed
+# versions carry none, and comparing the two would call every fixed system vulnerable.
+_RPM_ARCH_SUFFIX = re.compile(r"\.(x86_64|aarch64|noarch|i[3-6]86|s390x|ppc64le|ppc64|armv7hl|src)$")
+_PYPI_SEPARATORS = re.compile(r"[-_.]+")
+
+Key = tuple[str, str]
+
+
+def normalize_name(ecosystem_base: str, name: str) -> str:
+    """The package name as the index compares it (PyPI names per PEP 503; others are exact)."""
+    if ecosystem_base == "PyPI":
+        return _PYPI_SEPARATORS.sub("-", name).lower()
+    return name
+
+
+def _same_release(a: str, b: str) -> bool:
+    # Alpine is written v3.18 by OSV and 3.18 by purls.
+    return a.removeprefix("v") == b.removeprefix("v")
+
+
+def _normalize_version(ecosystem_base: str, cls: type[Any] | None, text: str) -> str:
+    text = text.strip()
+    if ecosystem_base == "Go" and text.startswith("go") and text[2:3].isdigit():
+        text = text[2:]  # the Go toolchain writes its own version go1.21.5
+    if cls in (V.GolangVersion, V.SemverVersion) or ecosystem_base == "Go":
+        text = text.removeprefix("v")
+    if ecosystem_base in _RPM_ECOSYSTEMS:
+        text = _RPM_ARCH_SUFFIX.sub("", text)
+    return text
+
+
+class VersionCache:
+    """Parsed univers versions per (class, string); ``None`` marks a string univers rejects."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[type[Any], str], Any] = {}
+
+    def parse(self, cls: type[Any], ecosystem_base: str, text: str) -> Any:
+        """The parsed version, or ``None`` when it is not valid for ``cls``."""
+        key = (cls, text)
+        try:
+            return self._cache[key]
+        except KeyError:
+            pass
+        try:
+            parsed: Any = cls(_normalize_version(ecosystem_base, cls, text))
+        except (V.InvalidVersion, ValueError, TypeError):
+            parsed = None
+        self._cache[key] = parsed
+        return parsed
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+
+@dataclass(frozen=True, slots=True)
+class _Range:
+    """One ECOSYSTEM/SEMVER range, parsed once. ``problem`` set: the range cannot be decided."""
+
+    cls: type[Any] | None
+    events: tuple[tuple[str, Any], ...] = ()  # sorted (kind, parsed); parsed None is "introduced: 0"
+    limits: tuple[Any, ...] = ()  # parsed limits; an empty tuple means no limit
+    fixed: tuple[tuple[Any, str], ...] = ()
+    problem: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    advisory_id: str
+    release: str | None
+    versions: frozenset[str]
+    ranges: tuple[_Range, ...]
+    git_only: bool  # GIT ranges and nothing decidable: a version outside ``versions`` needs triage
+
+
+@dataclass(slots=True)
+class _Verdict:
+    affected: bool = False
+    problems: list[str] = field(default_factory=list)
+    fixed: list[str] = field(default_factory=list)
+
+
+def _compile_range(rng: VersionRange, base: str, cache: VersionCache) -> _Range:
+    cls = V.SemverVersion if rng.type == "SEMVER" else ECOSYSTEM_VERSION_CLASS.get(base)
+    if cls is None:
+        return _Range(None, problem=f"no version ordering known for ecosystem {base!r}")
+    events: list[tuple[str, Any]] = []
+    limits: list[Any] = []
+    fixed: list[tuple[Any, str]] = []
+    for event in rng.events:
+        for kind in ("introduced", "fixed", "last_affected", "limit"):
+            value = getattr(event, kind)
+            if value is None:
+                continue
+            if (kind == "introduced" and value == "0") or (kind == "limit" and value == "*"):
+                if kind == "introduced":
+                    events.append((kind, None))
+                continue
+            parsed = cache.parse(cls, base, value)
+            if parsed is None:
+                return _Range(cls, problem=f"advisory version {value!r} is not a valid {base} version")
+            if kind == "limit":
+                limits.append(parsed)
+            else:
+                events.append((kind, parsed))
+                if kind == "fixed":
+                    fixed.append((parsed, value))
+    try:
+        # "introduced: 0" sorts first; equal versions keep their order (Python's sort is stable).
+        events.sort(key=lambda e: (0,) if e[1] is None else (1, e[1]))
+    except TypeError:
+        return _Range(cls, problem="advisory range events cannot be ordered")
+    return _Range(cls, tuple(events), tuple(limits), tuple(fixed))
+
+
+def _compile_entry(advisory_id: str, affected: AffectedPackage, cache: VersionCache) -> _Entry:
+    base, release = split_ecosystem(affected.ecosystem)
+    cls = ECOSYSTEM_VERSION_CLASS.get(base)
+    ranges = tuple(_compile_range(r, base, cache) for r in affected.ranges if r.type != "GIT")
+    has_git = any(r.type == "GIT" for r in affected.ranges)
+    versions = frozenset(_normalize_version(base, cls, v) for v in affected.versions)
+    return _Entry(advisory_id, release, versions, ranges, git_only=has_git and not ranges)
+
+
+def _range_affects(rng: _Range, version: Any) -> bool:
+    if rng.limits and not any(version < limit for limit in rng.limits):
+        return False
+    vulnerable = False
+    for kind, value in rng.events:
+        if kind == "introduced" and (value is None or version >= value):
+            vulnerable = True
+        elif (kind == "fixed" and version >= value) or (kind == "last_affected" and version > value):
+            vulnerable = False
+    return vulnerable
+
+
+def _evaluate(entry: _Entry, pkg: InstalledPackage, cache: VersionCache, verdict: _Verdict) -> None:
+    """Add what ``entry`` says about ``pkg`` to ``verdict``."""
+    base = pkg.ecosystem
+    if (
+        entry.release is not None
+        and pkg.release is not None
+        and not _same_release(entry.release, pkg.release)
+    ):
+        return
+    hit = False
+    problems: list[str] = []
+    cls = ECOSYSTEM_VERSION_CLASS.get(base)
+    if entry.versions and _normalize_version(base, cls, pkg.version) in entry.versions:
+        hit = True
+    for rng in entry.ranges:
+        if rng.problem or rng.cls is None:
+            problems.append(rng.problem)
+            continue
+        parsed = cache.parse(rng.cls, base, pkg.version)
+        if parsed is None:
+            problems.append(f"installed version {pkg.version!r} is not a valid {base} version")
+            continue
+        if _range_affects(rng, parsed):
+            hit = True
+            later = [(p, text) for p, text in rng.fixed if p > parsed]
+            if later:
+                verdict.fixed.append(min(later, key=lambda pair: pair[0])[1])
+    if not hit and entry.git_only:
+        problems.append("the advisory gives only GIT commit ranges; check the source revision by hand")
+    if hit and entry.release is not None and pkg.release is None:
+        verdict.problems.append(f"affected on {base}:{entry.release}; the system's release is unknown")
+        return
+    verdict.affected = verdict.affected or hit
+    verdict.problems.extend(problems)
+
+
+class MatchIndex:
+    """Advisories indexed by (ecosystem base, normalised name), matched against a remembered inventory."""
+
+    def __init__(self, advisories: Iterable[Advisory] = ()) -> None:
+        self.versions = VersionCache()
+        self._by_key: dict[Key, dict[str, list[_Entry]]] = {}
+        self._keys_of: dict[str, set[Key]] = {}
+        # key -> (release, version) -> [(system, package)]: one evaluation per distinct installed version.
+        self._inventory: dict[Key, dict[tuple[str | None, str], list[tuple[str, InstalledPackage]]]] = {}
+        for advisory in advisories:
+            self.upsert(advisory)
+
+    def __len__(self) -> int:
+        return len(self._keys_of)
+
+    def upsert(self, advisory: Advisory) -> None:
+        """Add or replace an advisory; a withdrawn one is removed (it matches nothing)."""
+        self.remove(advisory.id)
+        if advisory.withdrawn is not None:
+            return
+        keys: set[Key] = set()
+        for affected in advisory.affected:
+            base, _ = split_ecosystem(affected.ecosystem)
+            key = (base, normalize_name(base, affected.name))
+            entry = _compile_entry(advisory.id, affected, self.versions)
+            self._by_key.setdefault(key, {}).setdefault(advisory.id, []).append(entry)
+            keys.add(key)
+        self._keys_of[advisory.id] = keys
+
+    def remove(self, advisory_id: str) -> None:
+        """Forget an advisory (no error if it is unknown)."""
+        for key in self._keys_of.pop(advisory_id, ()):
+            by_id = self._by_key.get(key)
+            if by_id is not None:
+                by_id.pop(advisory_id, None)
+                if not by_id:
+                    del self._by_key[key]
+
+    def set_systems(self, systems: Mapping[str, Sequence[InstalledPackage]]) -> None:
+        """Remember the inventory that ``match_all`` and ``rematch_advisory`` evaluate."""
+        inventory: dict[Key, dict[tuple[str | None, str], list[tuple[str, InstalledPackage]]]] = {}
+        for system, packages in systems.items():
+            for pkg in packages:
+                key = (pkg.ecosystem, normalize_name(pkg.ecosystem, pkg.name))
+                inventory.setdefault(key, {}).setdefault((pkg.release, pkg.version), []).append((system, pkg))
+        self._inventory = inventory
+
+    def match_all(self, systems: Mapping[str, Sequence[InstalledPackage]] | None = None) -> list[Match]:
+        """Every match of every indexed advisory; ``systems`` replaces the remembered inventory."""
+        if systems is not None:
+            self.set_systems(systems)
+        matches: list[Match] = []
+        for key, groups in self._inventory.items():
+            by_id = self._by_key.get(key)
+            if by_id:
+                for entries in by_id.values():
+                    self._match_entries(entries, groups, matches)
+        return matches
+
+    def rematch_advisory(self, advisory: Advisory) -> list[Match]:
+        """Replace one advisory in the index and return its matches against the remembered inventory."""
+        self.upsert(advisory)
+        matches: list[Match] = []
+        for key in self._keys_of.get(advisory.id, ()):
+            groups = self._inventory.get(key)
+            entries = self._by_key.get(key, {}).get(advisory.id)
+            if groups and entries:
+                self._match_entries(entries, groups, matches)
+        return matches
+
+    def _match_entries(
+        self,
+        entries: list[_Entry],
+        groups: Mapping[tuple[str | None, str], list[tuple[str, InstalledPackage]]],
+        out: list[Match],
+    ) -> None:
+        for members in groups.values():
+            verdict = _Verdict()
+            for entry in entries:
+                _evaluate(entry, members[0][1], self.versions, verdict)
+            if not verdict.affected and not verdict.problems:
+                continue
+            status = MatchStatus.AFFECTED if verdict.affected else MatchStatus.NEEDS_TRIAGE
+            fixed = tuple(dict.fromkeys(verdict.fixed))
+            reason = "" if verdict.affected else "; ".join(dict.fromkeys(verdict.problems))
+            advisory_id = entries[0].advisory_id
+            for system, pkg in members:
+                out.append(
+                    Match(
+                        advisory_id=advisory_id,
+                        system=system,
+                        package=pkg,
+                        status=status,
+                        fixed_versions=fixed,
+                        reason=reason,
+                    )
+                )
+
+
+def match_packages(
+    advisories: Iterable[Advisory], systems: Mapping[str, Sequence[InstalledPackage]]
+) -> list[Match]:
+    """One-shot convenience: index ``advisories`` and match ``systems``."""
+    return MatchIndex(advisories).match_all(systems)
+
+
+def load_osv_advisories(path: Path) -> list[Advisory]:
+    """OSV JSON records from a directory (searched recursively) or a zip (the osv.dev ``all.zip`` form).
+
+    JSON files without an ``id`` (schemas, indexes) are skipped; a malformed OSV record raises
+    ``InputError`` naming the file."""
+    documents: list[tuple[str, bytes]] = []
+    if path.is_dir():
+        documents = [(str(p), p.read_bytes()) for p in sorted(path.rglob("*.json"))]
+    elif zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            documents = [
+                (f"{path}:{name}", archive.read(name))
+                for name in archive.namelist()
+                if name.endswith(".json")
+            ]
+    else:
+        raise InputError(f"{path}: expected a directory or a zip of OSV JSON records")
+    advisories = []
+    for where, raw in documents:
+        try:
+            doc = json.loads(raw)
+            if isinstance(doc, dict) and "id" in doc:
+                advisories.append(parse_osv(doc))
+        except (ValueError, FeedError) as exc:
+            raise InputError(f"{where}: not a valid OSV record ({exc})") from exc
+    return advisories
+
+
+def match_offline(inventory: Path, advisories: Path) -> list[Match]:
+    """Match an inventory file or SBOM directory against a directory or zip of OSV records."""
+    systems = load_inventory(inventory)
+    matches = MatchIndex(load_osv_advisories(advisories)).match_all(systems)
+    return sorted(matches, key=lambda m: (m.system, m.package.name, m.package.purl or "", m.advisory_id))
+
+
+def format_matches(matches: Sequence[Match], *, as_json: bool) -> str:
+    """Render matches as JSON (a list of objects) or as a readable table grouped by system."""
+    if as_json:
+        return json.dumps([m.model_dump(mode="json") for m in matches], indent=2)
+    if not matches:
+        return "No installed package is affected by these advisories."
+    lines: list[str] = []
+    by_system: dict[str, list[Match]] = {}
+    for m in matches:
+        by_system.setdefault(m.system, []).append(m)
+    for system, rows in by_system.items():
+        affected = sum(r.status is MatchStatus.AFFECTED for r in rows)
+        lines.append(f"{system}: {affected} affected, {len(rows) - affected} to triage")
+        width = max(len(_package_label(r.package)) for r in rows)
+        for r in rows:
+            fixed = ", ".join(r.fixed_versions) if r.fixed_versions else "no fix listed"
+            status = "AFFECTED" if r.status is MatchStatus.AFFECTED else "TRIAGE  "
+            label = _package_label(r.package)
+            line = f"  {status} {label:<{width}}  {r.package.version} → {fixed}  {r.advisory_id}"
+            lines.append(line + (f"  ({r.reason})" if r.reason else ""))
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _package_label(pkg: InstalledPackage) -> str:
+    eco = f"{pkg.ecosystem}:{pkg.release}" if pkg.release else pkg.ecosystem
+    label = f"{eco}/{pkg.name}"
+    if pkg.purl and pkg.ecosystem in ("Debian", "Ubuntu"):
+        binary = pkg.purl.split("/", 2)[-1].split("@", 1)[0]
+        if binary != pkg.name:
+            label += f" ({binary})"
+    return label
