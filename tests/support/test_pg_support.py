@@ -17,7 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 # Until tests/conftest.py registers this fixture for the whole suite, this module brings its own.
-from .pg import PgServer, pg_server, reap_leftovers, start_pg_server
+from .pg import ENABLE_ENV, PgServer, pg_server, reap_leftovers, start_pg_server
 
 __all__ = ["pg_server"]
 
@@ -116,6 +116,8 @@ def test_missing_binaries_raise_a_clear_error(tmp_path: Path) -> None:
 
 @pytest.fixture
 def shared_tmp() -> Iterator[Path]:
+    if os.environ.get(ENABLE_ENV) == "0":
+        pytest.skip(f"PostgreSQL tests disabled by {ENABLE_ENV}=0")
     # pytest's tmp_path is private to root, and the postgres user must be able to enter the folder.
     with tempfile.TemporaryDirectory(prefix="pgself-") as name:
         os.chmod(name, 0o711)
