@@ -270,7 +270,9 @@ def _format_validation_error(exc: ValidationError, source: str) -> str:
 def parse_config(data: object, *, source: str = "configuration") -> Config:
     """Validate already-parsed YAML data; raises ``ConfigError`` naming each bad key path."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: the top level must be a mapping of keys (slack, groups, systems, policy)")
+        raise ConfigError(
+            f"{source}: the top level must be a mapping of keys (slack, groups, systems, policy)"
+        )
     try:
         return Config.model_validate(data)
     except ValidationError as exc:

@@ -1,0 +1,74 @@
+"""The ``patchwarden`` command line."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import click
+
+from bot.cli_commands import audit, changes, common, serve
+
+
+@click.group()
+@click.option("--log-level", default="INFO", show_default=True, help="DEBUG, INFO, WARNING or ERROR")
+def cli(log_level: str) -> None:
+    """patchwarden: team-driven patch and change approval in Slack."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@cli.command("check-config")
+@click.argument("file", required=False)
+def check_config(file: str | None) -> None:
+    """Validate the YAML configuration (FILE or PATCHWARDEN_CONFIG); each error names its key path."""
+    config = common.config(common.settings(), file)
+    click.echo(
+        f"OK: {len(config.systems)} system(s), {len(config.groups)} group(s), policy v{config.policy.version}"
+    )
+
+
+@cli.group()
+def db() -> None:
+    """Database schema migrations."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Run Alembic migrations up to REVISION (from the very first schema)."""
+    from storage import migrate
+
+    migrate.upgrade(common.settings().database_url, revision)
+    click.echo(f"database upgraded to {revision}")
+
+
+@db.command("current")
+def db_current() -> None:
+    """Print the database's migration revision and the head this version needs."""
+    from storage import db as storage_db
+    from storage import migrate
+
+    s = common.settings()
+
+    async def main() -> str | None:
+        engine = storage_db.create_engine(s.database_url)
+        try:
+            return await migrate.current_revision(engine)
+        finally:
+            await engine.dispose()
+
+    click.echo(f"current: {common.run(main)}  head: {migrate.head_revision()}")
+
+
+cli.add_command(serve.serve)
+cli.add_command(audit.audit)
+cli.add_command(changes.changes)
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Console-script entry point."""
+    return cli.main(args=argv, prog_name="patchwarden")
+
+
+if __name__ == "__main__":
+    main()

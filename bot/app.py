@@ -1,0 +1,74 @@
+"""The bolt app and the aiohttp web app around it (``/slack/events``, ``/healthz``)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy import text
+
+from bot.commands import approvals, changes, patch
+from bot.commands.router import Router
+from bot.deps import Deps
+
+log = logging.getLogger(__name__)
+DEPS_KEY: web.AppKey[Deps] = web.AppKey("deps", Deps)
+
+
+def create_client(*, token: str, base_url: str) -> AsyncWebClient:
+    """The Web API client: rate-limit (429 + Retry-After), 5xx and connection retries switched on."""
+    return AsyncWebClient(
+        token=token,
+        base_url=base_url,
+        retry_handlers=[
+            AsyncConnectionErrorRetryHandler(max_retry_count=1),
+            AsyncRateLimitErrorRetryHandler(max_retry_count=5),
+            AsyncServerErrorRetryHandler(max_retry_count=2),
+        ],
+    )
+
+
+def create_app(deps: Deps, *, signing_secret: str) -> AsyncApp:
+    """The bolt app with every listener registered."""
+    app = AsyncApp(client=deps.client, signing_secret=signing_secret, logger=logging.getLogger("slack_bolt"))
+    router = Router()
+    patch.register(app, deps, router)
+    changes.register(app, deps, router)
+    approvals.register(app, deps)
+    return app
+
+
+def create_web_app(app: AsyncApp, deps: Deps) -> web.Application:
+    """aiohttp application: Slack on POST /slack/events, health on GET /healthz."""
+
+    async def slack_events(request: web.Request) -> web.Response:
+        return await to_aiohttp_response(await app.async_dispatch(await to_bolt_request(request)))
+
+    async def healthz(_request: web.Request) -> web.Response:
+        try:
+            async with deps.engine.connect() as conn:
+                await conn.execute(text("select 1"))
+        except Exception as exc:
+            log.warning("health check: database unreachable: %s", type(exc).__name__)
+            return web.json_response({"status": "unavailable", "database": "unreachable"}, status=503)
+        body: dict[str, Any] = {
+            "status": "ok",
+            "database": "ok",
+            "policy_version": deps.config.policy.version,
+        }
+        return web.json_response(body)
+
+    web_app = web.Application()
+    web_app[DEPS_KEY] = deps
+    web_app.router.add_post("/slack/events", slack_events)
+    web_app.router.add_get("/healthz", healthz)
+    return web_app

@@ -1,0 +1,174 @@
+"""The change card posted in the approvals channel, updated in place after every decision."""
+
+from __future__ import annotations
+
+from bot.blocks.common import (
+    ActionId,
+    Block,
+    clip,
+    context,
+    escape,
+    mention,
+    mentions,
+    plain,
+    section,
+    slack_date,
+)
+from bot.workflows.lifecycle import state_label
+from bot.workflows.views import ChangeSnapshot
+from storage.models import Change, ChangeState, Decision
+
+STATE_ICON = {
+    ChangeState.PENDING_TEST_APPROVAL: ":hourglass_flowing_sand:",
+    ChangeState.PENDING_PROD_APPROVAL: ":hourglass_flowing_sand:",
+    ChangeState.APPROVED_FOR_TEST: ":white_check_mark:",
+    ChangeState.APPROVED_FOR_PROD: ":white_check_mark:",
+    ChangeState.COMPLETED: ":tada:",
+    ChangeState.REJECTED: ":no_entry:",
+    ChangeState.CANCELLED: ":heavy_multiplication_x:",
+    ChangeState.EXPIRED: ":alarm_clock:",
+    ChangeState.FAILED: ":x:",
+    ChangeState.ROLLED_BACK: ":rewind:",
+    ChangeState.TEST_FAILED: ":warning:",
+}
+
+
+def status_text(change: Change) -> str:
+    """Icon and words for the change's state."""
+    icon = STATE_ICON.get(change.state, ":large_blue_circle:")
+    return f"{icon} *{state_label(change.state).capitalize()}*"
+
+
+def fallback_text(change: Change) -> str:
+    """Notification text (shown where blocks are not)."""
+    return f"{change.key}: {change.title} ({state_label(change.state)})"
+
+
+def _fields(change: Change) -> Block:
+    def field(label: str, value: str) -> dict[str, str]:
+        return {"type": "mrkdwn", "text": f"*{label}*\n{value or '—'}"}
+
+    return {
+        "type": "section",
+        "fields": [
+            field("Systems", ", ".join(f"`{escape(s)}`" for s in change.systems)),
+            field(
+                "Class",
+                change.change_class.value.capitalize()
+                + (" :rotating_light:" if change.change_class.value == "emergency" else ""),
+            ),
+            field("Requested by", mention(change.requester)),
+            field("Update officer", mention(change.officer)),
+            field("Update operator", mention(change.operator)),
+            field("Expected downtime", escape(change.expected_downtime)),
+            field("Planned test", change.planned_test or ""),
+            field("Planned production", change.planned_prod or ""),
+            field("Linked advisory", escape(change.advisory_ref)),
+        ],
+    }
+
+
+def _approval_section(snap: ChangeSnapshot) -> list[Block]:
+    progress, change = snap.progress, snap.change
+    if progress is None or snap.stage is None:
+        return []
+    when = {
+        a.user_id: a.decided_at
+        for a in snap.approvals
+        if a.revision == change.revision and a.stage == snap.stage and a.decision is Decision.APPROVE
+    }
+    lines = []
+    for r in progress.requirements:
+        done = ", ".join(
+            f"{mention(u)} {slack_date(when[u], fmt='{date_short} {time}')}" for u in r.approvers if u in when
+        )
+        if r.met:
+            lines.append(f":white_check_mark: {escape(r.requirement.label)}: approved by {done}")
+        else:
+            got = f" (approved by {done})" if done else ""
+            extra = (
+                f" — the {escape(progress.fallback_group)} group can unblock it" if r.uses_fallback else ""
+            )
+            lines.append(
+                f":hourglass: {escape(r.requirement.label)}: {len(r.approvers)} of {r.requirement.count}"
+                f"{got}; waiting for {mentions(sorted(r.candidates))}{extra}"
+            )
+    title = f"*{snap.stage.capitalize()} stage approval*"
+    if change.approval_deadline and change.state.value.startswith("pending"):
+        title += f" · expires {slack_date(change.approval_deadline)}"
+    blocks = [section(title + "\n" + "\n".join(lines))]
+    blocked = [r for r in progress.requirements if r.blocked]
+    if blocked:
+        blocks.append(
+            section(
+                ":warning: *Nobody eligible is left* for "
+                + ", ".join(escape(r.requirement.label) for r in blocked)
+                + f". Ask the {escape(progress.fallback_group)} group or change the policy."
+            )
+        )
+    return blocks
+
+
+def _buttons(snap: ChangeSnapshot) -> list[Block]:
+    change = snap.change
+    if snap.stage is None or not change.state.value.startswith("pending_"):
+        return []
+    value = f"{change.id}:{snap.stage}:{change.revision}"
+    return [
+        {
+            "type": "actions",
+            "block_id": f"decide:{change.id}",
+            "elements": [
+                {
+                    "type": "button",
+                    "action_id": ActionId.APPROVE.value,
+                    "style": "primary",
+                    "value": value,
+                    "text": plain(f"Approve {snap.stage}"),
+                    "confirm": {
+                        "title": plain("Approve?"),
+                        "confirm": plain("Approve"),
+                        "deny": plain("Cancel"),
+                        "text": {
+                            "type": "mrkdwn",
+                            "text": f"Approve the *{snap.stage}* stage of {change.key} (revision {change.revision})?",
+                        },
+                    },
+                },
+                {
+                    "type": "button",
+                    "action_id": ActionId.REJECT.value,
+                    "style": "danger",
+                    "value": value,
+                    "text": plain("Reject"),
+                },
+            ],
+        }
+    ]
+
+
+def card(snap: ChangeSnapshot) -> list[Block]:
+    """The full card: what, who, when, status, per-stage progress and the decision buttons."""
+    change = snap.change
+    blocks: list[Block] = [
+        {"type": "header", "text": plain(clip(f"{change.key} · {change.title}", 150))},
+        section(status_text(change)),
+        _fields(change),
+    ]
+    for label, text in (
+        ("Details and purpose", change.details),
+        ("Technical description", change.technical),
+        ("Rollback plan", change.rollback_plan),
+    ):
+        if text:
+            blocks.append(section(f"*{label}*\n{escape(clip(text, 1200))}"))
+    blocks.append({"type": "divider"})
+    blocks.extend(_approval_section(snap))
+    blocks.extend(_buttons(snap))
+    blocks.append(
+        context(
+            f"Revision {change.revision} · content {change.content_hash[:12]} · "
+            f"policy v{change.policy_version} · `/patch status {change.key}`"
+        )
+    )
+    return blocks

@@ -1,0 +1,80 @@
+"""Helpers shared by every surface: escaping, mentions, dates, limits."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+from zoneinfo import ZoneInfo
+
+Block = dict[str, Any]
+
+MAX_MESSAGE_BLOCKS = 50
+MAX_SECTION_TEXT = 3000
+
+
+class ActionId(StrEnum):
+    APPROVE = "change_approve"
+    REJECT = "change_reject"
+
+
+class CallbackId(StrEnum):
+    REQUEST = "change_request"
+    EDIT = "change_edit"
+    REJECT = "change_reject_reason"
+
+
+def escape(text: str) -> str:
+    """Escape user text for Slack mrkdwn: ``&``, ``<`` and ``>`` (so no mention, link or command sneaks in)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def clip(text: str, limit: int) -> str:
+    """Shorten ``text`` to ``limit`` characters with an ellipsis."""
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def mention(user: str | None) -> str:
+    """``<@U123>`` for a Slack user id (ids are validated before they get here); ``—`` for none."""
+    return f"<@{user}>" if user else "—"
+
+
+def mentions(users: Any) -> str:
+    """Comma-separated mentions."""
+    return ", ".join(mention(u) for u in users) or "nobody"
+
+
+def slack_date(when: datetime, *, fmt: str = "{date_short_pretty} {time}", tz: str = "UTC") -> str:
+    """Slack date formatting (each reader sees local time) with the given zone as fallback text."""
+    local = when.astimezone(ZoneInfo(tz))
+    fallback = local.strftime("%Y-%m-%d %H:%M ") + (local.tzname() or tz)
+    return f"<!date^{int(when.timestamp())}^{fmt}|{fallback}>"
+
+
+def plain(text: str) -> dict[str, Any]:
+    """A plain_text object."""
+    return {"type": "plain_text", "text": text, "emoji": True}
+
+
+def section(text: str) -> Block:
+    """A mrkdwn section (text clipped to Slack's limit)."""
+    return {"type": "section", "text": {"type": "mrkdwn", "text": clip(text, MAX_SECTION_TEXT)}}
+
+
+def context(text: str) -> Block:
+    """A context line."""
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": clip(text, MAX_SECTION_TEXT)}]}
+
+
+def validate_blocks(blocks: list[Block], *, surface: str = "message") -> None:
+    """Check blocks with slack_sdk's models (the same limits Slack enforces). Raises on violation."""
+    from slack_sdk.models.blocks import Block as SdkBlock
+
+    limit = MAX_MESSAGE_BLOCKS if surface == "message" else 100
+    if len(blocks) > limit:
+        raise ValueError(f"{len(blocks)} blocks exceed the {surface} limit of {limit}")
+    for raw in blocks:
+        parsed = SdkBlock.parse(raw)
+        if parsed is None:
+            raise ValueError(f"unknown block {raw!r}")
+        parsed.to_dict()

@@ -1,0 +1,1 @@
+"""Command-line subcommands, one module per area, attached to the group in ``bot.__main__``."""

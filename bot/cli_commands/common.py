@@ -1,0 +1,54 @@
+"""Helpers shared by the CLI subcommands: settings, config, running a coroutine, database sessions."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TypeVar
+
+import click
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.config import Config, Settings, load_config
+from bot.errors import PatchwardenError
+from storage import db
+
+T = TypeVar("T")
+
+
+def run(coro_fn: Callable[[], Awaitable[T]]) -> T:
+    """Run an async function; our errors become a clean ``Error: ...`` and exit code 1."""
+
+    async def wrapper() -> T:
+        return await coro_fn()
+
+    try:
+        return asyncio.run(wrapper())
+    except PatchwardenError as exc:
+        raise click.ClickException(exc.user_message) from exc
+
+
+def settings() -> Settings:
+    """Settings from the environment."""
+    return Settings()
+
+
+def config(s: Settings, path: str | None = None) -> Config:
+    """The validated configuration (from PATH or PATCHWARDEN_CONFIG)."""
+    try:
+        return load_config(Path(path) if path else s.config_path)
+    except PatchwardenError as exc:
+        raise click.ClickException(exc.user_message) from exc
+
+
+@asynccontextmanager
+async def session(s: Settings) -> AsyncIterator[AsyncSession]:
+    """One transaction on the configured database, the engine disposed afterwards."""
+    engine = db.create_engine(s.database_url)
+    try:
+        async with db.session_factory(engine).begin() as sess:
+            yield sess
+    finally:
+        await engine.dispose()

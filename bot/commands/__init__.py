@@ -1,0 +1,1 @@
+"""Slack listeners: thin (ack, parse, one workflow call, render), one module per feature."""

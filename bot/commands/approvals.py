@@ -1,0 +1,134 @@
+"""Approve / Reject buttons on the change card, and the reject-reason modal."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp
+
+from bot import notify
+from bot.blocks import modal
+from bot.blocks.common import ActionId, CallbackId, escape, mention
+from bot.commands.replies import guarded
+from bot.deps import Deps
+from bot.errors import UsageError
+from bot.workflows import approval, lifecycle
+from bot.workflows.approval import DecisionResult, Outcome
+
+
+def parse_value(value: str) -> tuple[int, str, int]:
+    """Button value ``<change id>:<stage>:<revision>`` (ids only, never state)."""
+    try:
+        change_id, stage, revision = value.split(":")
+        if stage not in ("test", "prod"):
+            raise ValueError(stage)
+        return int(change_id), stage, int(revision)
+    except ValueError as exc:
+        raise UsageError(f"bad button value {value!r}", user_message="This button is out of date.") from exc
+
+
+async def announce(deps: Deps, result: DecisionResult, user: str) -> None:
+    """Update the card and tell the thread (and the requester) what the decision means."""
+    change = result.change
+    if result.outcome in (Outcome.REFUSED, Outcome.ALREADY, Outcome.NOT_PENDING):
+        return
+    await notify.refresh_card(deps, change.id)
+    if result.outcome is Outcome.STAGE_APPROVED:
+        stage = "test" if change.state.value.endswith("test") else "prod"
+        await notify.thread(
+            deps,
+            change,
+            f":white_check_mark: {mention(change.requester)} {change.key} is approved "
+            f"for *{stage}* (last approval by {mention(user)}). "
+            f"Next: `/patch schedule {change.key} {stage}`.",
+        )
+    elif result.outcome is Outcome.REJECTED:
+        await notify.thread(
+            deps,
+            change,
+            f":no_entry: {mention(change.requester)} {change.key} was rejected by {mention(user)}.",
+        )
+    else:
+        await notify.thread(deps, change, f"{mention(user)} approved.")
+
+
+def register(app: AsyncApp, deps: Deps) -> None:
+    """Register the decision buttons and the reject modal."""
+
+    @app.action(ActionId.APPROVE.value)
+    async def handle_approve_click(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        user, channel = body["user"]["id"], body.get("channel", {}).get("id", "")
+
+        async def reply(text: str) -> None:
+            await notify.ephemeral(deps, channel=channel, user=user, text=text)
+
+        async def work() -> None:
+            change_id, stage, revision = parse_value(action["value"])
+            async with deps.sessions.begin() as session:
+                result = await approval.approve(
+                    session,
+                    config=deps.config,
+                    change_id=change_id,
+                    stage=stage,
+                    revision=revision,
+                    user=user,
+                    now=deps.clock.now(),
+                )
+            await reply(result.message)
+            await announce(deps, result, user)
+
+        await guarded(reply, work)
+
+    @app.action(ActionId.REJECT.value)
+    async def handle_reject_click(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        user, channel = body["user"]["id"], body.get("channel", {}).get("id", "")
+
+        async def work() -> None:
+            change_id, stage, revision = parse_value(action["value"])
+            async with deps.sessions.begin() as session:
+                change = await lifecycle.load(session, change_id)
+            view = modal.reject_modal(
+                change_key=change.key,
+                title=change.title,
+                metadata={"value": action["value"], "channel": channel},
+            )
+            await deps.client.views_open(trigger_id=body["trigger_id"], view=view)
+
+        await guarded(lambda text: notify.ephemeral(deps, channel=channel, user=user, text=text), work)
+
+    @app.view(CallbackId.REJECT.value)
+    async def handle_reject_submission(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
+        reason = (modal.read_values(view).get("reason") or "").strip()
+        if not reason:
+            await ack(response_action="errors", errors={"reason": "A rejection needs a reason."})
+            return
+        await ack()
+        user = body["user"]["id"]
+        meta = json.loads(view.get("private_metadata") or "{}")
+        channel = meta.get("channel", "")
+
+        async def reply(text: str) -> None:
+            await notify.ephemeral(deps, channel=channel, user=user, text=text)
+
+        async def work() -> None:
+            change_id, stage, revision = parse_value(meta.get("value", ""))
+            async with deps.sessions.begin() as session:
+                result = await approval.reject(
+                    session,
+                    config=deps.config,
+                    change_id=change_id,
+                    stage=stage,
+                    revision=revision,
+                    user=user,
+                    reason=reason,
+                    now=deps.clock.now(),
+                )
+            await reply(result.message)
+            await announce(deps, result, user)
+            if result.outcome is Outcome.REJECTED:
+                await notify.thread(deps, result.change, f"Reason: {escape(reason)}")
+
+        await guarded(reply, work)

@@ -1,0 +1,189 @@
+"""Requesting, editing, cancelling and looking at change requests."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot import notify
+from bot.blocks import card as card_blocks
+from bot.blocks import modal
+from bot.blocks.common import CallbackId, escape, mentions
+from bot.commands.replies import guarded
+from bot.commands.router import CommandContext, Router, usage_error
+from bot.deps import Deps
+from bot.errors import InputError
+from bot.workflows import changes as change_flow
+from bot.workflows import lifecycle, views
+from storage import changes
+from storage.models import TERMINAL
+
+
+def register(app: AsyncApp, deps: Deps, router: Router) -> None:
+    """Register the change subcommands and the request/edit modal submissions."""
+    config = deps.config
+
+    @router.add("request", usage="/patch request [SYSTEM]", summary="request a change (opens a form)")
+    async def handle_request_command(ctx: CommandContext) -> None:
+        systems = list(ctx.args[:1])
+        if systems and systems[0] not in config.systems:
+            known = ", ".join(f"`{s}`" for s in sorted(config.systems))
+            raise usage_error(
+                router.subcommands["request"],
+                f"`{escape(systems[0][:60])}` is not a known system. Known systems: {known}.",
+            )
+        view = modal.change_modal(
+            config, initial=None, requester=ctx.user, systems=systems, metadata={"channel": ctx.channel}
+        )
+        await ctx.deps.client.views_open(trigger_id=ctx.trigger_id, view=view)
+
+    @router.add("edit", usage="/patch edit CHG-n", summary="edit a change (approvals must be given again)")
+    async def handle_edit_command(ctx: CommandContext) -> None:
+        if len(ctx.args) != 1:
+            raise usage_error(router.subcommands["edit"], "Name the change to edit.")
+        change_id = lifecycle.parse_key(ctx.args[0])
+        async with deps.sessions.begin() as session:
+            change = await lifecycle.load(session, change_id)
+        view = modal.change_modal(
+            config,
+            initial=change_flow.as_input(change),
+            requester=ctx.user,
+            systems=[],
+            metadata={"channel": ctx.channel, "change_id": change_id},
+            edit_key=change.key,
+        )
+        await ctx.deps.client.views_open(trigger_id=ctx.trigger_id, view=view)
+
+    @router.add("cancel", usage="/patch cancel CHG-n REASON", summary="cancel a change, with a reason")
+    async def handle_cancel_command(ctx: CommandContext) -> None:
+        if len(ctx.args) < 2:
+            raise usage_error(router.subcommands["cancel"], "Name the change and give a reason.")
+        change_id = lifecycle.parse_key(ctx.args[0])
+        reason = ctx.rest.split(None, 1)[1].strip()
+        async with deps.sessions.begin() as session:
+            change = await change_flow.cancel(
+                session,
+                config=config,
+                change_id=change_id,
+                actor=ctx.user,
+                reason=reason,
+                now=deps.clock.now(),
+            )
+        await notify.refresh_card(deps, change_id)
+        await notify.thread(
+            deps,
+            change,
+            f"{change.key} was cancelled by <@{ctx.user}>: {escape(reason)}\n{mentions([change.requester])}",
+        )
+        await ctx.respond(text=f"{change.key} is cancelled.", response_type="ephemeral")
+
+    @router.add("status", usage="/patch status CHG-n", summary="show a change's state and approvals")
+    async def handle_status_command(ctx: CommandContext) -> None:
+        if len(ctx.args) != 1:
+            raise usage_error(router.subcommands["status"], "Name the change.")
+        change_id = lifecycle.parse_key(ctx.args[0])
+        async with deps.sessions.begin() as session:
+            change = await lifecycle.load(session, change_id)
+            snap = await views.snapshot(session, config=config, change=change)
+        await ctx.respond(
+            text=card_blocks.fallback_text(change), blocks=card_blocks.card(snap), response_type="ephemeral"
+        )
+
+    @router.add("list", usage="/patch list [mine|pending|all]", summary="list changes")
+    async def handle_list_command(ctx: CommandContext) -> None:
+        scope = ctx.args[0].lower() if ctx.args else "mine"
+        if scope not in ("mine", "pending", "all") or len(ctx.args) > 1:
+            raise usage_error(
+                router.subcommands["list"], f"`{escape(' '.join(ctx.args)[:40])}` is not a list scope."
+            )
+        async with deps.sessions.begin() as session:
+            if scope == "pending":
+                rows = await changes.awaiting_approval(session)
+            elif scope == "mine":
+                rows = await changes.list_changes(session, involving=ctx.user)
+            else:
+                rows = await changes.list_changes(session)
+        open_rows = [c for c in rows if scope == "all" or c.state not in TERMINAL]
+        if not open_rows:
+            await ctx.respond(text=f"No changes ({scope}).", response_type="ephemeral")
+            return
+        lines = [
+            f"• *{c.key}* {escape(c.title)} — {lifecycle.state_label(c.state)} ({', '.join(c.systems)})"
+            for c in open_rows[:30]
+        ]
+        more = f"\n…and {len(open_rows) - 30} more" if len(open_rows) > 30 else ""
+        await ctx.respond(text=f"*Changes ({scope})*\n" + "\n".join(lines) + more, response_type="ephemeral")
+
+    @app.view(CallbackId.REQUEST.value)
+    async def handle_request_submission(
+        ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], client: AsyncWebClient
+    ) -> None:
+        user = body["user"]["id"]
+        try:
+            data = change_flow.validate_input(config, modal.read_values(view))
+        except InputError as exc:
+            await ack(response_action="errors", errors=exc.field_errors)
+            return
+        await ack()
+        channel = (
+            json.loads(view.get("private_metadata") or "{}").get("channel") or config.slack.approvals_channel
+        )
+
+        async def work() -> None:
+            async with deps.sessions.begin() as session:
+                change = await change_flow.create(
+                    session, config=config, data=data, requester=user, now=deps.clock.now()
+                )
+            await notify.post_card(deps, change.id)
+            await notify.ephemeral(
+                deps,
+                channel=channel,
+                user=user,
+                text=f"{change.key} is requested and posted in <#{config.slack.approvals_channel}>.",
+            )
+
+        await guarded(lambda text: notify.ephemeral(deps, channel=channel, user=user, text=text), work)
+
+    @app.view(CallbackId.EDIT.value)
+    async def handle_edit_submission(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
+        user = body["user"]["id"]
+        meta = json.loads(view.get("private_metadata") or "{}")
+        try:
+            data = change_flow.validate_input(config, modal.read_values(view))
+        except InputError as exc:
+            await ack(response_action="errors", errors=exc.field_errors)
+            return
+        await ack()
+        channel = meta.get("channel") or config.slack.approvals_channel
+
+        async def work() -> None:
+            async with deps.sessions.begin() as session:
+                outcome = await change_flow.edit(
+                    session,
+                    config=config,
+                    change_id=int(meta["change_id"]),
+                    data=data,
+                    editor=user,
+                    now=deps.clock.now(),
+                )
+            change = outcome.change
+            if not outcome.changed:
+                await notify.ephemeral(
+                    deps, channel=channel, user=user, text=f"Nothing changed in {change.key}."
+                )
+                return
+            snap = await notify.refresh_card(deps, change.id)
+            pending = sorted(snap.progress.pending_people()) if snap and snap.progress else []
+            stale = f" {outcome.stale} earlier approval(s) no longer count." if outcome.stale else ""
+            await notify.thread(
+                deps,
+                change,
+                f":pencil2: <@{user}> edited {change.key} (revision {change.revision}): "
+                f"changed {', '.join(outcome.changed)}.{stale}\n"
+                f"Please review and approve again: {mentions(pending)}",
+            )
+
+        await guarded(lambda text: notify.ephemeral(deps, channel=channel, user=user, text=text), work)

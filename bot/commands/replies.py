@@ -1,0 +1,33 @@
+"""The one translator from errors to what a person sees. Tracebacks and secrets never reach Slack."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from bot.errors import PatchwardenError
+
+log = logging.getLogger(__name__)
+UNEXPECTED = (
+    "Something went wrong on our side; nothing was changed. The operators can find details in the bot's log."
+)
+
+
+def user_text(exc: BaseException) -> str:
+    """The message for a person: ours verbatim, anything else generic (and logged with its traceback)."""
+    if isinstance(exc, PatchwardenError):
+        return f":warning: {exc.user_message}"
+    log.exception("unexpected error in a listener", exc_info=exc)
+    return f":warning: {UNEXPECTED}"
+
+
+async def guarded(reply: Callable[[str], Awaitable[Any]], work: Callable[[], Awaitable[None]]) -> None:
+    """Run ``work``; any error becomes one ephemeral reply."""
+    try:
+        await work()
+    except Exception as exc:  # the one place errors become user text
+        try:
+            await reply(user_text(exc))
+        except Exception:
+            log.exception("could not deliver an error reply")

@@ -1,0 +1,245 @@
+"""The ``shell`` executor: runs a command from the configuration, never a shell string.
+
+Security properties (each is tested):
+
+1. The process gets exactly the configured argv (``create_subprocess_exec``, no shell); nothing typed by
+   a person is ever placed on the command line.
+2. The environment is built from scratch: only the variables named in ``env_allow`` (default ``PATH`` and
+   ``LANG``) are copied from the bot's environment, so tokens and secrets of the bot do not leak; the
+   ``PATCHWARDEN_*`` variables carry validated values only (see ``DeploymentRequest``).
+3. The process runs in its own session; on timeout or cancellation the whole process group is sent
+   SIGTERM, then SIGKILL after ``KILL_GRACE`` seconds, so grandchildren do not survive as orphans.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import shlex
+import signal
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, field_validator
+
+from bot.config import Duration
+from bot.errors import ConfigError, ExecutorError
+from bot.executors.base import (
+    DeploymentRequest,
+    Executor,
+    ExecutorOptions,
+    HookResult,
+    Step,
+    StepContext,
+    TargetResult,
+    TargetStatus,
+)
+
+KILL_GRACE = 3.0
+# After the main process exits, how long to keep reading output that a background child still writes.
+DRAIN_GRACE = 2.0
+EXIT_POLL = 0.05
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+
+def _check_argv(value: tuple[str, ...]) -> tuple[str, ...]:
+    if not value or not value[0]:
+        raise ValueError("argv needs at least the program to run")
+    if any("\0" in arg for arg in value):
+        raise ValueError("argv must not contain NUL characters")
+    return value
+
+
+Argv = Annotated[tuple[str, ...], AfterValidator(_check_argv)]
+
+
+class Command(BaseModel):
+    """A further command (``verify``, ``rollback``, ``plan``): an argv and an optional own time limit."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    argv: Argv
+    timeout: Duration | None = None
+
+
+class ShellOptions(ExecutorOptions):
+    """Options of the ``shell`` executor."""
+
+    argv: Argv
+    plan: Command | None = None  # optional preview command; without it the plan shows the argv
+    verify: Command | None = None
+    rollback: Command | None = None
+    env_allow: tuple[str, ...] = ("PATH", "LANG")
+    cwd: Path | None = None
+
+    @field_validator("env_allow")
+    @classmethod
+    def _env_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if not _ENV_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not an environment variable name")
+            if name.upper().startswith("PATCHWARDEN_"):
+                raise ValueError(f"{name} is set by patchwarden itself and cannot be passed through")
+        return value
+
+
+def build_env(allow: tuple[str, ...], request: DeploymentRequest) -> dict[str, str]:
+    """The child's whole environment: allow-listed variables plus the validated ``PATCHWARDEN_*`` ones."""
+    env = {name: os.environ[name] for name in allow if name in os.environ}
+    env.update(
+        PATCHWARDEN_CHANGE=request.change_key,
+        PATCHWARDEN_STAGE=request.stage,
+        PATCHWARDEN_SYSTEM=request.system,
+        PATCHWARDEN_RUN_ID=request.run_id,
+        PATCHWARDEN_TARGETS=" ".join(request.targets),
+        PATCHWARDEN_ARTIFACTS=os.pathsep.join(str(p) for p in request.artifacts),
+    )
+    return env
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+async def _wait_exit(proc: asyncio.subprocess.Process, timeout: float | None = None) -> int | None:
+    """Wait for the process itself to exit; None if ``timeout`` passes first.
+
+    ``Process.wait()`` also waits until every holder of the output pipe has closed it, which a background
+    grandchild may never do (cpython#119710), so the exit status is polled instead.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = None if timeout is None else loop.time() + timeout
+    while proc.returncode is None:
+        if deadline is not None and loop.time() >= deadline:
+            return None
+        await asyncio.sleep(EXIT_POLL)
+    return proc.returncode
+
+
+async def _stop_group(proc: asyncio.subprocess.Process) -> None:
+    """SIGTERM the process group, wait up to ``KILL_GRACE`` for the leader, then SIGKILL the group."""
+    pgid = proc.pid  # start_new_session=True makes the child the leader of its own group
+    _signal_group(pgid, signal.SIGTERM)
+    await _wait_exit(proc, KILL_GRACE)
+    # Grandchildren may ignore SIGTERM or outlive the leader; nothing of the group may survive.
+    _signal_group(pgid, signal.SIGKILL)
+    await _wait_exit(proc, KILL_GRACE)
+
+
+async def _pump(stream: asyncio.StreamReader, ctx: StepContext) -> None:
+    """Stream output line by line; chunked reads so one huge line cannot overrun the reader's limit."""
+    rest = b""
+    while chunk := await stream.read(65536):
+        *lines, rest = (rest + chunk).split(b"\n")
+        for line in lines:
+            await ctx.emit(line.decode("utf-8", errors="replace"))
+    if rest:
+        await ctx.emit(rest.decode("utf-8", errors="replace"))
+
+
+async def run_command(argv: Argv, *, env: dict[str, str], cwd: Path | None, ctx: StepContext) -> int:
+    """Run ``argv`` in its own session, stream its merged stdout/stderr to ``ctx``, return the exit code.
+
+    On cancellation (including the base class's timeout) the process group is stopped before the
+    ``CancelledError`` propagates.
+    """
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise ExecutorError(f"cannot start {argv[0]}: {exc.strerror or exc}") from exc
+    assert proc.stdout is not None
+    pump = asyncio.create_task(_pump(proc.stdout, ctx))
+    try:
+        code = await _wait_exit(proc)
+        assert code is not None
+        # A background child that inherited stdout would keep the pipe open forever: stop reading soon.
+        done, _ = await asyncio.wait({pump}, timeout=DRAIN_GRACE)
+        if not done:
+            ctx.record("\n[patchwarden stopped reading: a background process kept the output open]\n")
+        return code
+    except BaseException:
+        await asyncio.shield(_stop_group(proc))
+        raise
+    finally:
+        pump.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pump
+
+
+class ShellExecutor(Executor):
+    """Runs the configured argv; exit code 0 means success."""
+
+    name = "shell"
+    Options = ShellOptions
+
+    @property
+    def opts(self) -> ShellOptions:
+        """The validated options."""
+        assert isinstance(self.options, ShellOptions)
+        return self.options
+
+    def _check(self) -> None:
+        cwd = self.opts.cwd
+        if cwd is not None and not cwd.is_dir():
+            raise ConfigError(f"{self._key('cwd')}: directory {cwd} does not exist")
+
+    def _command(self, step: Step) -> Command | None:
+        if step is Step.APPLY:
+            return Command(argv=self.opts.argv)
+        return {Step.PLAN: self.opts.plan, Step.VERIFY: self.opts.verify, Step.ROLLBACK: self.opts.rollback}[
+            step
+        ]
+
+    def _has_step(self, step: Step) -> bool:
+        return self._command(step) is not None
+
+    def timeout_for(self, step: Step) -> Duration:
+        """The command's own ``timeout`` if set, else the environment's."""
+        command = self._command(step)
+        if command is not None and command.timeout is not None:
+            return command.timeout
+        return self.opts.timeout
+
+    async def _execute(self, request: DeploymentRequest, ctx: StepContext) -> HookResult:
+        command = self._command(ctx.step)
+        assert command is not None
+        shown = shlex.join(command.argv)
+        await ctx.emit(f"$ {shown}")
+        env = build_env(self.opts.env_allow, request)
+        code = await run_command(command.argv, env=env, cwd=self.opts.cwd, ctx=ctx)
+        ok = code == 0
+        status = (
+            (TargetStatus.CHANGED if ctx.step is Step.APPLY else TargetStatus.OK)
+            if ok
+            else TargetStatus.FAILED
+        )
+        detail = f"exit code {code}"
+        summary = f"{ctx.step} {'succeeded' if ok else 'failed'}: {shown} exited with code {code}"
+        targets = tuple(TargetResult(target=t, status=status, detail=detail) for t in request.targets)
+        return HookResult(ok=ok, summary=summary, targets=targets)
+
+    async def _plan(self, request: DeploymentRequest, ctx: StepContext) -> HookResult:
+        if self.opts.plan is not None:
+            return await self._execute(request, ctx)
+        where = f" in {self.opts.cwd}" if self.opts.cwd else ""
+        return HookResult(ok=True, summary=f"would run: {shlex.join(self.opts.argv)}{where}")
+
+    async def _apply(self, request: DeploymentRequest, ctx: StepContext) -> HookResult:
+        return await self._execute(request, ctx)
+
+    async def _verify(self, request: DeploymentRequest, ctx: StepContext) -> HookResult:
+        return await self._execute(request, ctx)
+
+    async def _rollback(self, request: DeploymentRequest, ctx: StepContext) -> HookResult:
+        return await self._execute(request, ctx)

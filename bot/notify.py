@@ -1,0 +1,86 @@
+"""Posting to Slack after a transaction has committed: cards, thread messages, ephemeral replies.
+
+Never called inside a database transaction: a slow or failing Slack must not hold row locks.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from slack_sdk.errors import SlackApiError
+
+from bot.blocks import card as card_blocks
+from bot.blocks.common import mentions
+from bot.deps import Deps
+from bot.workflows import views
+from storage import changes
+from storage.models import Change
+
+log = logging.getLogger(__name__)
+
+
+async def load_snapshot(deps: Deps, change_id: int) -> views.ChangeSnapshot | None:
+    """A fresh snapshot of the change, read in its own short transaction."""
+    async with deps.sessions.begin() as session:
+        change = await changes.get(session, change_id)
+        if change is None:
+            return None
+        return await views.snapshot(session, config=deps.config, change=change)
+
+
+async def post_card(deps: Deps, change_id: int) -> views.ChangeSnapshot | None:
+    """Post the card in the approvals channel, remember its ts, and mention the pending approvers."""
+    snap = await load_snapshot(deps, change_id)
+    if snap is None:
+        return None
+    channel = deps.config.slack.approvals_channel
+    resp = await deps.client.chat_postMessage(
+        channel=channel,
+        text=card_blocks.fallback_text(snap.change),
+        blocks=card_blocks.card(snap),
+        unfurl_links=False,
+    )
+    ts = str(resp["ts"])
+    async with deps.sessions.begin() as session:
+        await changes.set_message(session, change_id, channel=channel, ts=ts)
+    snap.change.channel, snap.change.thread_ts = channel, ts
+    if snap.progress is not None and not snap.progress.complete:
+        await thread(
+            deps,
+            snap.change,
+            f"Approval needed for the *{snap.stage}* stage: "
+            f"{mentions(sorted(snap.progress.pending_people()))}",
+        )
+    return snap
+
+
+async def refresh_card(deps: Deps, change_id: int) -> views.ChangeSnapshot | None:
+    """Re-render the card in place (after every decision, edit or transition)."""
+    snap = await load_snapshot(deps, change_id)
+    if snap is None or not snap.change.thread_ts or not snap.change.channel:
+        return snap
+    await deps.client.chat_update(
+        channel=snap.change.channel,
+        ts=snap.change.thread_ts,
+        text=card_blocks.fallback_text(snap.change),
+        blocks=card_blocks.card(snap),
+    )
+    return snap
+
+
+async def thread(deps: Deps, change: Change, text: str) -> None:
+    """Say something in the change's thread (or the approvals channel if it has no card yet)."""
+    await deps.client.chat_postMessage(
+        channel=change.channel or deps.config.slack.approvals_channel,
+        thread_ts=change.thread_ts,
+        text=text,
+        unfurl_links=False,
+    )
+
+
+async def ephemeral(deps: Deps, *, channel: str, user: str, text: str) -> None:
+    """A message only ``user`` sees; failures are logged, never raised (the main action already happened)."""
+    try:
+        await deps.client.chat_postEphemeral(channel=channel, user=user, text=text)
+    except SlackApiError as exc:
+        log.warning("ephemeral reply to %s in %s failed: %s", user, channel, exc.response.get("error"))

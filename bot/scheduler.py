@@ -1,0 +1,102 @@
+"""The only module that imports apscheduler. The scheduler is an alarm clock; the database is the truth.
+
+Jobs are idempotent sweeps over our own tables with a fixed id, ``coalesce=True`` and a generous
+``misfire_grace_time``: a sweep missed while the process slept simply runs at the next tick, and each
+unit of work inside it is claimed with a compare-and-set, so two replicas never do it twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from bot import notify
+from bot.blocks.common import mentions
+from bot.deps import Deps
+from bot.workflows import audit as audit_flow
+from bot.workflows import reminders
+
+log = logging.getLogger(__name__)
+SWEEP_EVERY = timedelta(minutes=1)
+CHECKPOINT_EVERY = timedelta(hours=1)
+
+
+async def run_sweep(deps: Deps) -> int:
+    """Expire overdue approvals, remind approvers, post cards that never made it to Slack. Returns nudges sent."""
+    async with deps.sessions.begin() as session:
+        nudges = await reminders.sweep(session, config=deps.config, now=deps.clock.now())
+    for nudge in nudges:
+        change = nudge.change
+        if nudge.kind == "expired":
+            await notify.refresh_card(deps, change.id)
+            await notify.thread(
+                deps,
+                change,
+                f":alarm_clock: {mentions([change.requester])} {change.key} expired: "
+                f"it was not approved within {deps.config.policy.approval_ttl}. "
+                "Request it again if it is still needed.",
+            )
+        elif nudge.kind == "reminder":
+            deadline = change.approval_deadline
+            until = (
+                f" before <!date^{int(deadline.timestamp())}^{{date_short_pretty}} {{time}}|{deadline:%Y-%m-%d %H:%M} UTC>"
+                if deadline
+                else ""
+            )
+            await notify.thread(
+                deps,
+                change,
+                f":bell: Reminder: {change.key} still needs your decision{until}: {mentions(nudge.people)}",
+            )
+    return len(nudges)
+
+
+async def run_checkpoint(deps: Deps) -> None:
+    """Write a signed checkpoint of the control log and post it to the audit channel if configured."""
+    if deps.signer is None:
+        return
+    async with deps.sessions.begin() as session:
+        cp = await audit_flow.write_checkpoint(session, signer=deps.signer, now=deps.clock.now())
+    if cp is not None and deps.config.slack.audit_channel:
+        await deps.client.chat_postMessage(
+            channel=deps.config.slack.audit_channel,
+            text=f"Control-log checkpoint: entry {cp.seq} hash `{cp.hash}` signed by key `{cp.key_id}` "
+            f"(signature `{cp.signature}`). Keep this message: it proves the log's length.",
+        )
+
+
+def create_scheduler(deps: Deps) -> AsyncIOScheduler:
+    """An AsyncIOScheduler with the periodic sweeps (not started)."""
+    scheduler = AsyncIOScheduler(
+        timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600}
+    )
+    scheduler.add_job(
+        _safe(run_sweep),
+        "interval",
+        args=[deps],
+        id="sweep",
+        seconds=SWEEP_EVERY.total_seconds(),
+        replace_existing=True,
+    )
+    scheduler.add_job(
+        _safe(run_checkpoint),
+        "interval",
+        args=[deps],
+        id="checkpoint",
+        seconds=CHECKPOINT_EVERY.total_seconds(),
+        replace_existing=True,
+    )
+    return scheduler
+
+
+def _safe(fn):  # type: ignore[no-untyped-def]
+    async def wrapper(deps: Deps) -> None:
+        try:
+            await fn(deps)
+        except Exception:
+            log.exception("scheduled job %s failed; it runs again at the next tick", fn.__name__)
+
+    wrapper.__name__ = fn.__name__
+    return wrapper

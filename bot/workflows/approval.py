@@ -1,0 +1,227 @@
+"""Approve and reject under policy: exactly one decision per person, stage and revision.
+
+Concurrency: the change row is locked for the transaction (PostgreSQL ``FOR UPDATE``; SQLite transactions
+are ``BEGIN IMMEDIATE``), a unique constraint refuses a second decision by the same person, and the state
+moves by compare-and-set. Double clicks, simultaneous approvers and two bot replicas all end with one
+decision each and one state change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot import policy
+from bot.config import Config
+from bot.errors import AlreadyDoneError, PatchwardenError, PermissionDeniedError
+from bot.workflows import lifecycle
+from storage import changes
+from storage.models import APPROVED, PENDING_APPROVAL, Change, ChangeState, Decision
+
+
+class Outcome(StrEnum):
+    RECORDED = "recorded"  # counted; more approvals needed
+    STAGE_APPROVED = "stage_approved"  # this approval completed the stage
+    REJECTED = "rejected"
+    REFUSED = "refused"  # not allowed (audited); nothing counted
+    ALREADY = "already"  # repeat click / requirement already met; nothing recorded
+    NOT_PENDING = "not_pending"  # the stage is not awaiting approval (any more)
+
+
+@dataclass(frozen=True)
+class DecisionResult:
+    outcome: Outcome
+    change: Change
+    message: str  # for the person who clicked (ephemeral)
+
+
+async def progress_of(
+    session: AsyncSession, *, config: Config, change: Change, stage: str
+) -> policy.StageProgress:
+    """The stage's approval progress from live approvals of the current revision."""
+    rows = await changes.approvals(
+        session, change.id, stage=stage, revision=change.revision, include_stale=False
+    )
+    return policy.evaluate(
+        config,
+        systems=change.systems,
+        stage=stage,
+        requester=change.requester,
+        last_editor=change.last_editor,
+        approvals=[(a.user_id, a.requirement) for a in rows if a.decision is Decision.APPROVE],
+    )
+
+
+async def _open_stage(
+    session: AsyncSession,
+    *,
+    change_id: int,
+    stage: str,
+    revision: int,
+) -> tuple[Change, DecisionResult | None]:
+    change = await lifecycle.load(session, change_id, lock=True)
+    if change.state is not PENDING_APPROVAL.get(stage):
+        state = lifecycle.state_label(change.state)
+        return change, DecisionResult(
+            Outcome.NOT_PENDING, change, f"{change.key} is not awaiting {stage} approval (it is *{state}*)."
+        )
+    if change.revision != revision:
+        return change, DecisionResult(
+            Outcome.NOT_PENDING,
+            change,
+            f"{change.key} was edited since this card was shown (now revision {change.revision}); "
+            "look at the updated card and decide again.",
+        )
+    return change, None
+
+
+async def approve(
+    session: AsyncSession,
+    *,
+    config: Config,
+    change_id: int,
+    stage: str,
+    revision: int,
+    user: str,
+    now: datetime,
+) -> DecisionResult:
+    """Record ``user``'s approval if the policy allows it; complete the stage when every requirement is met."""
+    change, early = await _open_stage(session, change_id=change_id, stage=stage, revision=revision)
+    if early:
+        return early
+    progress = await progress_of(session, config=config, change=change, stage=stage)
+    try:
+        requirement = policy.requirement_for(progress, user)
+    except AlreadyDoneError as exc:
+        return DecisionResult(Outcome.ALREADY, change, exc.user_message)
+    except PermissionDeniedError as exc:
+        await lifecycle.log(
+            session,
+            config=config,
+            now=now,
+            actor=user,
+            action="approval_refused",
+            change=change,
+            stage=stage,
+            revision=revision,
+            reason=str(exc),
+        )
+        return DecisionResult(Outcome.REFUSED, change, exc.user_message)
+    row = await changes.record_decision(
+        session,
+        change=change,
+        stage=stage,
+        user_id=user,
+        decision=Decision.APPROVE,
+        requirement=requirement,
+        reason="",
+        now=now,
+    )
+    if row is None:
+        return DecisionResult(Outcome.ALREADY, change, "You have already decided on this stage.")
+    await lifecycle.log(
+        session,
+        config=config,
+        now=now,
+        actor=user,
+        action="approved",
+        change=change,
+        stage=stage,
+        revision=revision,
+        requirement=requirement,
+        content_hash=change.content_hash,
+    )
+    progress = await progress_of(session, config=config, change=change, stage=stage)
+    if not progress.complete:
+        return DecisionResult(
+            Outcome.RECORDED, change, f"Your approval of {change.key} ({stage}) is recorded."
+        )
+    await lifecycle.transition(
+        session,
+        config=config,
+        change=change,
+        to=APPROVED[stage],
+        actor=user,
+        now=now,
+        reason="all approval requirements met",
+        approval_deadline=None,
+    )
+    return DecisionResult(
+        Outcome.STAGE_APPROVED, change, f"Your approval completed the {stage} stage of {change.key}."
+    )
+
+
+async def reject(
+    session: AsyncSession,
+    *,
+    config: Config,
+    change_id: int,
+    stage: str,
+    revision: int,
+    user: str,
+    reason: str,
+    now: datetime,
+) -> DecisionResult:
+    """Reject the change (one eligible reject rejects it). A reason is required."""
+    reason = reason.strip()
+    if not reason:
+        raise PatchwardenError("reject without reason", user_message="A rejection needs a reason.")
+    change, early = await _open_stage(session, change_id=change_id, stage=stage, revision=revision)
+    if early:
+        return early
+    progress = await progress_of(session, config=config, change=change, stage=stage)
+    if not progress.eligible_anywhere(user):
+        who = ", ".join(f"<@{p}>" for p in sorted(progress.pending_people())) or "nobody"
+        await lifecycle.log(
+            session,
+            config=config,
+            now=now,
+            actor=user,
+            action="rejection_refused",
+            change=change,
+            stage=stage,
+            revision=revision,
+        )
+        return DecisionResult(
+            Outcome.REFUSED,
+            change,
+            f"You cannot reject {change.key}: you are not an approver of its {stage} stage "
+            f"(or you requested or edited it). Who can decide: {who}.",
+        )
+    row = await changes.record_decision(
+        session,
+        change=change,
+        stage=stage,
+        user_id=user,
+        decision=Decision.REJECT,
+        requirement=None,
+        reason=reason,
+        now=now,
+    )
+    if row is None:
+        return DecisionResult(Outcome.ALREADY, change, "You have already decided on this stage.")
+    await lifecycle.log(
+        session,
+        config=config,
+        now=now,
+        actor=user,
+        action="rejected",
+        change=change,
+        stage=stage,
+        revision=revision,
+        reason=reason,
+    )
+    await lifecycle.transition(
+        session,
+        config=config,
+        change=change,
+        to=ChangeState.REJECTED,
+        actor=user,
+        now=now,
+        reason=reason,
+        approval_deadline=None,
+    )
+    return DecisionResult(Outcome.REJECTED, change, f"You rejected {change.key}.")

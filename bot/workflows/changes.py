@@ -1,0 +1,265 @@
+"""Change requests: create, edit (which makes earlier approvals stale), cancel."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot import crypto
+from bot.config import Config
+from bot.errors import IllegalTransitionError, InputError, PermissionDeniedError
+from bot.workflows import lifecycle
+from storage import audit, changes
+from storage.models import EDITABLE, PENDING_APPROVAL, TERMINAL, Change, ChangeClass, ChangeState, stage_of
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=3000)]
+UserId = Annotated[str, StringConstraints(pattern=r"^[UW][A-Z0-9]{2,}$")]
+
+# Fields whose change requires new approvals (the approvable content), in display order.
+APPROVABLE_FIELDS: dict[str, str] = {
+    "systems": "Systems",
+    "title": "Title",
+    "details": "Details and purpose",
+    "technical": "Technical description",
+    "change_class": "Class",
+    "officer": "Update officer",
+    "operator": "Update operator",
+    "planned_test": "Planned test date",
+    "planned_prod": "Planned production date",
+    "expected_downtime": "Expected downtime",
+    "rollback_plan": "Rollback plan",
+    "advisory_ref": "Linked advisory",
+}
+
+
+class ChangeInput(BaseModel):
+    """What a person fills in to request (or edit) a change. Field names are the modal's block ids."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    systems: list[str] = Field(min_length=1)
+    title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=200)]
+    details: Text = ""
+    technical: Text = ""
+    change_class: ChangeClass = ChangeClass.NORMAL
+    officer: UserId
+    operator: UserId | None = None
+    planned_test: date | None = None
+    planned_prod: date | None = None
+    expected_downtime: Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)] = ""
+    rollback_plan: Text = ""
+    advisory_ref: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] = ""
+
+    @model_validator(mode="after")
+    def _dates(self) -> ChangeInput:
+        if self.planned_test and self.planned_prod and self.planned_prod < self.planned_test:
+            raise ValueError("planned_prod: the production date must not be before the test date")
+        return self
+
+
+def validate_input(config: Config, raw: dict[str, object]) -> ChangeInput:
+    """Validate form values; InputError.field_errors maps each bad field (block id) to a message."""
+    errors: dict[str, str] = {}
+    try:
+        data = ChangeInput.model_validate(raw)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = str(err["loc"][0]) if err["loc"] else ""
+            msg = err["msg"].removeprefix("Value error, ")
+            if ":" in msg and not loc:
+                loc, msg = (part.strip() for part in msg.split(":", 1))
+            errors.setdefault(loc or "title", _friendly(err["type"], msg))
+        raise InputError("invalid change request", field_errors=errors) from exc
+    unknown = [s for s in data.systems if s not in config.systems]
+    if unknown:
+        known = ", ".join(sorted(config.systems))
+        raise InputError(
+            "unknown system",
+            field_errors={"systems": f"Unknown system {', '.join(unknown)}. Known: {known}."},
+        )
+    if data.change_class is ChangeClass.EMERGENCY and not data.details:
+        raise InputError(
+            "emergency without reason",
+            field_errors={"details": "An emergency change needs its reason in the details."},
+        )
+    return data
+
+
+def _friendly(kind: str, msg: str) -> str:
+    if kind == "string_too_short":
+        return "Please fill this in (at least 3 characters)."
+    if kind == "string_pattern_mismatch":
+        return "Pick a person."
+    if kind in ("date_from_datetime_parsing", "date_parsing"):
+        return "Use a date like 2026-12-06."
+    return msg[:1].upper() + msg[1:] + ("" if msg.endswith(".") else ".")
+
+
+def content_hash(data: ChangeInput) -> str:
+    """Hash of the approvable content: approvals are bound to it."""
+    return crypto.sha256_hex(audit.canonical(data.model_dump(mode="json")).encode())
+
+
+def _fields(data: ChangeInput) -> dict[str, object]:
+    values = data.model_dump()
+    values["planned_test"] = data.planned_test.isoformat() if data.planned_test else None
+    values["planned_prod"] = data.planned_prod.isoformat() if data.planned_prod else None
+    return values
+
+
+def as_input(change: Change) -> ChangeInput:
+    """The editable content of an existing change."""
+    return ChangeInput(
+        systems=list(change.systems),
+        title=change.title,
+        details=change.details,
+        technical=change.technical,
+        change_class=change.change_class,
+        officer=change.officer,
+        operator=change.operator,
+        planned_test=date.fromisoformat(change.planned_test) if change.planned_test else None,
+        planned_prod=date.fromisoformat(change.planned_prod) if change.planned_prod else None,
+        expected_downtime=change.expected_downtime,
+        rollback_plan=change.rollback_plan,
+        advisory_ref=change.advisory_ref,
+    )
+
+
+async def create(
+    session: AsyncSession, *, config: Config, data: ChangeInput, requester: str, now: datetime
+) -> Change:
+    """Store a new change and submit it for test approval."""
+    change = Change(
+        state=ChangeState.DRAFT,
+        requester=requester,
+        last_editor=requester,
+        revision=1,
+        content_hash=content_hash(data),
+        policy_version=config.policy.version,
+        created_at=now,
+        updated_at=now,
+        version=1,
+        **_fields(data),
+    )
+    await changes.add(session, change)
+    await lifecycle.log(
+        session,
+        config=config,
+        now=now,
+        actor=requester,
+        action="created",
+        change=change,
+        title=change.title,
+        systems=list(change.systems),
+        content_hash=change.content_hash,
+    )
+    await lifecycle.transition(
+        session,
+        config=config,
+        change=change,
+        to=ChangeState.PENDING_TEST_APPROVAL,
+        actor=requester,
+        now=now,
+        reason="submitted",
+    )
+    return change
+
+
+@dataclass(frozen=True)
+class EditOutcome:
+    change: Change
+    changed: tuple[str, ...]  # labels of the fields that changed
+    stale: int  # approvals that no longer count
+
+
+async def edit(
+    session: AsyncSession,
+    *,
+    config: Config,
+    change_id: int,
+    data: ChangeInput,
+    editor: str,
+    now: datetime,
+) -> EditOutcome:
+    """Apply an edit. Any change of approvable content bumps the revision and asks for approval again."""
+    change = await lifecycle.load(session, change_id, lock=True)
+    if change.state not in EDITABLE:
+        raise IllegalTransitionError(
+            f"{change.key} not editable in {change.state}",
+            user_message=f"{change.key} is *{lifecycle.state_label(change.state)}* and can no longer be edited.",
+        )
+    old, new = _fields(as_input(change)), _fields(data)
+    changed = tuple(APPROVABLE_FIELDS[k] for k in APPROVABLE_FIELDS if old[k] != new[k])
+    if not changed:
+        return EditOutcome(change, (), 0)
+    for key, value in new.items():
+        setattr(change, key, value)
+    change.revision += 1
+    change.last_editor = editor
+    change.content_hash = content_hash(data)
+    change.updated_at = now
+    await session.flush()
+    stale = await changes.mark_stale(session, change.id, before_revision=change.revision)
+    await lifecycle.log(
+        session,
+        config=config,
+        now=now,
+        actor=editor,
+        action="edited",
+        change=change,
+        revision=change.revision,
+        changed=list(changed),
+        content_hash=change.content_hash,
+        stale_approvals=stale,
+    )
+    stage = stage_of(change.state) or "test"
+    await lifecycle.transition(
+        session,
+        config=config,
+        change=change,
+        to=PENDING_APPROVAL[stage],
+        actor=editor,
+        now=now,
+        reason=f"edited (revision {change.revision}): approval needed again",
+    )
+    return EditOutcome(change, changed, stale)
+
+
+def may_cancel(config: Config, change: Change, user: str) -> bool:
+    """Requester, update officer, system owners, operators and the fallback group may cancel."""
+    owners = {config.systems[s].owner for s in change.systems if s in config.systems}
+    allowed = {change.requester, change.officer, *owners}
+    allowed |= config.group(config.policy.operators) | config.group(config.policy.fallback)
+    return user in allowed
+
+
+async def cancel(
+    session: AsyncSession,
+    *,
+    config: Config,
+    change_id: int,
+    actor: str,
+    reason: str,
+    now: datetime,
+) -> Change:
+    """Cancel an open change with a reason."""
+    change = await lifecycle.load(session, change_id, lock=True)
+    if not may_cancel(config, change, actor):
+        raise PermissionDeniedError(
+            f"{actor} may not cancel {change.key}",
+            user_message=f"Only the requester, the update officer, the system owners, operators or "
+            f"the {config.policy.fallback} group can cancel {change.key}.",
+        )
+    if change.state in TERMINAL:
+        raise IllegalTransitionError(
+            f"{change.key} already {change.state}",
+            user_message=f"{change.key} is already *{lifecycle.state_label(change.state)}*.",
+        )
+    await lifecycle.transition(
+        session, config=config, change=change, to=ChangeState.CANCELLED, actor=actor, now=now, reason=reason
+    )
+    return change

@@ -1,0 +1,86 @@
+"""Read models: everything a card, a status reply or ``changes show --json`` needs, in one snapshot."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot import policy
+from bot.config import Config
+from bot.workflows import approval
+from storage import changes
+from storage.models import Approval, AuditEntry, Change, stage_of
+
+
+@dataclass(frozen=True)
+class ChangeSnapshot:
+    change: Change
+    stage: str | None
+    progress: policy.StageProgress | None
+    approvals: tuple[Approval, ...]
+    history: tuple[AuditEntry, ...]
+
+
+async def snapshot(
+    session: AsyncSession, *, config: Config, change: Change, history: bool = False
+) -> ChangeSnapshot:
+    """Load approvals (and optionally the control-log history) and evaluate the current stage."""
+    stage = stage_of(change.state)
+    progress = (
+        await approval.progress_of(session, config=config, change=change, stage=stage) if stage else None
+    )
+    rows = tuple(await changes.approvals(session, change.id))
+    entries: tuple[AuditEntry, ...] = ()
+    if history:
+        stmt = select(AuditEntry).where(AuditEntry.change_id == change.id).order_by(AuditEntry.seq)
+        entries = tuple((await session.execute(stmt)).scalars())
+    return ChangeSnapshot(change, stage, progress, rows, entries)
+
+
+def to_json(snap: ChangeSnapshot) -> dict[str, Any]:
+    """The machine-readable form used by ``patchwarden changes show --json``."""
+    c = snap.change
+    return {
+        "id": c.key,
+        "state": c.state.value,
+        "title": c.title,
+        "systems": list(c.systems),
+        "class": c.change_class.value,
+        "requester": c.requester,
+        "officer": c.officer,
+        "operator": c.operator,
+        "revision": c.revision,
+        "content_hash": c.content_hash,
+        "planned_test": c.planned_test,
+        "planned_prod": c.planned_prod,
+        "approval_deadline": c.approval_deadline.isoformat() if c.approval_deadline else None,
+        "created_at": c.created_at.isoformat(),
+        "updated_at": c.updated_at.isoformat(),
+        "approvals": [
+            {
+                "stage": a.stage,
+                "user": a.user_id,
+                "decision": a.decision.value,
+                "time": a.decided_at.isoformat(),
+                "stale": a.stale,
+                "revision": a.revision,
+                "requirement": a.requirement,
+                "reason": a.reason,
+            }
+            for a in snap.approvals
+        ],
+        "history": [
+            {
+                "seq": e.seq,
+                "time": e.at.isoformat(),
+                "actor": e.actor,
+                "action": e.action,
+                "details": json.loads(e.body).get("details", {}),
+            }
+            for e in snap.history
+        ],
+    }

@@ -1,0 +1,175 @@
+"""Queries and compare-and-set updates for change requests and their approvals."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import Approval, Change, ChangeState, Decision
+
+
+async def add(session: AsyncSession, change: Change) -> Change:
+    """Insert a new change and assign its id."""
+    session.add(change)
+    await session.flush()
+    return change
+
+
+async def get(session: AsyncSession, change_id: int, *, lock: bool = False) -> Change | None:
+    """Load a change; ``lock`` takes a row lock (PostgreSQL) for the rest of the transaction."""
+    stmt = select(Change).where(Change.id == change_id).execution_options(populate_existing=True)
+    if lock:
+        stmt = stmt.with_for_update()
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def list_changes(
+    session: AsyncSession,
+    *,
+    states: Sequence[ChangeState] | None = None,
+    involving: str | None = None,
+    limit: int = 50,
+) -> list[Change]:
+    """Changes, newest first, optionally filtered by state or by a person who requested or edited them."""
+    stmt = select(Change).order_by(Change.id.desc()).limit(limit)
+    if states is not None:
+        stmt = stmt.where(Change.state.in_(list(states)))
+    if involving is not None:
+        stmt = stmt.where(
+            (Change.requester == involving)
+            | (Change.last_editor == involving)
+            | (Change.officer == involving)
+        )
+    return list((await session.execute(stmt)).scalars())
+
+
+async def compare_and_set_state(
+    session: AsyncSession,
+    change: Change,
+    *,
+    expected: ChangeState,
+    new: ChangeState,
+    now: datetime,
+    **fields: Any,
+) -> bool:
+    """``UPDATE changes SET state=new ... WHERE id=:id AND state=:expected``; False when someone else won."""
+    result = await session.execute(
+        update(Change)
+        .where(Change.id == change.id, Change.state == expected)
+        .values(state=new, updated_at=now, version=Change.version + 1, **fields)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    await session.refresh(change)
+    return True
+
+
+async def approvals(
+    session: AsyncSession,
+    change_id: int,
+    *,
+    stage: str | None = None,
+    revision: int | None = None,
+    include_stale: bool = True,
+) -> list[Approval]:
+    """Decisions on a change, oldest first."""
+    stmt = select(Approval).where(Approval.change_id == change_id).order_by(Approval.id)
+    if stage is not None:
+        stmt = stmt.where(Approval.stage == stage)
+    if revision is not None:
+        stmt = stmt.where(Approval.revision == revision)
+    if not include_stale:
+        stmt = stmt.where(Approval.stale.is_(False))
+    return list((await session.execute(stmt)).scalars())
+
+
+async def record_decision(
+    session: AsyncSession,
+    *,
+    change: Change,
+    stage: str,
+    user_id: str,
+    decision: Decision,
+    requirement: str | None,
+    reason: str,
+    now: datetime,
+) -> Approval | None:
+    """Insert one decision; None when this person already decided this stage of this revision."""
+    row = Approval(
+        change_id=change.id,
+        stage=stage,
+        revision=change.revision,
+        user_id=user_id,
+        decision=decision,
+        requirement=requirement,
+        reason=reason,
+        content_hash=change.content_hash,
+        stale=False,
+        decided_at=now,
+    )
+    try:
+        async with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        return None
+    return row
+
+
+async def mark_stale(session: AsyncSession, change_id: int, *, before_revision: int) -> int:
+    """Mark decisions on older revisions stale; returns how many were live."""
+    result = await session.execute(
+        update(Approval)
+        .where(
+            Approval.change_id == change_id, Approval.revision < before_revision, Approval.stale.is_(False)
+        )
+        .values(stale=True)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def awaiting_approval(session: AsyncSession) -> list[Change]:
+    """Changes in a pending-approval state (for reminders and expiry)."""
+    stmt = select(Change).where(
+        Change.state.in_([ChangeState.PENDING_TEST_APPROVAL, ChangeState.PENDING_PROD_APPROVAL])
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
+async def compare_and_set_reminder(
+    session: AsyncSession, change: Change, *, previous: datetime | None, now: datetime
+) -> bool:
+    """Claim a reminder: only one replica sends it."""
+    cond = Change.last_reminded_at.is_(None) if previous is None else Change.last_reminded_at == previous
+    result = await session.execute(
+        update(Change)
+        .where(Change.id == change.id, cond)
+        .values(last_reminded_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    change.last_reminded_at = now
+    return True
+
+
+async def set_message(session: AsyncSession, change_id: int, *, channel: str, ts: str) -> None:
+    """Remember where the change's card (and thus its thread) lives."""
+    await session.execute(
+        update(Change)
+        .where(Change.id == change_id)
+        .values(channel=channel, thread_ts=ts)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def without_card(session: AsyncSession) -> list[Change]:
+    """Open changes whose card was never posted (Slack was down when they were created)."""
+    stmt = select(Change).where(Change.thread_ts.is_(None), Change.state != ChangeState.DRAFT)
+    return list((await session.execute(stmt)).scalars())
