@@ -40,7 +40,6 @@ from bot.executors.base import (
 KILL_GRACE = 3.0
 # After the main process exits, how long to keep reading output that a background child still writes.
 DRAIN_GRACE = 2.0
-EXIT_POLL = 0.05
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
 
@@ -104,35 +103,41 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
         os.killpg(pgid, sig)
 
 
-async def _wait_exit(proc: asyncio.subprocess.Process, timeout: float | None = None) -> int | None:
-    """Wait for the process itself to exit; None if ``timeout`` passes first.
+class _Collector(asyncio.SubprocessProtocol):
+    """Receives the child's output chunks and its exit, independently of each other.
 
-    ``Process.wait()`` also waits until every holder of the output pipe has closed it, which a background
-    grandchild may never do (cpython#119710), so the exit status is polled instead.
+    ``Process.wait()`` would also wait until every holder of the output pipe closed it, which a background
+    grandchild may never do (cpython#119710); owning the protocol lets the exit be seen on its own.
     """
-    loop = asyncio.get_running_loop()
-    deadline = None if timeout is None else loop.time() + timeout
-    while proc.returncode is None:
-        if deadline is not None and loop.time() >= deadline:
-            return None
-        await asyncio.sleep(EXIT_POLL)
-    return proc.returncode
+
+    def __init__(self) -> None:
+        self.chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.exited: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def pipe_data_received(self, fd: int, data: bytes | str) -> None:
+        self.chunks.put_nowait(data.encode() if isinstance(data, str) else data)
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        self.chunks.put_nowait(None)
+
+    def process_exited(self) -> None:
+        if not self.exited.done():
+            self.exited.set_result(None)
 
 
-async def _stop_group(proc: asyncio.subprocess.Process) -> None:
+async def _stop_group(pgid: int, exited: asyncio.Future[None]) -> None:
     """SIGTERM the process group, wait up to ``KILL_GRACE`` for the leader, then SIGKILL the group."""
-    pgid = proc.pid  # start_new_session=True makes the child the leader of its own group
     _signal_group(pgid, signal.SIGTERM)
-    await _wait_exit(proc, KILL_GRACE)
+    await asyncio.wait({exited}, timeout=KILL_GRACE)
     # Grandchildren may ignore SIGTERM or outlive the leader; nothing of the group may survive.
     _signal_group(pgid, signal.SIGKILL)
-    await _wait_exit(proc, KILL_GRACE)
+    await asyncio.wait({exited}, timeout=KILL_GRACE)
 
 
-async def _pump(stream: asyncio.StreamReader, ctx: StepContext) -> None:
-    """Stream output line by line; chunked reads so one huge line cannot overrun the reader's limit."""
+async def _pump(chunks: asyncio.Queue[bytes | None], ctx: StepContext) -> None:
+    """Split the output into lines for ``ctx``; a partial last line is kept until more data comes."""
     rest = b""
-    while chunk := await stream.read(65536):
+    while (chunk := await chunks.get()) is not None:
         *lines, rest = (rest + chunk).split(b"\n")
         for line in lines:
             await ctx.emit(line.decode("utf-8", errors="replace"))
@@ -146,8 +151,10 @@ async def run_command(argv: Argv, *, env: dict[str, str], cwd: Path | None, ctx:
     On cancellation (including the base class's timeout) the process group is stopped before the
     ``CancelledError`` propagates.
     """
+    loop = asyncio.get_running_loop()
     try:
-        proc = await asyncio.create_subprocess_exec(
+        transport, protocol = await loop.subprocess_exec(
+            _Collector,
             *argv,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
@@ -158,23 +165,26 @@ async def run_command(argv: Argv, *, env: dict[str, str], cwd: Path | None, ctx:
         )
     except OSError as exc:
         raise ExecutorError(f"cannot start {argv[0]}: {exc.strerror or exc}") from exc
-    assert proc.stdout is not None
-    pump = asyncio.create_task(_pump(proc.stdout, ctx))
+    pump = asyncio.create_task(_pump(protocol.chunks, ctx))
     try:
-        code = await _wait_exit(proc)
-        assert code is not None
-        # A background child that inherited stdout would keep the pipe open forever: stop reading soon.
+        # Shielded: cancelling this wait must not cancel the future that _stop_group waits on.
+        await asyncio.shield(protocol.exited)
+        # A background child that inherited stdout could keep the pipe open forever: stop reading soon.
         done, _ = await asyncio.wait({pump}, timeout=DRAIN_GRACE)
         if not done:
             ctx.record("\n[patchwarden stopped reading: a background process kept the output open]\n")
+        code = transport.get_returncode()
+        assert code is not None
         return code
     except BaseException:
-        await asyncio.shield(_stop_group(proc))
+        # start_new_session=True made the child the leader of its own process group.
+        await asyncio.shield(_stop_group(transport.get_pid(), protocol.exited))
         raise
     finally:
         pump.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await pump
+        transport.close()
 
 
 class ShellExecutor(Executor):
