@@ -256,9 +256,15 @@ def _osv_severity(data: Mapping[str, Any]) -> tuple[Severity, float | None, str 
     for entry in entries:  # Ubuntu priority and other qualitative types
         if isinstance(entry.get("score"), str) and word_severity(entry["score"]) is not Severity.UNKNOWN:
             return word_severity(entry["score"]), None, None
-    db = data.get("database_specific")
-    if isinstance(db, Mapping) and isinstance(db.get("severity"), str):
-        return word_severity(db["severity"]), None, None
+    # Vendor words: GHSA's database_specific.severity, Ubuntu's per-package ubuntu_priority.
+    words = [data.get("database_specific")]
+    words += [a.get("ecosystem_specific") for a in data.get("affected") or [] if isinstance(a, Mapping)]
+    for block in words:
+        if not isinstance(block, Mapping):
+            continue
+        for key in ("severity", "ubuntu_priority"):
+            if isinstance(block.get(key), str) and word_severity(block[key]) is not Severity.UNKNOWN:
+                return word_severity(block[key]), None, None
     return Severity.UNKNOWN, None, None
 
 

@@ -90,19 +90,13 @@ class PinnedVerifier:
             raise VerificationError("no OpenPGP public key available to check the signature")
         with tempfile.TemporaryDirectory(prefix="pw-gpgv-") as tmp:
             home = Path(tmp)
-            home.chmod(0o700)
-            # Step 1: a private keyring from the candidate keys only.
-            keyring = home / "pinned.gpg"
-            with keyring.open("wb") as fh:
-                for key in keys:
-                    fh.write(await _dearmor(home, key))
-            sig_file, data_file = home / "document.sig", home / "document"
-            sig_file.write_bytes(signature)
-            data_file.write_bytes(data)
+            # Step 1: a private keyring from the candidate keys only, in a fresh home directory.
+            keyring = b"".join([await _dearmor(home, key) for key in keys])
+            files = await asyncio.to_thread(_write_files, home, keyring=keyring, sig=signature, data=data)
             # Step 2: gpgv must succeed.
             code, out, _ = await _run(
-                "gpgv", "--homedir", str(home), "--status-fd", "1", "--keyring", str(keyring),
-                str(sig_file), str(data_file),
+                "gpgv", "--homedir", str(home), "--status-fd", "1", "--keyring", str(files[0]),
+                str(files[1]), str(files[2]),
             )  # fmt: skip
         status = [line.split() for line in out.decode("utf-8", "replace").splitlines()]
         status = [parts[1:] for parts in status if len(parts) > 1 and parts[0] == "[GNUPG:]"]
@@ -120,6 +114,14 @@ class PinnedVerifier:
             if pinned:
                 return sorted(pinned)[0]
         raise VerificationError(f"OpenPGP signature made by {valid[0][-1]}, which is not a pinned key")
+
+
+def _write_files(home: Path, *, keyring: bytes, sig: bytes, data: bytes) -> tuple[Path, Path, Path]:
+    home.chmod(0o700)
+    paths = (home / "pinned.gpg", home / "document.sig", home / "document")
+    for path, content in zip(paths, (keyring, sig, data), strict=True):
+        path.write_bytes(content)
+    return paths
 
 
 async def _dearmor(home: Path, key: bytes) -> bytes:
