@@ -20,12 +20,13 @@ Contract for implementers:
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -33,6 +34,7 @@ from cvss import CVSS2, CVSS3, CVSS4
 from cvss.exceptions import CVSSError
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
+from bot.config import Duration, format_duration
 from bot.errors import ConfigError, FeedError
 from bot.feeds.http import HttpSettings
 from bot.feeds.model import Advisory, AffectedPackage, RangeEvent, Severity, VersionRange
@@ -67,6 +69,7 @@ class FeedOptions(BaseModel):
 
     proxy: str | None = None
     ca_bundle: Path | None = None
+    poll_timeout: Duration = timedelta(minutes=30)  # a hung provider must not stall the poller forever
 
 
 class Feed(ABC):
@@ -99,11 +102,16 @@ class Feed(ABC):
         """Hook for checks beyond the Options model (raise ``ConfigError``); runs at startup."""
 
     async def poll(self, *, cursor: Mapping[str, str]) -> FeedBatch:
-        """Read what is new since ``cursor``. Unexpected errors become ``FeedError`` with a safe message."""
+        """Read what is new since ``cursor`` within ``poll_timeout``; errors become a safe ``FeedError``."""
         try:
-            return await self._poll(cursor=dict(cursor))
+            async with asyncio.timeout(self.options.poll_timeout.total_seconds()):
+                return await self._poll(cursor=dict(cursor))
         except FeedError:
             raise
+        except TimeoutError as exc:
+            raise FeedError(
+                f"feed {self.name}: poll timed out after {format_duration(self.options.poll_timeout)}"
+            ) from exc
         except Exception as exc:
             log.exception("feed %s: poll failed", self.name)
             raise FeedError(

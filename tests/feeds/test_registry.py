@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -81,6 +82,21 @@ class _Exploding(Feed):
 
     async def _poll(self, *, cursor: dict[str, str]) -> FeedBatch:
         raise KeyError("secret-token-123")
+
+
+class _Hanging(Feed):
+    name: ClassVar[str] = "hanging"
+    Options: ClassVar[type[FeedOptions]] = FeedOptions
+
+    async def _poll(self, *, cursor: dict[str, str]) -> FeedBatch:
+        await asyncio.Event().wait()  # a provider that never answers
+        raise AssertionError("unreachable")
+
+
+async def test_poll_timeout_is_enforced_by_the_base_class() -> None:
+    feed = _Hanging({"poll_timeout": 0.05}, key_path="feeds.hanging", http=HTTP)
+    with pytest.raises(FeedError, match="timed out"):
+        await feed.poll(cursor={})
 
 
 async def test_poll_wraps_unexpected_errors_with_a_safe_message() -> None:
