@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
+import signal
 import tempfile
 import threading
 from pathlib import Path
 from typing import Annotated, Any
 
 import ansible_runner
+import psutil
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from bot.config import Duration
@@ -113,6 +116,33 @@ def host_results(stats: dict[str, dict[str, int]] | None) -> tuple[TargetResult,
     return tuple(results)
 
 
+def kill_tree(pid: int) -> None:
+    """SIGKILL everything ansible-playbook ``pid`` started, then leave ``pid`` itself to ansible-runner.
+
+    ansible-runner kills only ansible-playbook's process group, but Ansible's workers detach with
+    ``setsid()``, so the commands they run would outlive a cancelled deployment. Only a direct child of
+    this process is touched, so a stale or reused pid can never make us kill a stranger.
+    """
+    try:
+        main = psutil.Process(pid)
+        if main.ppid() != os.getpid():
+            return
+        main.suspend()  # no new workers while the tree is collected
+        children = main.children(recursive=True)
+    except psutil.Error:
+        return
+    groups = set()
+    for child in children:
+        with contextlib.suppress(psutil.Error, OSError):
+            groups.add(os.getpgid(child.pid))
+    for group in groups - {os.getpgrp()}:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(group, signal.SIGKILL)
+    for child in children:
+        with contextlib.suppress(psutil.Error):
+            child.kill()
+
+
 class AnsibleExecutor(Executor):
     """Runs an Ansible playbook through ansible-runner."""
 
@@ -172,9 +202,12 @@ class AnsibleExecutor(Executor):
         loop = asyncio.get_running_loop()
         lines: asyncio.Queue[str | None] = asyncio.Queue()
         cancel = threading.Event()
+        playbook_pid: list[int] = []
 
         def on_event(event: dict[str, Any]) -> bool:
             # Runs in the runner thread: hand the text to the event loop, never touch ctx here.
+            if not playbook_pid and isinstance(event.get("pid"), int):
+                playbook_pid.append(event["pid"])
             text = event.get("stdout")
             if text:
                 loop.call_soon_threadsafe(lines.put_nowait, str(text))
@@ -186,6 +219,8 @@ class AnsibleExecutor(Executor):
                     await ctx.emit(line)
 
         with contextlib.ExitStack() as stack:
+            if self.opts.private_data_dir is not None:
+                self.opts.private_data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             data_dir = self.opts.private_data_dir or Path(
                 stack.enter_context(
                     tempfile.TemporaryDirectory(prefix="patchwarden-ansible-", ignore_cleanup_errors=True)
@@ -214,6 +249,8 @@ class AnsibleExecutor(Executor):
             try:
                 runner = await asyncio.shield(work)
             except asyncio.CancelledError:
+                if playbook_pid:
+                    kill_tree(playbook_pid[0])
                 cancel.set()
                 # Report only once ansible is really gone (or the grace is over), so nothing keeps running.
                 await asyncio.wait({work}, timeout=CANCEL_GRACE)
@@ -222,14 +259,19 @@ class AnsibleExecutor(Executor):
                 lines.put_nowait(None)
                 await asyncio.wait({forwarder}, timeout=5)
                 forwarder.cancel()
-        targets = host_results(runner.stats)
-        ok = runner.status == "successful" and runner.rc == 0
-        counts = {s: sum(1 for t in targets if t.status is s) for s in TargetStatus}
-        recap = ", ".join(f"{n} {s}" for s, n in counts.items() if n) or "no host ran"
-        summary = f"{ctx.step} {'succeeded' if ok else 'failed'}: playbook {playbook.name} ({recap})"
-        if not ok and not targets:
-            summary += f"; ansible-playbook ended with status {runner.status}, code {runner.rc}"
-        return HookResult(ok=ok, summary=summary, targets=targets)
+            # Read the recap while the private data dir (which holds the events) still exists.
+            try:
+                stats = runner.stats
+            except ansible_runner.AnsibleRunnerException:  # no events: ansible-playbook never started
+                stats = None
+            targets = host_results(stats)
+            ok = runner.status == "successful" and runner.rc == 0
+            counts = {s: sum(1 for t in targets if t.status is s) for s in TargetStatus}
+            recap = ", ".join(f"{n} {s}" for s, n in counts.items() if n) or "no host ran"
+            summary = f"{ctx.step} {'succeeded' if ok else 'failed'}: playbook {playbook.name} ({recap})"
+            if not ok and not targets:
+                summary += f"; ansible-playbook ended with status {runner.status}, code {runner.rc}"
+            return HookResult(ok=ok, summary=summary, targets=targets)
 
     async def _plan(self, request: DeploymentRequest, ctx: StepContext) -> HookResult:
         if self.opts.check_plan:

@@ -69,16 +69,17 @@ def playbook_files(tmp_path: Path) -> dict[str, Path]:
 """
     )
     slow = tmp_path / "slow.yml"
+    pid = tmp_path / "sleep.pid"
     slow.write_text(
-        """
+        f"""
 - hosts: all
   gather_facts: false
   tasks:
     - name: hang
-      ansible.builtin.command: sleep 60
+      ansible.builtin.shell: echo $$ > {pid}.tmp && mv {pid}.tmp {pid} && exec sleep 60
 """
     )
-    return {"inventory": inventory, "ok": ok, "fail": failing, "slow": slow, "marker": marker}
+    return {"inventory": inventory, "ok": ok, "fail": failing, "slow": slow, "marker": marker, "pid": pid}
 
 
 @pytest.fixture
