@@ -43,6 +43,7 @@ CANCEL_GRACE = 30.0
 # How often the runner thread asks whether it was cancelled (ansible-runner's default is 5 s).
 CANCEL_POLL = 0.25
 _RESERVED_PREFIX = "patchwarden_"
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 
 ExtraVar = str | int | float | bool
 
@@ -50,7 +51,7 @@ ExtraVar = str | int | float | bool
 def _check_extravars(value: dict[str, ExtraVar]) -> dict[str, ExtraVar]:
     for key in value:
         # ansible-runner writes keys into a JSON string unescaped: allow identifiers only.
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,127}", key):
+        if not _IDENTIFIER.fullmatch(key):
             raise ValueError(f"extra variable name {key!r} is not an identifier")
         if key.startswith(_RESERVED_PREFIX):
             raise ValueError(f"extra variable {key} is reserved for patchwarden")

@@ -105,6 +105,15 @@ async def test_plan_describes_without_running(
     assert _executor(playbook_files).has_step(Step.VERIFY) is False
 
 
+async def test_check_plan_runs_in_check_mode(
+    playbook_files: dict[str, Path], request_: DeploymentRequest
+) -> None:
+    result = await _executor(playbook_files, check_plan=True).plan(request_)
+    assert result.ok, result.output
+    assert [t.target for t in result.targets] == ["localhost"]
+    assert not playbook_files["marker"].exists()  # --check changed nothing
+
+
 def test_host_results_map_the_recap() -> None:
     stats = {
         "ok": {"a": 2, "b": 1, "c": 1},

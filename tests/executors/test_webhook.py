@@ -32,6 +32,7 @@ class Remote:
     paths: list[str] = field(default_factory=list)
     rejected: int = 0
     polls: int = 0
+    failures: int = 0  # the first status requests answer 503
 
     def _signed(self, request: web.Request, payload: bytes) -> bool:
         ts = request.headers.get("X-Patchwarden-Timestamp", "")
@@ -54,6 +55,8 @@ class Remote:
             self.rejected += 1
             return web.json_response({"error": "bad signature"}, status=401)
         self.polls += 1
+        if self.polls <= self.failures:
+            return web.json_response({"error": "busy"}, status=503)
         index = min(self.polls, len(self.statuses)) - 1
         return web.json_response(self.statuses[index])
 
@@ -143,6 +146,24 @@ async def test_a_failed_remote_status_fails_the_step(
     assert not result.ok
     assert result.targets[0].status is TargetStatus.FAILED
     assert "boom" in result.output
+
+
+async def test_transient_status_errors_are_retried(
+    remote: tuple[Remote, str], request_: DeploymentRequest
+) -> None:
+    fake, base = remote
+    fake.failures = 2
+    result = await _executor(base).apply(request_)
+    assert result.ok, result.summary
+    assert "attempt 2 of 3" in result.output
+
+
+async def test_persistent_status_errors_fail(remote: tuple[Remote, str], request_: DeploymentRequest) -> None:
+    fake, base = remote
+    fake.failures = 10
+    result = await _executor(base).apply(request_)
+    assert not result.ok
+    assert "failed 3 times in a row" in result.summary
 
 
 async def test_status_url_template_from_the_options(
