@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 from pathlib import Path
 
 from alembic import command
@@ -30,8 +32,15 @@ def head_revision() -> str:
 
 
 def upgrade(url: str, revision: str = "head") -> None:
-    """Run migrations up to ``revision`` (blocking; call from a thread when inside an event loop)."""
-    command.upgrade(alembic_config(url), revision)
+    """Run migrations up to ``revision`` (blocking). Inside a running event loop it runs in its own thread,
+    because the Alembic environment drives the async engine with ``asyncio.run``."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        command.upgrade(alembic_config(url), revision)
+        return
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(command.upgrade, alembic_config(url), revision).result()
 
 
 def _current(connection: Connection) -> str | None:

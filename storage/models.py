@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     DateTime,
+    Enum,
     ForeignKey,
     Index,
     Integer,
@@ -41,13 +42,28 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def str_enum(enum: type[StrEnum], length: int) -> Enum:
+    """A StrEnum stored as its value in a VARCHAR (no native enum type: adding states needs no DDL)."""
+    return Enum(
+        enum,
+        native_enum=False,
+        create_constraint=False,
+        length=length,
+        values_callable=lambda members: [m.value for m in members],
+    )
+
+
 def utcnow() -> datetime:
     """Now, aware UTC."""
     return datetime.now(UTC)
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), list[Any]: JSON()}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON(),
+        list[Any]: JSON(),
+    }
 
 
 class ChangeState(StrEnum):
@@ -154,12 +170,12 @@ class Change(Base):
     __tablename__ = "changes"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    state: Mapped[ChangeState] = mapped_column(String(32), index=True)
+    state: Mapped[ChangeState] = mapped_column(str_enum(ChangeState, 32), index=True)
     systems: Mapped[list[Any]]
     title: Mapped[str] = mapped_column(String(200))
     details: Mapped[str] = mapped_column(Text, default="")
     technical: Mapped[str] = mapped_column(Text, default="")
-    change_class: Mapped[ChangeClass] = mapped_column(String(16))
+    change_class: Mapped[ChangeClass] = mapped_column(str_enum(ChangeClass, 16))
     requester: Mapped[str] = mapped_column(String(32))
     last_editor: Mapped[str] = mapped_column(String(32))
     officer: Mapped[str] = mapped_column(String(32))
@@ -199,7 +215,7 @@ class Approval(Base):
     stage: Mapped[str] = mapped_column(String(8))
     revision: Mapped[int] = mapped_column(Integer)
     user_id: Mapped[str] = mapped_column(String(32))
-    decision: Mapped[Decision] = mapped_column(String(8))
+    decision: Mapped[Decision] = mapped_column(str_enum(Decision, 8))
     requirement: Mapped[str | None] = mapped_column(String(100))
     reason: Mapped[str] = mapped_column(Text, default="")
     content_hash: Mapped[str] = mapped_column(String(64))

@@ -17,9 +17,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 # Until tests/conftest.py registers this fixture for the whole suite, this module brings its own.
-from .pg import ENABLE_ENV, PgServer, pg_server, reap_leftovers, start_pg_server
+from .pg import ENABLE_ENV, PgServer, reap_leftovers, start_pg_server
 
-__all__ = ["pg_server"]
 
 BURST = 30
 
