@@ -95,11 +95,11 @@ class VersionCache:
     """Parsed univers versions per (class, string); ``None`` marks a string univers rejects."""
 
     def __init__(self) -> None:
-        self._cache: dict[tuple[type[Any], str], Any] = {}
+        self._cache: dict[tuple[type[Any], str, str], Any] = {}
 
     def parse(self, cls: type[Any], ecosystem_base: str, text: str) -> Any:
         """The parsed version, or ``None`` when it is not valid for ``cls``."""
-        key = (cls, text)
+        key = (cls, ecosystem_base, text)  # normalisation depends on the ecosystem (Go's "go1.21")
         try:
             return self._cache[key]
         except KeyError:
@@ -132,7 +132,7 @@ class _Entry:
     release: str | None
     versions: frozenset[str]
     ranges: tuple[_Range, ...]
-    git_only: bool  # GIT ranges and nothing decidable: a version outside ``versions`` needs triage
+    undecided: str  # set when a version outside ``versions`` cannot be decided (GIT-only, no ranges at all)
 
 
 @dataclass(slots=True)
@@ -143,6 +143,8 @@ class _Verdict:
 
 
 def _compile_range(rng: VersionRange, base: str, cache: VersionCache) -> _Range:
+    if rng.type not in ("ECOSYSTEM", "SEMVER"):
+        return _Range(None, problem=f"unknown range type {rng.type!r}")
     cls = V.SemverVersion if rng.type == "SEMVER" else ECOSYSTEM_VERSION_CLASS.get(base)
     if cls is None:
         return _Range(None, problem=f"no version ordering known for ecosystem {base!r}")
@@ -181,7 +183,12 @@ def _compile_entry(advisory_id: str, affected: AffectedPackage, cache: VersionCa
     ranges = tuple(_compile_range(r, base, cache) for r in affected.ranges if r.type != "GIT")
     has_git = any(r.type == "GIT" for r in affected.ranges)
     versions = frozenset(_normalize_version(base, cls, v) for v in affected.versions)
-    return _Entry(advisory_id, release, versions, ranges, git_only=has_git and not ranges)
+    undecided = ""
+    if has_git and not ranges:
+        undecided = "the advisory gives only GIT commit ranges; check the source revision by hand"
+    elif not ranges and not versions:
+        undecided = "the advisory lists no affected versions or ranges for this package"
+    return _Entry(advisory_id, release, versions, ranges, undecided)
 
 
 def _range_affects(rng: _Range, version: Any) -> bool:
@@ -223,8 +230,8 @@ def _evaluate(entry: _Entry, pkg: InstalledPackage, cache: VersionCache, verdict
             later = [(p, text) for p, text in rng.fixed if p > parsed]
             if later:
                 verdict.fixed.append(min(later, key=lambda pair: pair[0])[1])
-    if not hit and entry.git_only:
-        problems.append("the advisory gives only GIT commit ranges; check the source revision by hand")
+    if not hit and entry.undecided:
+        problems.append(entry.undecided)
     if hit and entry.release is not None and pkg.release is None:
         verdict.problems.append(f"affected on {base}:{entry.release}; the system's release is unknown")
         return

@@ -11,7 +11,7 @@ import pytest
 
 from bot.errors import InputError
 from bot.feeds.base import parse_osv
-from bot.feeds.model import Advisory, InstalledPackage, Match, MatchStatus
+from bot.feeds.model import Advisory, InstalledPackage, Match, MatchStatus, RangeEvent, VersionRange
 from bot.matching import MatchIndex, format_matches, load_osv_advisories, match_offline, match_packages
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -152,10 +152,10 @@ def test_index_upsert_remove_and_rematch() -> None:
     index = MatchIndex([requests_adv, osv("PyPI/PYSEC-2020-43.json")])
     systems = {"a": [pkg("PyPI", "requests", "2.30.0")], "b": [pkg("PyPI", "requests", "2.30.0")]}
     assert {m.system for m in index.match_all(systems)} == {"a", "b"}
-    # The advisory is corrected upstream to affect nothing; re-evaluation drops the matches.
-    corrected = requests_adv.model_copy(
-        update={"affected": (requests_adv.affected[0].model_copy(update={"ranges": (), "versions": ()}),)}
-    )
+    # Corrected upstream: fixed long before 2.30.0; re-evaluation drops the matches.
+    fixed_early = VersionRange(type="ECOSYSTEM", events=(RangeEvent(introduced="0"), RangeEvent(fixed="2.0")))
+    entry = requests_adv.affected[0].model_copy(update={"ranges": (fixed_early,), "versions": ()})
+    corrected = requests_adv.model_copy(update={"affected": (entry,)})
     assert index.rematch_advisory(corrected) == []
     assert index.match_all() == []
     index.remove(requests_adv.id)
@@ -232,3 +232,17 @@ def test_malformed_osv_record_is_refused(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text('{"id": "X-1", "affected": "nope"}')
     with pytest.raises(InputError, match=r"bad\.json"):
         load_osv_advisories(tmp_path)
+
+
+def test_entry_without_versions_or_ranges_and_unknown_range_type_need_triage() -> None:
+    base = osv("PyPI/PYSEC-2023-74.json")
+    entry = base.affected[0]
+    bare = base.model_copy(update={"affected": (entry.model_copy(update={"ranges": (), "versions": ()}),)})
+    match = one(bare, pkg("PyPI", "requests", "2.30.0"))
+    assert match is not None and match.status is MatchStatus.NEEDS_TRIAGE
+    odd_range = entry.ranges[0].model_copy(update={"type": "CALVER"})
+    odd = base.model_copy(
+        update={"affected": (entry.model_copy(update={"ranges": (odd_range,), "versions": ()}),)}
+    )
+    match = one(odd, pkg("PyPI", "requests", "2.30.0"))
+    assert match is not None and match.status is MatchStatus.NEEDS_TRIAGE and "CALVER" in match.reason
