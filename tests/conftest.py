@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import shutil
-import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -21,8 +20,6 @@ import pytest
 import pytest_asyncio
 import yaml
 from aiohttp import web
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from support.pg import PgServer, pg_server  # noqa: F401  (session fixture)
 
