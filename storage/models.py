@@ -265,3 +265,250 @@ class AuditCheckpoint(Base):
 
 
 Index("ix_approvals_change_stage_rev", Approval.change_id, Approval.stage, Approval.revision)
+
+
+# ---- maintenance windows, deployments, announcements (issue: windows / deployments) -----------------------
+
+
+class WindowState(StrEnum):
+    BOOKED = "booked"  # waiting for its start
+    STARTED = "started"  # a deployment claimed it
+    DONE = "done"
+    CANCELLED = "cancelled"
+    RESCHEDULED = "rescheduled"  # superseded by a new booking
+    MISSED = "missed"  # its start passed while nobody ran it (missed_window policy decides what next)
+    AWAITING_DECISION = "awaiting_decision"  # missed_window: ask — waiting for an operator
+
+
+class Window(Base):
+    """A maintenance window booked for one stage of one change."""
+
+    __tablename__ = "windows"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    change_id: Mapped[int] = mapped_column(ForeignKey("changes.id"), index=True)
+    stage: Mapped[str] = mapped_column(String(8))
+    systems: Mapped[list[Any]]
+    start: Mapped[datetime] = mapped_column(index=True)
+    end: Mapped[datetime]
+    state: Mapped[WindowState] = mapped_column(str_enum(WindowState, 20), index=True)
+    emergency: Mapped[bool] = mapped_column(default=False)
+    bypass_reason: Mapped[str] = mapped_column(Text, default="")
+    booked_by: Mapped[str] = mapped_column(String(32))
+    booked_at: Mapped[datetime]
+    reminded: Mapped[bool] = mapped_column(default=False)
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class DeploymentStatus(StrEnum):
+    RUNNING = "running"
+    VERIFYING = "verifying"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # apply failed
+    VERIFY_FAILED = "verify_failed"  # waiting for the owner's Roll back / Keep
+    ROLLING_BACK = "rolling_back"
+    ROLLED_BACK = "rolled_back"
+    ROLLBACK_FAILED = "rollback_failed"
+    KEPT = "kept"  # verify failed, owner chose to keep
+
+
+class Deployment(Base):
+    """One run of an executor for one stage of one change."""
+
+    __tablename__ = "deployments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(String(64), unique=True)
+    change_id: Mapped[int] = mapped_column(ForeignKey("changes.id"), index=True)
+    window_id: Mapped[int | None] = mapped_column(ForeignKey("windows.id"))
+    stage: Mapped[str] = mapped_column(String(8))
+    system: Mapped[str] = mapped_column(String(64))
+    executor: Mapped[str] = mapped_column(String(64))
+    status: Mapped[DeploymentStatus] = mapped_column(str_enum(DeploymentStatus, 20), index=True)
+    started_by: Mapped[str] = mapped_column(String(32))
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    steps: Mapped[list[Any]] = mapped_column(default=list)  # [{step, ok, summary, targets:[...], started, finished}]
+    output: Mapped[str] = mapped_column(Text, default="")
+
+
+class SystemLock(Base):
+    """At most one deployment runs on a system at a time: the primary key refuses a second holder."""
+
+    __tablename__ = "system_locks"
+
+    system: Mapped[str] = mapped_column(String(64), primary_key=True)
+    deployment_id: Mapped[int] = mapped_column(Integer)
+    acquired_at: Mapped[datetime]
+
+
+class StageReport(Base):
+    """Test result, risk decision, owner acknowledgement, post-implementation review request."""
+
+    __tablename__ = "stage_reports"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    change_id: Mapped[int] = mapped_column(ForeignKey("changes.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))  # test_result | risk_decision | acknowledgement | review
+    user_id: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime]
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class OutboxState(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"  # gave up after max attempts (reported)
+    CANCELLED = "cancelled"
+
+
+class OutboxMessage(Base):
+    """A Slack message to send exactly once. ``key`` makes enqueueing idempotent; a lease makes sending
+    single-owner; the key also travels in the message metadata so a crash after posting is recognised."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    channel: Mapped[str] = mapped_column(String(32), index=True)
+    thread_ts: Mapped[str | None] = mapped_column(String(32))
+    text: Mapped[str] = mapped_column(Text)
+    blocks: Mapped[list[Any]] = mapped_column(default=list)
+    not_before: Mapped[datetime] = mapped_column(index=True)
+    state: Mapped[OutboxState] = mapped_column(str_enum(OutboxState, 12), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_until: Mapped[datetime | None]
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    sent_ts: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime]
+    change_id: Mapped[int | None] = mapped_column(Integer, index=True)
+
+
+# ---- advisories (issue: advisories) -----------------------------------------------------------------------
+
+
+class AdvisoryStatus(StrEnum):
+    OPEN = "open"
+    CHANGE_REQUESTED = "change_requested"
+    REMEDIATED = "remediated"
+    NOT_APPLICABLE = "not_applicable"
+    SNOOZED = "snoozed"
+    WITHDRAWN = "withdrawn"
+
+
+class AdvisoryRecord(Base):
+    """A de-duplicated advisory (ids and aliases from every feed merged) with its triage state and SLA."""
+
+    __tablename__ = "advisories"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    primary_id: Mapped[str] = mapped_column(String(100), unique=True)
+    sources: Mapped[list[Any]] = mapped_column(default=list)
+    aliases: Mapped[list[Any]] = mapped_column(default=list)
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)  # the normalised Advisory (merged)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    severity: Mapped[str] = mapped_column(String(16), index=True)
+    known_exploited: Mapped[bool] = mapped_column(default=False)
+    published: Mapped[datetime | None]
+    modified: Mapped[datetime | None]
+    withdrawn: Mapped[datetime | None]
+    status: Mapped[AdvisoryStatus] = mapped_column(str_enum(AdvisoryStatus, 20), index=True)
+    status_reason: Mapped[str] = mapped_column(Text, default="")
+    snoozed_until: Mapped[datetime | None]
+    change_id: Mapped[int | None] = mapped_column(ForeignKey("changes.id"))
+    due: Mapped[datetime | None] = mapped_column(index=True)
+    channel: Mapped[str | None] = mapped_column(String(32))
+    message_ts: Mapped[str | None] = mapped_column(String(32))
+    last_reminder_at: Mapped[datetime | None]
+    escalated_at: Mapped[datetime | None]
+    first_seen: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class AdvisoryAlias(Base):
+    """Every id and alias of an advisory points at its record: the de-duplication key across feeds."""
+
+    __tablename__ = "advisory_aliases"
+
+    alias: Mapped[str] = mapped_column(String(100), primary_key=True)
+    advisory_id: Mapped[int] = mapped_column(ForeignKey("advisories.id"), index=True)
+
+
+class AdvisoryMatch(Base):
+    """One advisory affecting one installed package of one system (or needing triage)."""
+
+    __tablename__ = "advisory_matches"
+    __table_args__ = (UniqueConstraint("advisory_id", "system", "ecosystem", "package", "installed",
+                                       name="uq_advisory_match"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    advisory_id: Mapped[int] = mapped_column(ForeignKey("advisories.id"), index=True)
+    system: Mapped[str] = mapped_column(String(64), index=True)
+    ecosystem: Mapped[str] = mapped_column(String(64))
+    package: Mapped[str] = mapped_column(String(200))
+    installed: Mapped[str] = mapped_column(String(100))
+    fixed: Mapped[list[Any]] = mapped_column(default=list)
+    status: Mapped[str] = mapped_column(String(16))  # affected | needs_triage
+    reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class InventoryPackage(Base):
+    """An installed package of a system, from an SBOM import or the configuration."""
+
+    __tablename__ = "inventory_packages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    system: Mapped[str] = mapped_column(String(64), index=True)
+    ecosystem: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    version: Mapped[str] = mapped_column(String(100))
+    release: Mapped[str | None] = mapped_column(String(32))
+    purl: Mapped[str | None] = mapped_column(String(500))
+    source: Mapped[str] = mapped_column(String(200))  # "config" or the SBOM file name
+    imported_at: Mapped[datetime]
+
+
+class FeedState(Base):
+    """Where each feed's incremental reading stands (its opaque cursor), and how the last poll went."""
+
+    __tablename__ = "feed_state"
+
+    feed: Mapped[str] = mapped_column(String(64), primary_key=True)
+    cursor: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    last_polled_at: Mapped[datetime | None]
+    last_error: Mapped[str] = mapped_column(Text, default="")
+
+
+class QuarantinedDocument(Base):
+    """A malformed or unverifiable document, reported once."""
+
+    __tablename__ = "quarantine"
+    __table_args__ = (UniqueConstraint("source", "document", "reason_hash", name="uq_quarantine_once"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(64))
+    document: Mapped[str] = mapped_column(String(500))
+    reason: Mapped[str] = mapped_column(Text)
+    reason_hash: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime]
+    reported: Mapped[bool] = mapped_column(default=False)
+
+
+class Artifact(Base):
+    """A patch artifact a change references; verified into quarantine before any executor sees it."""
+
+    __tablename__ = "artifacts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    change_id: Mapped[int] = mapped_column(ForeignKey("changes.id"), index=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    sha512: Mapped[str | None] = mapped_column(String(128))
+    signature_url: Mapped[str | None] = mapped_column(String(2000))
+    signer: Mapped[str | None] = mapped_column(String(100))
+    verified_path: Mapped[str | None] = mapped_column(String(1000))
+    verified_sha256: Mapped[str | None] = mapped_column(String(64))
+    verified_at: Mapped[datetime | None]
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | verified | refused
+    detail: Mapped[str] = mapped_column(Text, default="")
