@@ -172,7 +172,9 @@ def requirement_for(progress: StageProgress, user: str) -> str:
     if not eligible:
         raise PermissionDeniedError(
             f"{user} is not eligible for stage {progress.stage}",
-            user_message=f"You are not an approver for the {progress.stage} stage of this change. Who can approve: {who}.",
+            user_message=(
+                f"You are not an approver for the {progress.stage} stage of this change. Who can approve: {who}."
+            ),
         )
     # 4.
     for r in eligible:

@@ -8,6 +8,7 @@ unit of work inside it is claimed with a compare-and-set, so two replicas never 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -91,7 +92,9 @@ def create_scheduler(deps: Deps) -> AsyncIOScheduler:
     return scheduler
 
 
-def _safe(fn):  # type: ignore[no-untyped-def]
+def _safe(fn: Callable[[Deps], Awaitable[object]]) -> Callable[[Deps], Awaitable[None]]:
+    """Log a failing job instead of letting it kill the scheduler; it runs again at the next tick."""
+
     async def wrapper(deps: Deps) -> None:
         try:
             await fn(deps)

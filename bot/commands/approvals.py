@@ -87,7 +87,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
         user, channel = body["user"]["id"], body.get("channel", {}).get("id", "")
 
         async def work() -> None:
-            change_id, stage, revision = parse_value(action["value"])
+            change_id, _stage, _revision = parse_value(action["value"])
             async with deps.sessions.begin() as session:
                 change = await lifecycle.load(session, change_id)
             view = modal.reject_modal(

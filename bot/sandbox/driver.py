@@ -17,18 +17,18 @@ from slack_sdk.signature import SignatureVerifier
 
 from bot.sandbox.fake_slack import FakeSlack, Message
 
-TEAM = {"id": "T0SANDBOX", "domain": "sandbox"}
+TEAM: dict[str, str] = {"id": "T0SANDBOX", "domain": "sandbox"}
 
 
-def signed_headers(
-    secret: str, body: str, content_type: str, *, timestamp: int | None = None
-) -> dict[str, str]:
+def signed_headers(secret: str, body: str, content_type: str, *, timestamp: int | None = None) -> dict[str, str]:
     """Headers of a request signed with ``secret`` (``timestamp`` defaults to now)."""
     ts = str(int(time.time()) if timestamp is None else timestamp)
+    signature = SignatureVerifier(secret).generate_signature(timestamp=ts, body=body)
+    assert signature is not None
     return {
         "Content-Type": content_type,
         "X-Slack-Request-Timestamp": ts,
-        "X-Slack-Signature": SignatureVerifier(secret).generate_signature(timestamp=ts, body=body),
+        "X-Slack-Signature": signature,
     }
 
 
@@ -106,9 +106,7 @@ class SlackDriver:
 
     async def interaction(self, payload: dict[str, Any], **kw: Any) -> tuple[int, str]:
         """Any interactivity payload (form field ``payload``)."""
-        return await self.post(
-            urlencode({"payload": json.dumps(payload)}), "application/x-www-form-urlencoded", **kw
-        )
+        return await self.post(urlencode({"payload": json.dumps(payload)}), "application/x-www-form-urlencoded", **kw)
 
     async def click(self, message: Message, action_id: str, *, user: str, **kw: Any) -> tuple[int, str]:
         """Click the button ``action_id`` on ``message`` (as currently rendered in the fake)."""

@@ -41,7 +41,12 @@ class Message:
 class FakeSlack:
     """Records Web API calls under ``/api/{method}`` and keeps channels, threads and views in memory."""
 
-    def __init__(self, *, token_prefix: str = "xox", channel_rate_per_second: float | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        token_prefix: str = "xox",  # noqa: S107 (a prefix, not a secret)
+        channel_rate_per_second: float | None = None,
+    ) -> None:
         self.calls: list[Call] = []
         self.messages: dict[str, Message] = {}  # ts -> message
         self.views: dict[str, dict[str, Any]] = {}
@@ -162,9 +167,7 @@ class FakeSlack:
         gap = 1.0 / self.channel_rate
         last = self._last_post.get(channel)
         if last is not None and now - last < gap:
-            return web.json_response(
-                {"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": "1"}
-            )
+            return web.json_response({"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": "1"})
         self._last_post[channel] = now
         return None
 
@@ -268,12 +271,19 @@ class FakeSlack:
         return web.Response(text="ok")
 
 
+def bound_port(site: web.TCPSite) -> int:
+    """The port a TCPSite actually listens on (useful with port 0)."""
+    server = site._server
+    assert isinstance(server, asyncio.base_events.Server)
+    port: int = server.sockets[0].getsockname()[1]
+    return port
+
+
 async def start(fake: FakeSlack, *, host: str = "127.0.0.1", port: int = 0) -> web.AppRunner:
     """Serve ``fake`` on ``host:port`` (0 = any free port) and set ``fake.url``."""
     runner = web.AppRunner(fake.app)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
-    sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
-    fake.url = f"http://{host}:{sockets[0].getsockname()[1]}"
+    fake.url = f"http://{host}:{bound_port(site)}"
     return runner
