@@ -36,6 +36,7 @@ class Message:
     user: str = "UBOT"
     ephemeral_to: str | None = None
     history: list[dict[str, Any]] = field(default_factory=list)  # earlier versions (chat.update)
+    files: list[dict[str, Any]] = field(default_factory=list)  # files shared with the message
 
 
 class FakeSlack:
@@ -52,6 +53,8 @@ class FakeSlack:
         self.views: dict[str, dict[str, Any]] = {}
         self.home: dict[str, dict[str, Any]] = {}  # user -> published home view
         self.responses: list[dict[str, Any]] = []  # bodies posted to response_url
+        self.view_triggers: dict[str, str] = {}  # view id -> trigger id that opened it
+        self.files: dict[str, dict[str, Any]] = {}  # file id -> {name, title, length, content}
         self.failures: dict[str, list[dict[str, Any]]] = {}
         self.latency = 0.0
         self.channel_rate = channel_rate_per_second
@@ -62,6 +65,8 @@ class FakeSlack:
         self.app = web.Application()
         self.app.router.add_post("/api/{method}", self._api)
         self.app.router.add_post("/response_url/{rid}", self._response_url)
+        self.app.router.add_post("/upload/{file_id}", self._upload)
+        self.app.router.add_get("/files/{file_id}", self._file)
 
     # ---- assertions helpers -------------------------------------------------------------------------
 
@@ -228,7 +233,9 @@ class FakeSlack:
     async def _views_open(self, p: dict[str, Any]) -> web.Response:
         if not p.get("trigger_id"):
             return web.json_response({"ok": False, "error": "invalid_trigger_id"})
-        return await self._view(p)
+        resp = await self._view(p)
+        self.view_triggers[list(self.views)[-1]] = str(p["trigger_id"])
+        return resp
 
     async def _views_update(self, p: dict[str, Any]) -> web.Response:
         return await self._view(p)
@@ -267,8 +274,57 @@ class FakeSlack:
     async def _response_url(self, request: web.Request) -> web.Response:
         body = await request.json()
         self.responses.append(body)
-        self.calls.append(Call("response_url", body, time.monotonic()))
+        # the id travels in the call record so the sandbox can tell whose reply it was
+        self.calls.append(
+            Call("response_url", {**body, "response_url_id": request.match_info["rid"]}, time.monotonic())
+        )
         return web.Response(text="ok")
+
+    # ---- files (files_upload_v2: get an upload URL, POST the bytes, complete) ------------------------
+
+    async def _files_getUploadURLExternal(self, p: dict[str, Any]) -> web.Response:
+        if not p.get("filename") or not str(p.get("length", "")).isdigit():
+            return web.json_response({"ok": False, "error": "invalid_arguments"})
+        file_id = f"F{next(self._ts):08d}"
+        self.files[file_id] = {"name": p["filename"], "length": int(p["length"]), "content": None}
+        return web.json_response({"ok": True, "file_id": file_id, "upload_url": f"{self.url}/upload/{file_id}"})
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        entry = self.files.get(request.match_info["file_id"])
+        if entry is None:
+            return web.Response(status=404, text="unknown upload")
+        entry["content"] = await request.read()
+        return web.Response(text=f"OK - {len(entry['content'])}")
+
+    async def _files_completeUploadExternal(self, p: dict[str, Any]) -> web.Response:
+        items = p.get("files")
+        items = json.loads(items) if isinstance(items, str) else items or []
+        shared = []
+        for item in items:
+            entry = self.files.get(item.get("id", ""))
+            if entry is None or entry["content"] is None:
+                return web.json_response({"ok": False, "error": "file_not_found"})
+            entry["title"] = item.get("title") or entry["name"]
+            shared.append(
+                {
+                    "id": item["id"],
+                    "name": entry["name"],
+                    "title": entry["title"],
+                    "url_private": f"{self.url}/files/{item['id']}",
+                }
+            )
+        channel = p.get("channel_id")
+        if channel:
+            ts = self._next_ts()
+            self.messages[ts] = Message(channel, ts, p.get("initial_comment", ""), [], p.get("thread_ts"), files=shared)
+        return web.json_response({"ok": True, "files": shared})
+
+    async def _file(self, request: web.Request) -> web.Response:
+        entry = self.files.get(request.match_info["file_id"])
+        if entry is None or entry["content"] is None:
+            return web.Response(status=404, text="no such file")
+        kind = "image/png" if entry["name"].endswith(".png") else "application/octet-stream"
+        return web.Response(body=entry["content"], content_type=kind)
 
 
 def bound_port(site: web.TCPSite) -> int:
