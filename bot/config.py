@@ -219,6 +219,15 @@ class System(Strict):
     description: str = ""
 
 
+class AdvisorySettings(Strict):
+    """``advisories:``: feed polling, posting and SLA reminders (issue 4)."""
+
+    poll_every: Duration = timedelta(hours=1)
+    post_unmatched_critical: bool = False  # also post critical advisories that match no system
+    remind_before: list[Duration] = Field(default_factory=lambda: [timedelta(days=7), timedelta(days=1)])
+    quarantine_dir: Path | None = None  # where patch artifacts are verified; default: a temp folder
+
+
 class Config(Strict):
     """The whole YAML configuration."""
 
@@ -229,6 +238,7 @@ class Config(Strict):
     blackouts: list[Blackout] = Field(default_factory=list)
     feeds: dict[str, dict[str, Any]] = Field(default_factory=dict)
     trust: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    advisories: AdvisorySettings = Field(default_factory=AdvisorySettings)
 
     @model_validator(mode="after")
     def _references(self) -> Config:
