@@ -36,6 +36,7 @@ class Message:
     user: str = "UBOT"
     ephemeral_to: str | None = None
     history: list[dict[str, Any]] = field(default_factory=list)  # earlier versions (chat.update)
+    metadata: dict[str, Any] | None = None  # chat.postMessage metadata (event_type, event_payload)
     files: list[dict[str, Any]] = field(default_factory=list)  # files shared with the message
 
 
@@ -64,6 +65,7 @@ class FakeSlack:
         self.url = ""
         self.app = web.Application()
         self.app.router.add_post("/api/{method}", self._api)
+        self.app.router.add_get("/api/{method}", self._api)  # slack_sdk reads conversations.* with GET
         self.app.router.add_post("/response_url/{rid}", self._response_url)
         self.app.router.add_post("/upload/{file_id}", self._upload)
         self.app.router.add_get("/files/{file_id}", self._file)
@@ -187,10 +189,48 @@ class FakeSlack:
         if limited is not None:
             return limited
         ts = self._next_ts()
-        self.messages[ts] = Message(channel, ts, p.get("text", ""), blocks, p.get("thread_ts"))
+        metadata = p.get("metadata")
+        if isinstance(metadata, str):
+            metadata = json.loads(metadata or "null")
+        self.messages[ts] = Message(
+            channel, ts, p.get("text", ""), blocks, p.get("thread_ts"), metadata=metadata or None
+        )
         return web.json_response(
             {"ok": True, "channel": channel, "ts": ts, "message": {"text": p.get("text", ""), "ts": ts}}
         )
+
+    def _listing(self, p: dict[str, Any], messages: list[Message]) -> web.Response:
+        with_meta = str(p.get("include_all_metadata", "")).lower() in ("1", "true")
+        limit = int(p.get("limit") or 100)
+        out = []
+        for m in messages[:limit]:
+            item: dict[str, Any] = {"type": "message", "ts": m.ts, "text": m.text, "user": m.user}
+            if m.thread_ts:
+                item["thread_ts"] = m.thread_ts
+            if with_meta and m.metadata:
+                item["metadata"] = m.metadata
+            out.append(item)
+        return web.json_response({"ok": True, "messages": out, "has_more": len(messages) > limit})
+
+    async def _conversations_history(self, p: dict[str, Any]) -> web.Response:
+        """Top-level messages of a channel, newest first (``include_all_metadata`` adds metadata)."""
+        channel = p.get("channel", "")
+        found = [
+            m
+            for m in self.messages.values()
+            if m.channel == channel and m.ephemeral_to is None and m.thread_ts in (None, m.ts)
+        ]
+        return self._listing(p, list(reversed(found)))
+
+    async def _conversations_replies(self, p: dict[str, Any]) -> web.Response:
+        """The parent and replies of a thread, oldest first."""
+        channel, ts = p.get("channel", ""), p.get("ts", "")
+        found = [
+            m
+            for m in self.messages.values()
+            if m.channel == channel and m.ephemeral_to is None and (m.ts == ts or m.thread_ts == ts)
+        ]
+        return self._listing(p, found)
 
     async def _chat_update(self, p: dict[str, Any]) -> web.Response:
         msg = self.messages.get(p.get("ts", ""))
