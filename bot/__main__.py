@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from bot.cli_commands import audit, changes, common, serve
+from bot.cli_commands import report as report_cli
 
 
 @click.group()
@@ -63,6 +64,7 @@ def db_current() -> None:
 cli.add_command(serve.serve)
 cli.add_command(audit.audit)
 cli.add_command(changes.changes)
+cli.add_command(report_cli.report_command)
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -16,7 +16,11 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import text
 
+from bot import ical
 from bot.commands import approvals, changes, patch
+from bot.commands import calendar as calendar_commands
+from bot.commands import home as home_commands
+from bot.commands import report as report_commands
 from bot.commands.router import Router
 from bot.deps import Deps
 
@@ -44,6 +48,9 @@ def create_app(deps: Deps, *, signing_secret: str) -> AsyncApp:
     patch.register(app, deps, router)
     changes.register(app, deps, router)
     approvals.register(app, deps)
+    home_commands.register(app, deps)
+    calendar_commands.register(app, deps, router)
+    report_commands.register(app, deps, router)
     return app
 
 
@@ -71,4 +78,5 @@ def create_web_app(app: AsyncApp, deps: Deps) -> web.Application:
     web_app[DEPS_KEY] = deps
     web_app.router.add_post("/slack/events", slack_events)
     web_app.router.add_get("/healthz", healthz)
+    web_app.router.add_routes(ical.routes(deps))  # GET /calendar.ics, /calendar/<system>.ics
     return web_app

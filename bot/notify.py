@@ -11,6 +11,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.blocks import card as card_blocks
 from bot.blocks.common import mentions
+from bot.commands import home as home_commands
 from bot.deps import Deps
 from bot.workflows import views
 from storage import changes
@@ -51,6 +52,7 @@ async def post_card(deps: Deps, change_id: int) -> views.ChangeSnapshot | None:
             f"Approval needed for the *{snap.stage}* stage: "
             f"{mentions(sorted(snap.progress.pending_people()))}",
         )
+    await home_commands.refresh_involved(deps, snap)
     return snap
 
 
@@ -65,6 +67,7 @@ async def refresh_card(deps: Deps, change_id: int) -> views.ChangeSnapshot | Non
         text=card_blocks.fallback_text(snap.change),
         blocks=card_blocks.card(snap),
     )
+    await home_commands.refresh_involved(deps, snap)  # Home tabs show pending approvals and open changes
     return snap
 
 
