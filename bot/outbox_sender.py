@@ -1,0 +1,241 @@
+"""Delivering the outbox to Slack: exactly once, paced per channel, concurrent across channels.
+
+Exactly once, step by step:
+
+1. A sweep leases due rows (compare-and-set, ``storage.outbox.claim_due``) and counts the attempt before
+   posting, so a crash between post and "sent" leaves a row that is visibly "maybe posted".
+2. Each post carries the row's key in message metadata (``event_type: patchwarden_outbox``).
+3. A row whose previous lease expired while held (``Claim.recovered``) is first looked up in the
+   channel's recent history by that key; if found it is marked sent with the found ts, not posted again.
+4. Only the lease holder may mark a row sent, release it or fail it.
+5. A 429 (after the client's own Retry-After retries) means Slack posted nothing: the row is released
+   for later without using up its retry budget. A timeout or 5xx may have posted: the row is released
+   as "maybe posted", so step 3 runs before any new post.
+
+Pacing: at most one message per ``channel_gap`` per channel (Slack allows about one per second), the
+next post to a channel leaves only after the previous one answered; different channels are sent
+concurrently, at most ``concurrency`` posts in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+
+from bot.deps import Deps
+from storage import changes, outbox
+from storage.outbox import Claim
+
+log = logging.getLogger(__name__)
+EVENT_TYPE = "patchwarden_outbox"
+LEASE = timedelta(minutes=3)
+HISTORY_PAGES = 5  # how far back (x200 messages) a recovered row is looked for
+
+
+@dataclass
+class SweepResult:
+    """What one sweep did."""
+
+    sent: int = 0
+    recovered: int = 0  # found already posted after a crash: marked sent, not posted again
+    retried: int = 0  # released for a later attempt
+    failed: int = 0  # gave up (reported)
+    rate_limited: int = 0
+
+    def add(self, other: SweepResult) -> None:
+        """Accumulate another sweep's counts."""
+        for name in ("sent", "recovered", "retried", "failed", "rate_limited"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+@dataclass
+class OutboxSender:
+    """One per process: holds the per-channel pacing state and a lease-owner identity."""
+
+    deps: Deps
+    concurrency: int = 10
+    channel_gap: float = 1.0
+    max_attempts: int = 5
+    batch: int = 500
+    per_channel: int = 10
+    owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
+    _next_allowed: dict[str, float] = field(default_factory=dict)
+    _slots: asyncio.Semaphore | None = None
+
+    async def sweep(self) -> SweepResult:
+        """Claim due rows and deliver them; returns the counts (the scheduler calls this every few s)."""
+        async with self.deps.sessions.begin() as session:
+            claims = await outbox.claim_due(
+                session,
+                owner=self.owner,
+                now=self.deps.clock.now(),
+                lease=LEASE,
+                limit=self.batch,
+                per_channel=self.per_channel,
+            )
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.concurrency)
+        by_channel: dict[str, list[Claim]] = {}
+        for claim in claims:
+            by_channel.setdefault(claim.channel, []).append(claim)
+        results = await asyncio.gather(*(self._drain(items) for items in by_channel.values()))
+        total = SweepResult()
+        for result in results:
+            total.add(result)
+        return total
+
+    async def drain(self, *, rounds: int = 1000) -> SweepResult:
+        """Sweep until nothing due is left (benchmarks, tests and shutdown)."""
+        total = SweepResult()
+        for _ in range(rounds):
+            result = await self.sweep()
+            total.add(result)
+            if not (result.sent or result.recovered or result.retried or result.failed or result.rate_limited):
+                break
+        return total
+
+    async def _drain(self, items: Iterable[Claim]) -> SweepResult:
+        result = SweepResult()
+        for claim in items:
+            try:
+                await self._deliver(claim, result)
+            except Exception:  # one bad row must not stop the channel; its lease expires and it is retried
+                log.exception("outbox: delivering %s failed unexpectedly", claim.key)
+        return result
+
+    async def _pace(self, channel: str) -> None:
+        loop = asyncio.get_running_loop()
+        wait = self._next_allowed.get(channel, 0.0) - loop.time()
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+    async def _deliver(self, claim: Claim, result: SweepResult) -> None:
+        if claim.recovered:
+            try:
+                found = await self._find_posted(claim)
+            except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
+                await self._release(claim, result, error=f"history lookup: {exc}", maybe_posted=True, delay=30)
+                return
+            if found is not None:
+                async with self.deps.sessions.begin() as session:
+                    await outbox.mark_sent(session, claim.id, owner=self.owner, ts=found)
+                result.recovered += 1
+                log.info("outbox: %s was already posted (ts %s); not posting again", claim.key, found)
+                return
+        await self._pace(claim.channel)
+        assert self._slots is not None
+        loop = asyncio.get_running_loop()
+        try:
+            async with self._slots:
+                response = await self.deps.client.chat_postMessage(
+                    channel=claim.channel,
+                    thread_ts=claim.thread_ts,
+                    text=claim.text,
+                    blocks=claim.blocks or None,
+                    metadata={"event_type": EVENT_TYPE, "event_payload": {"key": claim.key}},
+                    unfurl_links=False,
+                    unfurl_media=False,
+                )
+        except SlackApiError as exc:
+            self._next_allowed[claim.channel] = loop.time() + self.channel_gap
+            await self._on_slack_error(claim, result, exc)
+            return
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            self._next_allowed[claim.channel] = loop.time() + self.channel_gap
+            await self._retry_or_fail(claim, result, error=f"{type(exc).__name__}: {exc}", maybe_posted=True)
+            return
+        self._next_allowed[claim.channel] = loop.time() + self.channel_gap
+        async with self.deps.sessions.begin() as session:
+            if not await outbox.mark_sent(session, claim.id, owner=self.owner, ts=str(response["ts"])):
+                log.warning("outbox: lease on %s was lost while posting; the next holder checks history", claim.key)
+        result.sent += 1
+
+    async def _on_slack_error(self, claim: Claim, result: SweepResult, exc: SlackApiError) -> None:
+        status = getattr(exc.response, "status_code", 200)
+        error = str(exc.response.get("error") or status)
+        if status == 429:
+            retry_after = int((exc.response.headers or {}).get("Retry-After", "1") or 1)
+            self._next_allowed[claim.channel] = asyncio.get_running_loop().time() + retry_after
+            result.rate_limited += 1
+            await self._release(claim, result, error="ratelimited", maybe_posted=False, delay=retry_after, refund=True)
+            return
+        # A 5xx may have posted; an error code (channel_not_found, ...) certainly did not.
+        await self._retry_or_fail(claim, result, error=error, maybe_posted=status >= 500)
+
+    async def _retry_or_fail(self, claim: Claim, result: SweepResult, *, error: str, maybe_posted: bool) -> None:
+        if claim.attempts < self.max_attempts:
+            delay = min(10 * 2 ** (claim.attempts - 1), 600)
+            await self._release(claim, result, error=error, maybe_posted=maybe_posted, delay=delay)
+            return
+        async with self.deps.sessions.begin() as session:
+            gave_up = await outbox.fail(session, claim.id, owner=self.owner, error=error)
+            change = await changes.get(session, claim.change_id) if claim.change_id is not None else None
+        if not gave_up:
+            return
+        result.failed += 1
+        log.error("outbox: gave up on %s after %d attempts: %s", claim.key, claim.attempts, error)
+        if change is None or claim.channel == (change.channel or ""):
+            return  # nowhere else to report it (the failing channel is the thread's own): the log has it
+        try:
+            await self.deps.client.chat_postMessage(
+                channel=change.channel or self.deps.config.slack.approvals_channel,
+                thread_ts=change.thread_ts,
+                text=f":warning: An announcement for {change.key} could not be posted in <#{claim.channel}> "
+                f"after {claim.attempts} attempts (Slack said `{error[:80]}`). Please tell its users another way "
+                "and check the bot is a member of that channel.",
+            )
+        except (SlackApiError, aiohttp.ClientError, TimeoutError):
+            log.exception("outbox: could not report the failure of %s", claim.key)
+
+    async def _release(
+        self,
+        claim: Claim,
+        result: SweepResult,
+        *,
+        error: str,
+        maybe_posted: bool,
+        delay: float,
+        refund: bool = False,
+    ) -> None:
+        async with self.deps.sessions.begin() as session:
+            await outbox.release(
+                session,
+                claim.id,
+                owner=self.owner,
+                retry_at=self.deps.clock.now() + timedelta(seconds=delay),
+                error=error,
+                maybe_posted=maybe_posted,
+                refund=refund,
+            )
+        result.retried += 1
+
+    async def _find_posted(self, claim: Claim) -> str | None:
+        """The ts of a message carrying ``claim.key`` in its metadata, among the recent ones."""
+        cursor: str | None = None
+        for _ in range(HISTORY_PAGES):
+            kwargs: dict[str, Any] = {"channel": claim.channel, "include_all_metadata": True, "limit": 200}
+            if cursor:
+                kwargs["cursor"] = cursor
+            if claim.thread_ts:
+                page = await self.deps.client.conversations_replies(ts=claim.thread_ts, **kwargs)
+            else:
+                page = await self.deps.client.conversations_history(**kwargs)
+            for message in page.get("messages") or []:
+                meta = message.get("metadata") or {}
+                payload = meta.get("event_payload") or {}
+                if meta.get("event_type") == EVENT_TYPE and payload.get("key") == claim.key:
+                    return str(message["ts"])
+            cursor = (page.get("response_metadata") or {}).get("next_cursor") or None
+            if not page.get("has_more") or not cursor:
+                return None
+        return None
