@@ -1,0 +1,217 @@
+"""The advisory post (advisories channel), its triage controls, the not-applicable and manual-entry modals."""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from typing import Any
+
+from bot.blocks.common import Block, clip, context, escape, mention, plain, section, slack_date
+from bot.blocks.modal import _input, _option, _text
+from bot.config import Config
+from bot.feeds.model import Severity
+from bot.workflows import sla
+from bot.workflows.advisory_triage import SNOOZE_CHOICES, AdvisoryView
+from storage.models import AdvisoryStatus
+
+
+class AdvisoryAction(StrEnum):
+    CREATE_CHANGE = "advisory_create_change"
+    NOT_APPLICABLE = "advisory_not_applicable"
+    SNOOZE = "advisory_snooze"
+
+
+class AdvisoryCallback(StrEnum):
+    NOT_APPLICABLE = "advisory_not_applicable_reason"
+    MANUAL = "advisory_manual"
+
+
+SEVERITY_ICON = {
+    "critical": ":red_circle:",
+    "high": ":large_orange_circle:",
+    "medium": ":large_yellow_circle:",
+    "low": ":white_circle:",
+}
+MAX_MATCH_LINES = 25
+
+
+def severity_text(v: AdvisoryView) -> str:
+    """``:red_circle: *Critical* (CVSS 9.8)`` plus the known-exploited badge."""
+    sev = v.record.severity
+    score = f" (CVSS {v.advisory.cvss_score:.1f})" if v.advisory.cvss_score is not None else ""
+    text = f"{SEVERITY_ICON.get(sev, ':grey_question:')} *{sev.capitalize()}*{score}"
+    if v.record.known_exploited:
+        due = f", CISA due {v.advisory.kev_due_date}" if v.advisory.kev_due_date else ""
+        text += f" · :rotating_light: *Known exploited* (CISA KEV{due})"
+    return text
+
+
+def status_text(v: AdvisoryView, *, tz: str = "UTC") -> str:
+    """The advisory's triage state in words."""
+    r = v.record
+    if r.status is AdvisoryStatus.WITHDRAWN:
+        return ":no_entry_sign: *Withdrawn* upstream: no action needed."
+    if r.status is AdvisoryStatus.CHANGE_REQUESTED:
+        return f":hammer_and_wrench: *Change requested*: CHG-{r.change_id}"
+    if r.status is AdvisoryStatus.REMEDIATED:
+        return f":white_check_mark: *Remediated* by CHG-{r.change_id}"
+    if r.status is AdvisoryStatus.NOT_APPLICABLE:
+        return f":heavy_minus_sign: *Not applicable*: {escape(clip(r.status_reason, 500))}"
+    if r.status is AdvisoryStatus.SNOOZED and r.snoozed_until is not None:
+        return f":zzz: *Snoozed* until {slack_date(r.snoozed_until, tz=tz)}"
+    return ":large_blue_circle: *Open*"
+
+
+def match_lines(config: Config, v: AdvisoryView) -> list[str]:
+    """``• `web-shop` (@owner): PyPI/flask 2.2.2 → 2.2.5`` per affected package."""
+    lines = []
+    for m in v.matches[:MAX_MATCH_LINES]:
+        owner = mention(config.systems[m.system].owner) if m.system in config.systems else "no owner configured"
+        pkg = f"`{escape(m.ecosystem)}/{escape(m.package)}`"
+        if m.status == "affected":
+            fixed = escape(", ".join(m.fixed)) if m.fixed else "no fixed version listed"
+            lines.append(f"• `{escape(m.system)}` ({owner}): {pkg} {escape(m.installed)} → {fixed}")
+        else:
+            lines.append(
+                f"• `{escape(m.system)}` ({owner}): {pkg} {escape(m.installed)}: "
+                f"*needs triage* ({escape(clip(m.reason, 200))})"
+            )
+    if len(v.matches) > MAX_MATCH_LINES:
+        lines.append(f"…and {len(v.matches) - MAX_MATCH_LINES} more")
+    return lines
+
+
+def _zone(config: Config, v: AdvisoryView) -> str:
+    for system in v.systems:
+        if system in config.systems:
+            return config.systems[system].timezone
+    return "UTC"
+
+
+def fallback_text(v: AdvisoryView) -> str:
+    """Notification text."""
+    kev = " [known exploited]" if v.record.known_exploited else ""
+    return f"{v.record.primary_id} ({v.record.severity}{kev}): {clip(v.advisory.summary, 150)}"
+
+
+def _controls(v: AdvisoryView) -> list[Block]:
+    if v.record.status not in (AdvisoryStatus.OPEN, AdvisoryStatus.SNOOZED):
+        return []
+    value = str(v.record.id)
+    return [
+        {
+            "type": "actions",
+            "block_id": f"advisory:{value}",
+            "elements": [
+                {
+                    "type": "button",
+                    "action_id": AdvisoryAction.CREATE_CHANGE.value,
+                    "text": plain("Create change request"),
+                    "style": "primary",
+                    "value": value,
+                },
+                {
+                    "type": "button",
+                    "action_id": AdvisoryAction.NOT_APPLICABLE.value,
+                    "text": plain("Not applicable"),
+                    "value": value,
+                },
+                {
+                    "type": "static_select",
+                    "action_id": AdvisoryAction.SNOOZE.value,
+                    "placeholder": plain("Snooze"),
+                    "options": [_option(f"{value}:{c}", f"Snooze {c}") for c in SNOOZE_CHOICES],
+                },
+            ],
+        }
+    ]
+
+
+def post(config: Config, v: AdvisoryView) -> list[Block]:
+    """The advisory post: severity, badge, affected systems with installed → fixed, owners, due date."""
+    tz = _zone(config, v)
+    rec, adv = v.record, v.advisory
+    blocks: list[Block] = [
+        {"type": "header", "text": plain(clip(f"{rec.primary_id} · {adv.summary or 'Security advisory'}", 150))},
+        section(f"{severity_text(v)}\n{status_text(v, tz=tz)}"),
+    ]
+    lines = match_lines(config, v)
+    if lines:
+        blocks.append(section("*Affected systems*\n" + "\n".join(lines)))
+    elif rec.status is not AdvisoryStatus.WITHDRAWN:
+        blocks.append(section("*Affected systems*\nNone of our systems is known to be affected."))
+    if rec.due is not None and rec.status is not AdvisoryStatus.WITHDRAWN:
+        band = sla.effective_severity(rec.severity, known_exploited=rec.known_exploited)
+        blocks.append(section(f"*SLA due* {slack_date(rec.due, tz=tz)} ({band})"))
+    if adv.details and adv.details != adv.summary:
+        blocks.append(section(escape(clip(adv.details, 600))))
+    blocks.extend(_controls(v))
+    aliases = ", ".join(escape(a) for a in adv.aliases[:8]) or "none"
+    refs = f" · <{adv.references[0]}|reference>" if adv.references and adv.references[0].startswith("https://") else ""
+    blocks.append(context(f"Sources: {escape(adv.source)} · aliases: {aliases}{refs}"))
+    return blocks
+
+
+def listing_lines(config: Config, views: list[AdvisoryView]) -> list[str]:
+    """One line per advisory for ``/patch advisories``."""
+    out = []
+    for v in views:
+        due = f" · due {slack_date(v.record.due, fmt='{date_short}', tz=_zone(config, v))}" if v.record.due else ""
+        kev = " :rotating_light:" if v.record.known_exploited else ""
+        systems = ", ".join(f"`{escape(s)}`" for s in v.systems) or "no system"
+        out.append(
+            f"• *{escape(v.record.primary_id)}* {v.record.severity}{kev} — {systems}{due} "
+            f"({v.record.status.value.replace('_', ' ')})"
+        )
+    return out
+
+
+def not_applicable_modal(v: AdvisoryView, *, metadata: dict[str, Any]) -> dict[str, Any]:
+    """Ask for the mandatory reason why an advisory does not apply."""
+    return {
+        "type": "modal",
+        "callback_id": AdvisoryCallback.NOT_APPLICABLE.value,
+        "title": plain("Not applicable"),
+        "submit": plain("Save"),
+        "close": plain("Cancel"),
+        "private_metadata": json.dumps(metadata),
+        "blocks": [
+            section(f"*{escape(v.record.primary_id)}* · {escape(clip(v.advisory.summary, 200))}"),
+            _input("reason", "Why does it not apply? (audited)", _text(None, multiline=True, max_length=2000)),
+        ],
+    }
+
+
+def manual_modal(*, metadata: dict[str, Any]) -> dict[str, Any]:
+    """The manual advisory form."""
+    severities = [s for s in Severity if s is not Severity.NONE]
+    return {
+        "type": "modal",
+        "callback_id": AdvisoryCallback.MANUAL.value,
+        "title": plain("Add an advisory"),
+        "submit": plain("Add"),
+        "close": plain("Cancel"),
+        "private_metadata": json.dumps(metadata),
+        "blocks": [
+            _input("advisory_id", "Advisory id", _text(None, max_length=100, placeholder="e.g. CVE-2026-1234")),
+            _input("summary", "Summary", _text(None, max_length=500)),
+            _input(
+                "severity",
+                "Severity",
+                {
+                    "type": "static_select",
+                    "options": [_option(s.value, s.value.capitalize()) for s in severities],
+                    "initial_option": _option(Severity.UNKNOWN.value, Severity.UNKNOWN.value.capitalize()),
+                },
+            ),
+            _input("ecosystem", "Ecosystem", _text(None, max_length=64, placeholder="e.g. PyPI or Debian:12")),
+            _input("package", "Package", _text(None, max_length=200, placeholder="e.g. openssl")),
+            _input(
+                "fixed",
+                "Fixed in version",
+                _text(None, max_length=100),
+                optional=True,
+                hint="Empty: every version is affected.",
+            ),
+        ],
+    }

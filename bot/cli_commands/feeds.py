@@ -1,0 +1,45 @@
+"""``patchwarden feeds poll [--feed NAME]``: poll the configured advisory feeds once."""
+
+from __future__ import annotations
+
+import click
+
+from bot import advisory_notify, runtime
+from bot.advisory_notify import PollOutcome
+from bot.app import create_client
+from bot.cli_commands import common
+
+
+@click.group()
+def feeds() -> None:
+    """Advisory feeds."""
+
+
+@feeds.command("poll")
+@click.option("--feed", "only", default=None, help="poll only this feed (a key under feeds:)")
+def poll(only: str | None) -> None:
+    """Read what is new in the feeds and store it; posts to Slack when SLACK_BOT_TOKEN is set.
+
+    Without a token the advisories are stored only, and the running bot posts them at its next sweep.
+    """
+    s = common.settings()
+    config = common.config(s)
+    token = s.slack_bot_token.get_secret_value().strip() if s.slack_bot_token else ""
+
+    async def main() -> dict[str, PollOutcome]:
+        deps = runtime.build_deps(s, config, client=create_client(token=token, base_url=s.slack_api_url))
+        try:
+            return await advisory_notify.run_feeds_poll(deps, only=only, post=bool(token))
+        finally:
+            await deps.engine.dispose()
+
+    outcomes = common.run(main)
+    if not outcomes:
+        click.echo("No feeds are configured (add them under feeds: in the configuration).")
+    for name, o in outcomes.items():
+        if o.error:
+            click.echo(f"{name}: FAILED: {o.error}")
+        else:
+            click.echo(f"{name}: {o.changed} new or changed, {o.unchanged} unchanged, {o.quarantined} quarantined")
+    if any(o.error for o in outcomes.values()):
+        raise click.exceptions.Exit(1)

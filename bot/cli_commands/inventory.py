@@ -1,0 +1,47 @@
+"""``patchwarden inventory import SYSTEM FILE``: store a system's installed packages from a CycloneDX SBOM."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from bot.cli_commands import common
+from bot.deps import Clock
+from bot.inventory import load_cyclonedx
+from bot.workflows import advisories as advisory_flow
+from storage import inventory as inventory_store
+
+
+@click.group()
+def inventory() -> None:
+    """Installed packages per system."""
+
+
+@inventory.command("import")
+@click.argument("system")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def import_(system: str, file: Path) -> None:
+    """Replace SYSTEM's stored packages with those of the CycloneDX JSON SBOM in FILE, then re-match."""
+    s = common.settings()
+    config = common.config(s)
+    if system not in config.systems:
+        known = ", ".join(sorted(config.systems))
+        raise click.ClickException(f"{system!r} is not a system of the configuration (known: {known})")
+    clock = Clock()
+
+    async def main() -> tuple[int, int]:
+        packages = load_cyclonedx(file)
+        async with common.session(s) as session:
+            count = await inventory_store.replace(
+                session,
+                system=system,
+                source=file.name,
+                packages=[p.model_dump() for p in packages],
+                now=clock.now(),
+            )
+            changed = await advisory_flow.rematch_all(session, config=config, now=clock.now())
+        return count, len(changed)
+
+    count, changed = common.run(main)
+    click.echo(f"{system}: {count} packages imported from {file.name}; {changed} advisories re-matched.")

@@ -1,0 +1,244 @@
+"""Triage of posted advisories: link a change request, mark not applicable, snooze, list, manual entry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.config import Config
+from bot.errors import (
+    ConflictError,
+    IllegalTransitionError,
+    InputError,
+    NotFoundError,
+    PermissionDeniedError,
+    UsageError,
+)
+from bot.feeds.base import content_hash
+from bot.feeds.model import Advisory as AdvisoryModel
+from bot.feeds.model import AffectedPackage, RangeEvent, Severity, VersionRange
+from bot.workflows import lifecycle, sla
+from bot.workflows.advisories import merged
+from bot.workflows.changes import ChangeInput
+from storage import advisories as store
+from storage.models import AdvisoryMatch, AdvisoryRecord, AdvisoryStatus, Change
+
+SNOOZE_CHOICES: dict[str, timedelta] = {"1d": timedelta(days=1), "7d": timedelta(days=7), "30d": timedelta(days=30)}
+TRIAGEABLE = (AdvisoryStatus.OPEN, AdvisoryStatus.SNOOZED)
+
+
+@dataclass(frozen=True)
+class AdvisoryView:
+    """Everything a post or a listing shows about one advisory."""
+
+    record: AdvisoryRecord
+    advisory: AdvisoryModel
+    matches: list[AdvisoryMatch]
+
+    @property
+    def systems(self) -> list[str]:
+        """Affected systems, in match order, without duplicates."""
+        return list(dict.fromkeys(m.system for m in self.matches))
+
+
+async def load(session: AsyncSession, advisory_id: int, *, lock: bool = False) -> AdvisoryRecord:
+    """The record, or NotFoundError."""
+    record = await store.get(session, advisory_id, lock=lock)
+    if record is None:
+        raise NotFoundError(f"advisory {advisory_id} not found", user_message="That advisory no longer exists.")
+    return record
+
+
+async def views(session: AsyncSession, records: list[AdvisoryRecord]) -> list[AdvisoryView]:
+    """Views of several records with their matches (one query)."""
+    rows = await store.matches(session, [r.id for r in records])
+    return [AdvisoryView(r, merged(r), [m for m in rows if m.advisory_id == r.id]) for r in records]
+
+
+async def view(session: AsyncSession, advisory_id: int) -> AdvisoryView:
+    """The view of one record."""
+    return (await views(session, [await load(session, advisory_id)]))[0]
+
+
+def should_post(config: Config, v: AdvisoryView) -> bool:
+    """Post when a system is affected (or needs triage), or when critical and configured to post those too."""
+    if v.record.status is AdvisoryStatus.WITHDRAWN:
+        return False
+    if v.matches:
+        return True
+    band = sla.effective_severity(v.record.severity, known_exploited=v.record.known_exploited)
+    return config.advisories.post_unmatched_critical and band == "critical"
+
+
+def may_triage(config: Config, v: AdvisoryView, user: str) -> bool:
+    """Owners of affected systems, operators and the fallback (security) group may triage."""
+    allowed = set(sla.owners(config, v.systems))
+    allowed |= config.group(config.policy.operators) | config.group(config.policy.fallback)
+    return user in allowed
+
+
+def require_triage(config: Config, v: AdvisoryView, user: str) -> None:
+    """Raise PermissionDeniedError unless ``user`` may triage ``v``."""
+    if not may_triage(config, v, user):
+        raise PermissionDeniedError(
+            f"{user} may not triage {v.record.primary_id}",
+            user_message=f"Only the owners of the affected systems, operators or the {config.policy.fallback} "
+            f"group can triage {v.record.primary_id}.",
+        )
+
+
+def _refuse_unless_triageable(record: AdvisoryRecord) -> None:
+    if record.status not in TRIAGEABLE:
+        raise IllegalTransitionError(
+            f"{record.primary_id} is {record.status}",
+            user_message=f"{record.primary_id} is already *{record.status.value.replace('_', ' ')}*.",
+        )
+
+
+async def _set_status(session: AsyncSession, record: AdvisoryRecord, *, now: datetime, **fields: object) -> None:
+    if not await store.compare_and_set(session, record, expected=record.status, now=now, **fields):
+        raise ConflictError(
+            f"{record.primary_id} changed concurrently",
+            user_message=f"{record.primary_id} was changed by someone else a moment ago; try again.",
+        )
+
+
+async def not_applicable(
+    session: AsyncSession, *, config: Config, advisory_id: int, actor: str, reason: str, now: datetime
+) -> AdvisoryView:
+    """Mark an advisory not applicable, with a mandatory reason (audited)."""
+    if not reason.strip():
+        raise InputError("reason required", field_errors={"reason": "Say why it does not apply."})
+    v = await view(session, advisory_id)
+    require_triage(config, v, actor)
+    _refuse_unless_triageable(v.record)
+    await _set_status(session, v.record, now=now, status=AdvisoryStatus.NOT_APPLICABLE, status_reason=reason.strip())
+    await lifecycle.log(
+        session, config=config, now=now, actor=actor, action="advisory_not_applicable",
+        advisory=v.record.primary_id, reason=reason.strip(), systems=v.systems,
+    )  # fmt: skip
+    return v
+
+
+async def snooze(
+    session: AsyncSession, *, config: Config, advisory_id: int, actor: str, choice: str, now: datetime
+) -> AdvisoryView:
+    """Hide an advisory for 1d/7d/30d (audited); it comes back when the time has passed."""
+    if choice not in SNOOZE_CHOICES:
+        raise UsageError(f"bad snooze {choice!r}", user_message=f"Snooze for one of {', '.join(SNOOZE_CHOICES)}.")
+    v = await view(session, advisory_id)
+    require_triage(config, v, actor)
+    _refuse_unless_triageable(v.record)
+    until = now + SNOOZE_CHOICES[choice]
+    await _set_status(session, v.record, now=now, status=AdvisoryStatus.SNOOZED, snoozed_until=until)
+    await lifecycle.log(
+        session, config=config, now=now, actor=actor, action="advisory_snoozed",
+        advisory=v.record.primary_id, until=until.isoformat(),
+    )  # fmt: skip
+    return v
+
+
+async def link_change(
+    session: AsyncSession, *, config: Config, advisory_id: int, change: Change, actor: str, now: datetime
+) -> AdvisoryRecord | None:
+    """Link a new change request to the advisory (status: change requested); None if it cannot be linked."""
+    record = await store.get(session, advisory_id, lock=True)
+    if record is None or record.status not in TRIAGEABLE:
+        return None  # the change stands on its own; the advisory was handled meanwhile
+    await _set_status(
+        session, record, now=now, status=AdvisoryStatus.CHANGE_REQUESTED, change_id=change.id, snoozed_until=None
+    )
+    await lifecycle.log(
+        session, config=config, now=now, actor=actor, action="advisory_change_requested",
+        change=change, advisory=record.primary_id,
+    )  # fmt: skip
+    return record
+
+
+def change_prefill(config: Config, v: AdvisoryView, *, requester: str) -> ChangeInput:
+    """The change request form's initial values for remediating ``v``."""
+    adv = v.advisory
+    fixes = [f"{m.system}: {m.package} {m.installed} → {', '.join(m.fixed) or 'no fix listed'}" for m in v.matches]
+    details = "\n".join([adv.summary or f"Remediate {adv.id}", "", *fixes[:20]]).strip()
+    packages = ", ".join(dict.fromkeys(m.package for m in v.matches)) or "affected packages"
+    return ChangeInput.model_construct(
+        systems=[s for s in v.systems if s in config.systems],
+        title=f"{adv.id}: update {packages}"[:200],
+        details=details[:3000],
+        technical="",
+        officer=requester,
+        operator=None,
+        planned_test=None,
+        planned_prod=None,
+        expected_downtime="",
+        rollback_plan="",
+        advisory_ref=adv.id[:200],
+    )
+
+
+def _visible(record: AdvisoryRecord, now: datetime) -> bool:
+    if record.status is AdvisoryStatus.SNOOZED:
+        return record.snoozed_until is not None and record.snoozed_until <= now
+    return record.status in sla.ACTIVE
+
+
+async def listing(session: AsyncSession, *, config: Config, scope: str, now: datetime) -> list[AdvisoryView]:
+    """``open`` (matching, not snoozed), ``overdue`` (past due) or a system's name."""
+    statuses = [*sla.ACTIVE, AdvisoryStatus.SNOOZED]
+    if scope == "open":
+        records = await store.list_records(session, statuses=statuses, with_matches=True)
+    elif scope == "overdue":
+        records = await store.list_records(session, statuses=statuses, with_matches=True, due_before=now)
+    elif scope in config.systems:
+        records = await store.list_records(session, statuses=statuses, system=scope)
+    else:
+        known = ", ".join(sorted(config.systems))
+        raise UsageError(
+            f"bad scope {scope!r}",
+            user_message=f"`{scope[:40]}` is neither `open`, `overdue` nor a known system ({known}).",
+        )
+    return await views(session, [r for r in records if _visible(r, now)])
+
+
+class ManualInput(BaseModel):
+    """The manual advisory form (``/patch advisory add``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    advisory_id: Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9:._-]{2,99}$")]
+    summary: Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=500)]
+    severity: Severity = Severity.UNKNOWN
+    ecosystem: Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=64)]
+    package: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    fixed: Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)] = ""
+
+
+def manual_advisory(raw: dict[str, object], *, now: datetime) -> AdvisoryModel:
+    """Validate the manual form into an advisory (every version before ``fixed``, or all if none)."""
+    try:
+        data = ManualInput.model_validate(raw)
+    except ValidationError as exc:
+        errors = {str(e["loc"][0]): e["msg"].removeprefix("Value error, ") for e in exc.errors() if e["loc"]}
+        raise InputError("invalid manual advisory", field_errors=errors) from exc
+    events = [RangeEvent(introduced="0")] + ([RangeEvent(fixed=data.fixed)] if data.fixed else [])
+    body = data.model_dump(mode="json")
+    return AdvisoryModel(
+        id=data.advisory_id,
+        source="manual",
+        summary=data.summary,
+        published=now,
+        modified=now,
+        severity=data.severity,
+        affected=(
+            AffectedPackage(
+                ecosystem=data.ecosystem,
+                name=data.package,
+                ranges=(VersionRange(type="ECOSYSTEM", events=tuple(events)),),
+            ),
+        ),
+        content_hash=content_hash(body),
+    )

@@ -1,0 +1,187 @@
+"""Patch artifacts of a change: attach them, and hand executors only verified, freshly re-hashed local paths.
+
+``verified_paths`` is the one door between an artifact URL and an executor. It fails closed: any artifact
+that cannot be downloaded, whose hash differs, whose signature is not by the pinned signer, or whose
+quarantined copy changed since it was verified, raises ``VerificationError`` and nothing is returned. Each
+outcome is written to the control log; a refusal is also said in the change's thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+
+import aiohttp
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.blocks.common import escape
+from bot.config import Config
+from bot.deps import Deps
+from bot.errors import ConfigError, IllegalTransitionError, InputError, VerificationError
+from bot.integrity import ArtifactRef, TrustEntry, VerifiedArtifact, fetch_and_verify, parse_trust, reverify
+from bot.workflows import lifecycle
+from storage import artifacts as store
+from storage.models import TERMINAL, Artifact, Change
+
+log = logging.getLogger(__name__)
+OPTION_KEYS = {"sha256": "sha256", "sha512": "sha512", "sig": "signature_url", "signer": "signer"}
+
+
+async def attach(
+    session: AsyncSession,
+    *,
+    config: Config,
+    change_id: int,
+    url: str,
+    options: Mapping[str, str],
+    actor: str,
+    now: datetime,
+) -> tuple[Artifact, Change]:
+    """Attach an artifact (``options``: sha256/sha512, sig, signer) to an open change; audited."""
+    change = await lifecycle.load(session, change_id, lock=True)
+    if change.state in TERMINAL:
+        raise IllegalTransitionError(
+            f"{change.key} is {change.state}",
+            user_message=f"{change.key} is *{lifecycle.state_label(change.state)}*; artifacts can no longer be added.",
+        )
+    unknown = sorted(set(options) - set(OPTION_KEYS))
+    if unknown:
+        raise InputError(f"unknown artifact option(s) {', '.join(unknown)}; use sha256=, sha512=, sig= and signer=")
+    fields = {OPTION_KEYS[k]: v for k, v in options.items()}
+    try:
+        ref = ArtifactRef.model_validate({"url": url, **fields})
+    except ValidationError as exc:
+        problem = exc.errors()[0]["msg"].removeprefix("Value error, ")
+        raise InputError(f"invalid artifact: {problem}") from exc
+    if ref.signer is not None and ref.signer not in config.trust:
+        known = ", ".join(sorted(config.trust)) or "none configured"
+        raise InputError(f"signer {ref.signer!r} is not in the trust store (known: {known})")
+    row = await store.add(
+        session,
+        Artifact(
+            change_id=change.id,
+            url=ref.url,
+            sha256=ref.sha256.lower() if ref.sha256 else None,
+            sha512=ref.sha512.lower() if ref.sha512 else None,
+            signature_url=ref.signature_url,
+            signer=ref.signer,
+            status="pending",
+            detail="",
+        ),
+    )
+    await lifecycle.log(
+        session, config=config, now=now, actor=actor, action="artifact_attached", change=change,
+        url=ref.url, sha256=row.sha256, sha512=row.sha512, signer=ref.signer,
+    )  # fmt: skip
+    return row, change
+
+
+def _ref(row: Artifact) -> ArtifactRef:
+    return ArtifactRef(
+        url=row.url, sha256=row.sha256, sha512=row.sha512, signature_url=row.signature_url, signer=row.signer
+    )
+
+
+async def _verify_one(
+    row: Artifact, *, folder: Path, trust: Mapping[str, TrustEntry], http: aiohttp.ClientSession | None
+) -> VerifiedArtifact:
+    # 1. A copy verified earlier is reused only if it still hashes to what was verified (checked below);
+    #    otherwise download and verify afresh.
+    earlier = Path(row.verified_path) if row.verified_path else None
+    if row.status == "verified" and earlier and row.verified_sha256 and await asyncio.to_thread(earlier.is_file):
+        verified = VerifiedArtifact(path=earlier, sha256=row.verified_sha256, signer=row.signer or "")
+    else:
+        verified = await fetch_and_verify(_ref(row), quarantine=folder, trust=trust, session=http)
+    # 2. Re-hash immediately before handing the path out (time of check = time of use).
+    reverify(verified)
+    return verified
+
+
+async def verified_paths(
+    deps: Deps,
+    *,
+    change_id: int,
+    actor: str = "patchwarden",
+    quarantine: Path | None = None,
+    http: aiohttp.ClientSession | None = None,
+    notify_thread: bool = True,
+) -> list[Path]:
+    """Fetch and verify every artifact of the change into quarantine; return their paths, re-hashed just now.
+
+    Call it right before running an executor and pass the executor only these paths. Raises
+    ``VerificationError`` (its ``user_message`` names the artifact and the reason) on the first artifact
+    that fails; the refusal is audited and, with ``notify_thread``, said in the change's thread. Returns an
+    empty list for a change without artifacts. Opens its own short transactions (never one across a
+    download), so call it outside any transaction.
+    """
+    config = deps.config
+    async with deps.sessions.begin() as session:
+        change = await lifecycle.load(session, change_id)
+        rows = await store.for_change(session, change_id)
+    if not rows:
+        return []
+    base = quarantine or config.advisories.quarantine_dir or Path(tempfile.gettempdir()) / "patchwarden-quarantine"
+    folder = base / change.key
+    paths: list[Path] = []
+    for row in rows:
+        try:
+            try:
+                trust = parse_trust(config.trust, base_dir=deps.settings.config_path.parent)
+            except ConfigError as exc:
+                raise VerificationError(f"the trust store is invalid: {exc}") from exc
+            verified = await _verify_one(row, folder=folder, trust=trust, http=http)
+        except VerificationError as exc:
+            await _refused(deps, change=change, row=row, reason=str(exc), actor=actor, notify_thread=notify_thread)
+            raise VerificationError(
+                f"{change.key}: artifact {row.url} refused: {exc}",
+                user_message=f"{change.key}: artifact `{row.url}` failed verification ({exc}); the deployment "
+                "is refused.",
+            ) from exc
+        async with deps.sessions.begin() as session:
+            await store.set_result(
+                session,
+                row.id,
+                status="verified",
+                verified_path=str(verified.path),
+                verified_sha256=verified.sha256,
+                verified_at=deps.clock.now(),
+                detail=verified.detail[:1000],
+            )
+            await lifecycle.log(
+                session, config=config, now=deps.clock.now(), actor=actor, action="artifact_verified",
+                change=change, url=row.url, sha256=verified.sha256, scheme=verified.scheme,
+                signer=verified.signer, detail=verified.detail,
+            )  # fmt: skip
+        paths.append(verified.path)
+    return paths
+
+
+async def _refused(deps: Deps, *, change: Change, row: Artifact, reason: str, actor: str, notify_thread: bool) -> None:
+    async with deps.sessions.begin() as session:
+        await store.set_result(session, row.id, status="refused", detail=reason[:2000])
+        await lifecycle.log(
+            session, config=deps.config, now=deps.clock.now(), actor=actor, action="artifact_refused",
+            change=change, url=row.url, reason=reason,
+        )  # fmt: skip
+    if notify_thread and change.thread_ts:
+        # Said where the approvers look; a Slack failure must not hide the refusal itself (it is raised).
+        try:
+            await deps.client.chat_postMessage(
+                channel=change.channel or config_channel(deps),
+                thread_ts=change.thread_ts,
+                text=f":no_entry: Artifact `{escape(row.url)}` of {change.key} failed verification: "
+                f"{escape(reason)}. The deployment is refused.",
+                unfurl_links=False,
+            )
+        except Exception:
+            log.exception("could not post the artifact refusal of %s", change.key)
+
+
+def config_channel(deps: Deps) -> str:
+    """The approvals channel (where change threads live)."""
+    return deps.config.slack.approvals_channel

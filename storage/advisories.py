@@ -1,0 +1,238 @@
+"""Queries and compare-and-set updates for advisories, their aliases and matches, feed state and quarantine."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import (
+    AdvisoryAlias,
+    AdvisoryMatch,
+    AdvisoryRecord,
+    AdvisoryStatus,
+    FeedState,
+    QuarantinedDocument,
+)
+
+
+async def get(session: AsyncSession, advisory_id: int, *, lock: bool = False) -> AdvisoryRecord | None:
+    """Load an advisory record; ``lock`` takes a row lock (PostgreSQL) for the rest of the transaction."""
+    stmt = select(AdvisoryRecord).where(AdvisoryRecord.id == advisory_id).execution_options(populate_existing=True)
+    if lock:
+        stmt = stmt.with_for_update()
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def owners_of(session: AsyncSession, ids: Iterable[str]) -> list[int]:
+    """Record ids that any of ``ids`` (advisory ids or aliases) already points at, lowest first."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return []
+    rows = await session.execute(select(AdvisoryAlias.advisory_id).where(AdvisoryAlias.alias.in_(wanted)).distinct())
+    return sorted(int(r) for r in rows.scalars())
+
+
+async def add(session: AsyncSession, record: AdvisoryRecord) -> AdvisoryRecord:
+    """Insert a new record and assign its id."""
+    session.add(record)
+    await session.flush()
+    return record
+
+
+async def claim_aliases(session: AsyncSession, advisory_id: int, aliases: Iterable[str]) -> list[str]:
+    """Point every alias not yet owned by another record at ``advisory_id``; returns the ones added."""
+    wanted = sorted(set(aliases))
+    if not wanted:
+        return []
+    owned = set((await session.execute(select(AdvisoryAlias.alias).where(AdvisoryAlias.alias.in_(wanted)))).scalars())
+    added = [a for a in wanted if a not in owned]
+    for alias in added:
+        session.add(AdvisoryAlias(alias=alias, advisory_id=advisory_id))
+    await session.flush()
+    return added
+
+
+async def replace_matches(
+    session: AsyncSession, advisory_id: int, rows: Sequence[Mapping[str, Any]]
+) -> list[AdvisoryMatch]:
+    """Replace the advisory's matches with ``rows`` (dicts of AdvisoryMatch columns without ids)."""
+    await session.execute(delete(AdvisoryMatch).where(AdvisoryMatch.advisory_id == advisory_id))
+    seen: set[tuple[str, str, str, str]] = set()
+    out: list[AdvisoryMatch] = []
+    for row in rows:
+        key = (row["system"], row["ecosystem"], row["package"], row["installed"])
+        if key in seen:  # the unique constraint: one row per installed package version
+            continue
+        seen.add(key)
+        match = AdvisoryMatch(advisory_id=advisory_id, **row)
+        session.add(match)
+        out.append(match)
+    await session.flush()
+    return out
+
+
+async def matches(session: AsyncSession, advisory_ids: Iterable[int]) -> list[AdvisoryMatch]:
+    """Matches of the given advisories, ordered by system and package."""
+    ids = list(advisory_ids)
+    if not ids:
+        return []
+    stmt = (
+        select(AdvisoryMatch)
+        .where(AdvisoryMatch.advisory_id.in_(ids))
+        .order_by(AdvisoryMatch.advisory_id, AdvisoryMatch.system, AdvisoryMatch.package)
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
+async def list_records(
+    session: AsyncSession,
+    *,
+    statuses: Sequence[AdvisoryStatus] | None = None,
+    system: str | None = None,
+    due_before: datetime | None = None,
+    with_matches: bool = False,
+    limit: int = 500,
+) -> list[AdvisoryRecord]:
+    """Records, soonest due first (undated last), filtered by status, affected system or due time."""
+    stmt = select(AdvisoryRecord).order_by(AdvisoryRecord.due.is_(None), AdvisoryRecord.due, AdvisoryRecord.id)
+    if statuses is not None:
+        stmt = stmt.where(AdvisoryRecord.status.in_(list(statuses)))
+    if due_before is not None:
+        stmt = stmt.where(AdvisoryRecord.due.is_not(None), AdvisoryRecord.due <= due_before)
+    if system is not None:
+        stmt = stmt.where(
+            AdvisoryRecord.id.in_(select(AdvisoryMatch.advisory_id).where(AdvisoryMatch.system == system))
+        )
+    elif with_matches:
+        stmt = stmt.where(AdvisoryRecord.id.in_(select(AdvisoryMatch.advisory_id)))
+    return list((await session.execute(stmt.limit(limit))).scalars())
+
+
+async def all_records(session: AsyncSession) -> list[AdvisoryRecord]:
+    """Every record (for a full re-match after an inventory change)."""
+    return list((await session.execute(select(AdvisoryRecord).order_by(AdvisoryRecord.id))).scalars())
+
+
+async def linked_to_change(session: AsyncSession, change_id: int) -> list[AdvisoryRecord]:
+    """Records whose remediation is the given change."""
+    stmt = select(AdvisoryRecord).where(AdvisoryRecord.change_id == change_id).order_by(AdvisoryRecord.id)
+    return list((await session.execute(stmt)).scalars())
+
+
+async def compare_and_set(
+    session: AsyncSession,
+    record: AdvisoryRecord,
+    *,
+    expected: AdvisoryStatus,
+    now: datetime,
+    **fields: Any,
+) -> bool:
+    """``UPDATE advisories SET ... WHERE id=:id AND status=:expected``; False when someone else won."""
+    result = await session.execute(
+        update(AdvisoryRecord)
+        .where(AdvisoryRecord.id == record.id, AdvisoryRecord.status == expected)
+        .values(updated_at=now, **fields)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    await session.refresh(record)
+    return True
+
+
+async def claim_field(session: AsyncSession, advisory_id: int, column: str, value: Any) -> bool:
+    """Set ``column`` from NULL to ``value`` (a one-shot claim: first post, escalation); False if taken."""
+    col = getattr(AdvisoryRecord, column)
+    result = await session.execute(
+        update(AdvisoryRecord)
+        .where(AdvisoryRecord.id == advisory_id, col.is_(None))
+        .values({column: value})
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+async def set_fields(session: AsyncSession, advisory_id: int, **fields: Any) -> None:
+    """Plain update of non-contended columns (message ts, reminder time)."""
+    await session.execute(
+        update(AdvisoryRecord)
+        .where(AdvisoryRecord.id == advisory_id)
+        .values(**fields)
+        .execution_options(synchronize_session=False)
+    )
+
+
+# ---- feed state -----------------------------------------------------------------------------------------
+
+
+async def feed_cursor(session: AsyncSession, feed: str) -> dict[str, str]:
+    """The feed's stored cursor (empty before its first poll)."""
+    row = await session.get(FeedState, feed)
+    return {str(k): str(v) for k, v in (row.cursor if row else {}).items()}
+
+
+async def save_feed_state(
+    session: AsyncSession, feed: str, *, cursor: Mapping[str, str] | None, now: datetime, error: str = ""
+) -> None:
+    """Store the cursor (unless None: a failed poll keeps the old one) and how the poll went."""
+    row = await session.get(FeedState, feed, with_for_update=True)
+    if row is None:
+        row = FeedState(feed=feed, cursor={})
+        session.add(row)
+    if cursor is not None:
+        row.cursor = dict(cursor)
+    row.last_polled_at = now
+    row.last_error = error
+    await session.flush()
+
+
+# ---- quarantine -----------------------------------------------------------------------------------------
+
+
+async def quarantine(
+    session: AsyncSession, *, source: str, document: str, reason: str, now: datetime
+) -> QuarantinedDocument | None:
+    """Record a refused document once; None when this (source, document, reason) is already known."""
+    reason_hash = hashlib.sha256(reason.encode()).hexdigest()
+    document = document[:500]
+    existing = await session.execute(
+        select(QuarantinedDocument.id).where(
+            QuarantinedDocument.source == source,
+            QuarantinedDocument.document == document,
+            QuarantinedDocument.reason_hash == reason_hash,
+        )
+    )
+    if existing.first() is not None:
+        return None
+    row = QuarantinedDocument(
+        source=source, document=document, reason=reason, reason_hash=reason_hash, at=now, reported=False
+    )
+    try:
+        async with session.begin_nested():
+            session.add(row)
+    except IntegrityError:  # a second replica recorded it a moment ago
+        return None
+    return row
+
+
+async def unreported_quarantine(session: AsyncSession) -> list[QuarantinedDocument]:
+    """Refused documents not yet reported, oldest first."""
+    stmt = select(QuarantinedDocument).where(QuarantinedDocument.reported.is_(False)).order_by(QuarantinedDocument.id)
+    return list((await session.execute(stmt)).scalars())
+
+
+async def claim_quarantine_report(session: AsyncSession, row_id: int) -> bool:
+    """Mark a quarantined document reported (compare-and-set: exactly one replica reports it)."""
+    result = await session.execute(
+        update(QuarantinedDocument)
+        .where(QuarantinedDocument.id == row_id, QuarantinedDocument.reported.is_(False))
+        .values(reported=True)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
