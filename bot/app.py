@@ -21,6 +21,7 @@ from bot.commands import approvals, changes, patch
 from bot.commands import calendar as calendar_commands
 from bot.commands import home as home_commands
 from bot.commands import report as report_commands
+from bot.commands import schedule as schedule_commands
 from bot.commands.router import Router
 from bot.deps import Deps
 
@@ -48,6 +49,7 @@ def create_app(deps: Deps, *, signing_secret: str) -> AsyncApp:
     patch.register(app, deps, router)
     changes.register(app, deps, router)
     approvals.register(app, deps)
+    schedule_commands.register(app, deps, router)
     home_commands.register(app, deps)
     calendar_commands.register(app, deps, router)
     report_commands.register(app, deps, router)

@@ -13,15 +13,17 @@ from datetime import timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from bot import notify
+from bot import notify, outbox_sender
 from bot.blocks.common import mentions
 from bot.deps import Deps
+from bot.workflows import announcements, reminders
 from bot.workflows import audit as audit_flow
-from bot.workflows import reminders
 
 log = logging.getLogger(__name__)
 SWEEP_EVERY = timedelta(minutes=1)
 CHECKPOINT_EVERY = timedelta(hours=1)
+OUTBOX_EVERY = timedelta(seconds=2)
+WINDOW_SWEEP_EVERY = timedelta(seconds=30)
 
 
 async def run_sweep(deps: Deps) -> int:
@@ -68,6 +70,12 @@ async def run_checkpoint(deps: Deps) -> None:
         )
 
 
+async def run_window_sweep(deps: Deps) -> tuple[int, int]:
+    """Queue due window reminders (once each) and cancel bookings whose change moved on. Returns both counts."""
+    async with deps.sessions.begin() as session:
+        return await announcements.sweep_windows(session, config=deps.config, now=deps.clock.now())
+
+
 def create_scheduler(deps: Deps) -> AsyncIOScheduler:
     """An AsyncIOScheduler with the periodic sweeps (not started)."""
     scheduler = AsyncIOScheduler(
@@ -79,6 +87,28 @@ def create_scheduler(deps: Deps) -> AsyncIOScheduler:
         args=[deps],
         id="sweep",
         seconds=SWEEP_EVERY.total_seconds(),
+        replace_existing=True,
+    )
+    # One sender per process: it keeps the per-channel pacing between sweeps.
+    sender = outbox_sender.OutboxSender(deps)
+
+    async def run_outbox(_deps: Deps) -> None:
+        await sender.sweep()
+
+    scheduler.add_job(
+        _safe(run_outbox),
+        "interval",
+        args=[deps],
+        id="outbox",
+        seconds=OUTBOX_EVERY.total_seconds(),
+        replace_existing=True,
+    )
+    scheduler.add_job(
+        _safe(run_window_sweep),
+        "interval",
+        args=[deps],
+        id="window_sweep",
+        seconds=WINDOW_SWEEP_EVERY.total_seconds(),
         replace_existing=True,
     )
     scheduler.add_job(
