@@ -7,7 +7,10 @@ from typing import Any
 
 import click
 
+from bot.cli_commands import advisories as advisories_cli
 from bot.cli_commands import audit, changes, common, serve
+from bot.cli_commands import feeds as feeds_cli
+from bot.cli_commands import inventory as inventory_cli
 from bot.cli_commands import report as report_cli
 
 
@@ -64,6 +67,9 @@ def db_current() -> None:
 cli.add_command(serve.serve)
 cli.add_command(audit.audit)
 cli.add_command(changes.changes)
+cli.add_command(feeds_cli.feeds)
+cli.add_command(inventory_cli.inventory)
+cli.add_command(advisories_cli.advisories)
 cli.add_command(report_cli.report_command)
 
 

@@ -17,6 +17,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import text
 
 from bot import ical
+from bot.commands import advisories as advisory_commands
 from bot.commands import approvals, changes, patch
 from bot.commands import calendar as calendar_commands
 from bot.commands import home as home_commands
@@ -49,6 +50,7 @@ def create_app(deps: Deps, *, signing_secret: str) -> AsyncApp:
     patch.register(app, deps, router)
     changes.register(app, deps, router)
     approvals.register(app, deps)
+    advisory_commands.register(app, deps, router)
     schedule_commands.register(app, deps, router)
     home_commands.register(app, deps)
     calendar_commands.register(app, deps, router)

@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from bot import notify, outbox_sender
+from bot import advisory_notify, notify, outbox_sender
 from bot.blocks.common import mentions
 from bot.deps import Deps
 from bot.workflows import announcements, reminders
@@ -111,6 +111,7 @@ def create_scheduler(deps: Deps) -> AsyncIOScheduler:
         seconds=WINDOW_SWEEP_EVERY.total_seconds(),
         replace_existing=True,
     )
+    _add_advisory_jobs(scheduler, deps)
     scheduler.add_job(
         _safe(run_checkpoint),
         "interval",
@@ -120,6 +121,33 @@ def create_scheduler(deps: Deps) -> AsyncIOScheduler:
         replace_existing=True,
     )
     return scheduler
+
+
+def _add_advisory_jobs(scheduler: AsyncIOScheduler, deps: Deps) -> None:
+    """Feed polling every ``advisories.poll_every`` (feeds created now: an unknown one stops startup) and
+    the advisory sweep (pending posts, snoozes, SLA reminders and escalation)."""
+    feeds = advisory_notify.create_feeds(deps)
+
+    async def run_feeds_poll(d: Deps) -> None:
+        await advisory_notify.run_feeds_poll(d, feeds=feeds)
+
+    if feeds:
+        scheduler.add_job(
+            _safe(run_feeds_poll),
+            "interval",
+            args=[deps],
+            id="feeds_poll",
+            seconds=deps.config.advisories.poll_every.total_seconds(),
+            replace_existing=True,
+        )
+    scheduler.add_job(
+        _safe(advisory_notify.run_advisory_sweep),
+        "interval",
+        args=[deps],
+        id="advisory_sweep",
+        seconds=advisory_notify.SWEEP_EVERY.total_seconds(),
+        replace_existing=True,
+    )
 
 
 def _safe(fn: Callable[[Deps], Awaitable[object]]) -> Callable[[Deps], Awaitable[None]]:

@@ -8,7 +8,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import notify
+from bot import advisory_notify, notify
 from bot.blocks import card as card_blocks
 from bot.blocks import modal
 from bot.blocks.common import CallbackId, escape, mentions
@@ -16,8 +16,8 @@ from bot.commands.replies import guarded
 from bot.commands.router import CommandContext, Router, usage_error
 from bot.deps import Deps
 from bot.errors import InputError
+from bot.workflows import advisory_triage, lifecycle, views
 from bot.workflows import changes as change_flow
-from bot.workflows import lifecycle, views
 from storage import changes
 from storage.models import TERMINAL
 
@@ -128,16 +128,22 @@ def register(app: AsyncApp, deps: Deps, router: Router) -> None:
             await ack(response_action="errors", errors=exc.field_errors)
             return
         await ack()
-        channel = (
-            json.loads(view.get("private_metadata") or "{}").get("channel") or config.slack.approvals_channel
-        )
+        meta = json.loads(view.get("private_metadata") or "{}")
+        channel = meta.get("channel") or config.slack.approvals_channel
+        advisory_id = int(meta["advisory_id"]) if meta.get("advisory_id") else None  # opened from an advisory
 
         async def work() -> None:
             async with deps.sessions.begin() as session:
                 change = await change_flow.create(
                     session, config=config, data=data, requester=user, now=deps.clock.now()
                 )
+                if advisory_id is not None:  # the advisory's status follows this change from now on
+                    await advisory_triage.link_change(
+                        session, config=config, advisory_id=advisory_id, change=change, actor=user, now=deps.clock.now()
+                    )
             await notify.post_card(deps, change.id)
+            if advisory_id is not None:
+                await advisory_notify.publish(deps, advisory_id, notes=(f"{change.key} requested by <@{user}>",))
             await notify.ephemeral(
                 deps,
                 channel=channel,
