@@ -20,9 +20,11 @@ from bot import ical
 from bot.commands import advisories as advisory_commands
 from bot.commands import approvals, changes, patch
 from bot.commands import calendar as calendar_commands
+from bot.commands import deploy as deploy_commands
 from bot.commands import home as home_commands
 from bot.commands import report as report_commands
 from bot.commands import schedule as schedule_commands
+from bot.commands import test_stage as test_stage_commands
 from bot.commands.router import Router
 from bot.deps import Deps
 
@@ -52,6 +54,8 @@ def create_app(deps: Deps, *, signing_secret: str) -> AsyncApp:
     approvals.register(app, deps)
     advisory_commands.register(app, deps, router)
     schedule_commands.register(app, deps, router)
+    deploy_commands.register(app, deps, router)
+    test_stage_commands.register(app, deps)
     home_commands.register(app, deps)
     calendar_commands.register(app, deps, router)
     report_commands.register(app, deps, router)

@@ -12,7 +12,8 @@ from bot.config import Config, Settings
 from bot.crypto import Signer
 from bot.deps import Clock, Deps
 from bot.errors import DatabaseNotReadyError
-from bot.workflows import lifecycle
+from bot.executors import registry
+from bot.workflows import lifecycle, runner
 from storage import db, migrate
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,12 @@ def build_deps(
     clock: Clock | None = None,
     signer: Signer | None = None,
 ) -> Deps:
-    """Create the engine and session factory and bundle everything long-lived."""
+    """Create the engine and session factory and bundle everything long-lived.
+
+    Every configured executor is created first: an unknown executor name or a bad option raises
+    ``ConfigError`` and startup stops before anything else happens.
+    """
+    runner.prime(config, registry.validate_config(config))
     engine = db.create_engine(settings.database_url)
     return Deps(
         settings=settings,

@@ -15,6 +15,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot import advisory_notify, notify, outbox_sender
 from bot.blocks.common import mentions
+from bot.commands import deploy
 from bot.deps import Deps
 from bot.workflows import announcements, reminders
 from bot.workflows import audit as audit_flow
@@ -118,6 +119,15 @@ def create_scheduler(deps: Deps) -> AsyncIOScheduler:
         args=[deps],
         id="checkpoint",
         seconds=CHECKPOINT_EVERY.total_seconds(),
+        replace_existing=True,
+    )
+    # Due windows: each is claimed by compare-and-set, so replicas running this together deploy once.
+    scheduler.add_job(
+        _safe(deploy.run_due_windows),
+        "interval",
+        args=[deps],
+        id="due_windows",
+        seconds=SWEEP_EVERY.total_seconds(),
         replace_existing=True,
     )
     return scheduler

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bot.blocks import deployment as deployment_blocks
 from bot.blocks.common import (
     ActionId,
     Block,
@@ -163,6 +164,8 @@ def card(snap: ChangeSnapshot) -> list[Block]:
         if text:
             blocks.append(section(f"*{label}*\n{escape(clip(text, 1200))}"))
     blocks.append({"type": "divider"})
+    if snap.deployments:
+        blocks.append(section("*Deployments*\n" + "\n".join(deployment_blocks.card_lines(snap.deployments))))
     blocks.extend(_approval_section(snap))
     blocks.extend(_buttons(snap))
     blocks.append(

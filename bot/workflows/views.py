@@ -12,8 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot import policy
 from bot.config import Config
 from bot.workflows import approval
-from storage import changes
-from storage.models import Approval, AuditEntry, Change, stage_of
+from storage import changes, deployments, windows
+from storage.models import Approval, AuditEntry, Change, Deployment, Window, stage_of
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,8 @@ class ChangeSnapshot:
     progress: policy.StageProgress | None
     approvals: tuple[Approval, ...]
     history: tuple[AuditEntry, ...]
+    windows: tuple[Window, ...] = ()
+    deployments: tuple[Deployment, ...] = ()
 
 
 async def snapshot(
@@ -38,7 +40,9 @@ async def snapshot(
     if history:
         stmt = select(AuditEntry).where(AuditEntry.change_id == change.id).order_by(AuditEntry.seq)
         entries = tuple((await session.execute(stmt)).scalars())
-    return ChangeSnapshot(change, stage, progress, rows, entries)
+    booked = tuple(await windows.for_change(session, change.id))
+    deployed = tuple(await deployments.for_change(session, change.id))
+    return ChangeSnapshot(change, stage, progress, rows, entries, booked, deployed)
 
 
 def to_json(snap: ChangeSnapshot) -> dict[str, Any]:
@@ -72,6 +76,32 @@ def to_json(snap: ChangeSnapshot) -> dict[str, Any]:
                 "reason": a.reason,
             }
             for a in snap.approvals
+        ],
+        "windows": [
+            {
+                "stage": w.stage,
+                "start": w.start.isoformat(),
+                "end": w.end.isoformat(),
+                "state": w.state.value,
+                "systems": list(w.systems),
+                "emergency": w.emergency,
+            }
+            for w in snap.windows
+        ],
+        "deployments": [
+            {
+                "stage": d.stage,
+                "system": d.system,
+                "executor": d.executor,
+                "status": d.status.value,
+                "run_id": d.run_id,
+                "started_by": d.started_by,
+                "started": d.started_at.isoformat(),
+                "finished": d.finished_at.isoformat() if d.finished_at else None,
+                "steps": [{k: v for k, v in step.items() if k != "targets"} for step in d.steps],
+                "targets": [{"step": step.get("step"), **t} for step in d.steps for t in step.get("targets", [])],
+            }
+            for d in snap.deployments
         ],
         "history": [
             {

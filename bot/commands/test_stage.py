@@ -1,0 +1,191 @@
+"""The test stage buttons and forms in a change's thread: result, risk decision, acknowledgement."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp
+
+from bot import notify
+from bot.blocks import test_stage as blocks
+from bot.blocks.common import escape, mention, mentions
+from bot.commands.replies import guarded
+from bot.deps import Deps
+from bot.errors import InputError, UsageError
+from bot.workflows import deployment, lifecycle
+from bot.workflows import test_stage as flow
+from bot.workflows.test_stage import Next, StageStep
+
+
+def _change_id(value: Any) -> int:
+    try:
+        return int(str(value))
+    except ValueError as exc:
+        raise UsageError("bad button value", user_message="This button is out of date.") from exc
+
+
+async def follow_up(deps: Deps, step: StageStep, user: str) -> None:
+    """Tell the thread what the step means and show the next buttons (after the transaction)."""
+    change, config = step.change, deps.config
+    owners = sorted(deployment.owners(config, change))
+    if step.next in (Next.REFUSED, Next.ALREADY):
+        return
+    await notify.refresh_card(deps, change.id)
+    if step.next is Next.ACKNOWLEDGE:
+        await _post(
+            deps,
+            change,
+            step.message,
+            blocks.acknowledge_prompt(
+                change_id=change.id, change_key=change.key, owners=owners, conclusion=step.conclusion
+            ),
+        )
+    elif step.next is Next.RISK:
+        security = flow.security_group(config)
+        await _post(
+            deps,
+            change,
+            step.message,
+            blocks.risk_prompt(change_id=change.id, change_key=change.key, owners=owners, security=security),
+        )
+    elif step.next is Next.WAITING:
+        await notify.thread(deps, change, f"{mention(user)}: {escape(step.message)}")
+    elif step.next is Next.FAILED:
+        await notify.thread(
+            deps,
+            change,
+            f":no_entry: {mention(user)} decided to stop: {change.key} has *failed*. {mention(change.requester)}",
+        )
+    elif step.next is Next.PROD_APPROVAL:
+        snap = await notify.load_snapshot(deps, change.id)
+        pending = sorted(snap.progress.pending_people()) if snap and snap.progress else []
+        await notify.thread(
+            deps,
+            change,
+            f":white_check_mark: {mention(user)} acknowledged the test result ({escape(step.conclusion)}). "
+            f"Approval needed for the *prod* stage: {mentions(pending)}",
+        )
+
+
+async def _post(deps: Deps, change: Any, text: str, blocks_: list[dict[str, Any]]) -> None:
+    await deps.client.chat_postMessage(
+        channel=change.channel or deps.config.slack.approvals_channel,
+        thread_ts=change.thread_ts,
+        text=text,
+        blocks=blocks_,
+    )
+
+
+def register(app: AsyncApp, deps: Deps) -> None:
+    """Register the test-stage buttons and forms."""
+    config = deps.config
+
+    def context(body: dict[str, Any]) -> tuple[str, str]:
+        return body["user"]["id"], body.get("channel", {}).get("id", "")
+
+    @app.action(blocks.TestActionId.PASSED.value)
+    async def handle_test_passed_click(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        user, channel = context(body)
+
+        async def work() -> None:
+            async with deps.sessions.begin() as session:
+                step = await flow.record_passed(
+                    session, config=config, change_id=_change_id(action["value"]), user=user, now=deps.clock.now()
+                )
+            await notify.ephemeral(deps, channel=channel, user=user, text=step.message)
+            await follow_up(deps, step, user)
+
+        await guarded(lambda text: notify.ephemeral(deps, channel=channel, user=user, text=text), work)
+
+    @app.action(blocks.TestActionId.ACKNOWLEDGE.value)
+    async def handle_test_acknowledge_click(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        user, channel = context(body)
+
+        async def work() -> None:
+            async with deps.sessions.begin() as session:
+                step = await flow.acknowledge(
+                    session, config=config, change_id=_change_id(action["value"]), user=user, now=deps.clock.now()
+                )
+            await notify.ephemeral(deps, channel=channel, user=user, text=step.message)
+            await follow_up(deps, step, user)
+
+        await guarded(lambda text: notify.ephemeral(deps, channel=channel, user=user, text=text), work)
+
+    async def open_form(body: dict[str, Any], action: dict[str, Any], *, risk: bool) -> None:
+        user, channel = context(body)
+
+        async def work() -> None:
+            change_id = _change_id(action["value"])
+            async with deps.sessions.begin() as session:
+                change = await lifecycle.load(session, change_id)
+            meta = {"change_id": change_id, "channel": channel}
+            view = (
+                blocks.risk_modal(change_key=change.key, metadata=meta)
+                if risk
+                else blocks.problems_modal(change_key=change.key, metadata=meta)
+            )
+            await deps.client.views_open(trigger_id=body["trigger_id"], view=view)
+
+        await guarded(lambda text: notify.ephemeral(deps, channel=channel, user=user, text=text), work)
+
+    @app.action(blocks.TestActionId.PROBLEMS.value)
+    async def handle_test_problems_click(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        await open_form(body, action, risk=False)
+
+    @app.action(blocks.TestActionId.RISK.value)
+    async def handle_test_risk_click(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        await open_form(body, action, risk=True)
+
+    async def submit(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], *, risk: bool) -> None:
+        user = body["user"]["id"]
+        meta = json.loads(view.get("private_metadata") or "{}")
+        values = blocks.read_values(view)
+        channel = str(meta.get("channel", ""))
+        try:
+            async with deps.sessions.begin() as session:
+                if risk:
+                    step = await flow.record_risk(
+                        session,
+                        config=config,
+                        change_id=int(meta["change_id"]),
+                        user=user,
+                        decision=values.get("decision", ""),
+                        reasoning=values.get("reasoning", ""),
+                        now=deps.clock.now(),
+                    )
+                else:
+                    step = await flow.record_problems(
+                        session,
+                        config=config,
+                        change_id=int(meta["change_id"]),
+                        user=user,
+                        criticality=values.get("criticality", ""),
+                        description=values.get("description", ""),
+                        now=deps.clock.now(),
+                    )
+        except InputError as exc:
+            await ack(response_action="errors", errors=exc.field_errors)
+            return
+        except Exception:
+            await ack()
+            raise
+        await ack()
+
+        async def work() -> None:
+            await notify.ephemeral(deps, channel=channel, user=user, text=step.message)
+            await follow_up(deps, step, user)
+
+        await guarded(lambda text: notify.ephemeral(deps, channel=channel, user=user, text=text), work)
+
+    @app.view(blocks.TestCallbackId.PROBLEMS.value)
+    async def handle_test_problems_submission(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
+        await submit(ack, body, view, risk=False)
+
+    @app.view(blocks.TestCallbackId.RISK.value)
+    async def handle_test_risk_submission(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
+        await submit(ack, body, view, risk=True)

@@ -1,0 +1,333 @@
+"""Running a deployment: executor steps, progress into the thread, results on the rows, then the state moves.
+
+The runner never holds a database transaction while an executor works: each step's results are recorded
+in one short transaction afterwards. Slack is reached only through a :class:`Sink` (the command layer
+provides the Slack one), so this module stays free of Slack imports and the benchmark can use a null sink.
+
+Flow: apply on every system (in parallel, at most ``limit`` at a time) → all ok: ``<stage>_verifying`` and
+verify → all ok: success (test → the owner records the result; prod → completed and announced).
+Apply failed: roll back. Verify failed: ``policy.on_failed_verify`` rollback → roll back now; ask → the
+owner's Roll back / Keep buttons (the systems stay locked until then).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.blocks import deployment as blocks
+from bot.blocks import test_stage as test_blocks
+from bot.blocks.common import Block, escape
+from bot.config import Config, OnFailedVerify
+from bot.deps import Clock
+from bot.errors import ConfigError
+from bot.executors import registry
+from bot.executors.base import DeploymentRequest, Executor, Step, StepResult
+from bot.workflows import announcements, lifecycle
+from bot.workflows import deployment as flow
+from bot.workflows.announcements import AnnouncementKind
+from storage import windows
+from storage.models import Change, ChangeClass
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LIMIT = 8  # systems deployed at the same time within one run
+ATTACH_OVER_CHARS = 1500  # longer output is attached as a file rather than left to the streamed lines
+ATTACH_OVER_LINES = 20
+
+# Executors are created once per process and configuration (validated at startup; see prime()).
+_executors: dict[tuple[int, str, str], tuple[Config, Executor]] = {}
+
+
+class Sink(Protocol):
+    """Where a run talks: the change's thread and card."""
+
+    async def post(self, text: str, *, blocks: list[Block] | None = None) -> None:
+        """Post in the change's thread."""
+
+    async def attach(self, *, filename: str, content: str, comment: str) -> None:
+        """Attach a text file to the change's thread."""
+
+    async def refresh(self) -> None:
+        """Re-render the change's card."""
+
+
+class NullSink:
+    """A sink that drops everything (benchmarks, dry runs)."""
+
+    async def post(self, text: str, *, blocks: list[Block] | None = None) -> None:
+        return None
+
+    async def attach(self, *, filename: str, content: str, comment: str) -> None:
+        return None
+
+    async def refresh(self) -> None:
+        return None
+
+
+def prime(config: Config, executors: Mapping[tuple[str, str], Executor]) -> None:
+    """Seed the cache with the executors ``registry.validate_config`` created at startup."""
+    for (system, stage), executor in executors.items():
+        _executors[(id(config), system, stage)] = (config, executor)
+
+
+def executor_for(config: Config, system: str, stage: str) -> Executor:
+    """The executor of ``system``'s ``stage`` environment (created once, then cached)."""
+    key = (id(config), system, stage)
+    hit = _executors.get(key)
+    if hit is not None and hit[0] is config:
+        return hit[1]
+    env = config.systems[system].environments[stage]
+    executor = registry.create(
+        env.executor, dict(env.model_extra or {}), key_path=f"systems.{system}.environments.{stage}"
+    )
+    _executors[key] = (config, executor)
+    return executor
+
+
+def _too_long(output: str) -> bool:
+    return len(output) > ATTACH_OVER_CHARS or output.count("\n") > ATTACH_OVER_LINES
+
+
+async def _step(config: Config, run: flow.Run, target: flow.Target, step: Step, sink: Sink) -> StepResult:
+    request = DeploymentRequest(run_id=target.run_id, change_key=run.change.key, stage=run.stage, system=target.system)
+
+    async def progress(text: str) -> None:
+        await sink.post(f"`{escape(target.system)}` {step}:\n```{escape(text)}```")
+
+    try:
+        executor = executor_for(config, target.system, run.stage)
+    except ConfigError as exc:  # validated at startup; only a config swapped at runtime gets here
+        now = datetime.now().astimezone()
+        return StepResult(step=step, ok=False, summary=exc.user_message, started=now, finished=now)
+    method = {
+        Step.APPLY: executor.apply,
+        Step.VERIFY: executor.verify,
+        Step.ROLLBACK: executor.rollback,
+        Step.PLAN: executor.plan,
+    }[step]
+    result = await method(request, progress=progress)
+    if result.output and _too_long(result.output):
+        try:
+            await sink.attach(
+                filename=f"{target.run_id}-{step}.log",
+                content=result.output,
+                comment=f"Full output of {step} on `{escape(target.system)}` ({len(result.output):,} characters).",
+            )
+        except Exception:
+            log.warning("could not attach the output of %s %s", target.run_id, step, exc_info=True)
+    return result
+
+
+async def run_steps(
+    config: Config, run: flow.Run, step: Step, *, sink: Sink, limit: int = DEFAULT_LIMIT
+) -> dict[int, StepResult]:
+    """Run ``step`` on every system of the run, at most ``limit`` at a time; results by deployment id."""
+    gate = asyncio.Semaphore(limit)
+
+    async def one(target: flow.Target) -> tuple[int, StepResult]:
+        async with gate:
+            return target.deployment_id, await _step(config, run, target, step, sink)
+
+    return dict(await asyncio.gather(*(one(t) for t in run.targets)))
+
+
+async def _record(sessions: async_sessionmaker[AsyncSession], run: flow.Run, results: dict[int, StepResult]) -> None:
+    async with sessions.begin() as session:
+        for target in run.targets:
+            await flow.record(session, target=target, result=results[target.deployment_id])
+
+
+def _pairs(run: flow.Run, results: dict[int, StepResult]) -> list[tuple[str, StepResult]]:
+    return [(t.system, results[t.deployment_id]) for t in run.targets]
+
+
+async def _announce(
+    session: AsyncSession,
+    *,
+    config: Config,
+    change: Change,
+    window_id: int | None,
+    kind: AnnouncementKind,
+    now: datetime,
+    note: str = "",
+) -> None:
+    window = await windows.get(session, window_id) if window_id is not None else None
+    await announcements.announce(
+        session, config=config, change=change, window=window, kind=kind, now=now, note=note, stage="prod"
+    )
+
+
+async def execute(
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    config: Config,
+    clock: Clock,
+    sink: Sink,
+    run: flow.Run,
+    limit: int = DEFAULT_LIMIT,
+) -> Change:
+    """Apply, verify and finish (or roll back / ask) a started run; returns the change's final state."""
+    key, stage = run.change.key, run.stage
+    await sink.refresh()
+    systems = ", ".join(f"`{escape(t.system)}` ({escape(t.executor)})" for t in run.targets)
+    await sink.post(f":rocket: Deploying {key} to *{stage}* on {systems}.")
+    if stage == "prod":
+        async with sessions.begin() as session:
+            await _announce(
+                session,
+                config=config,
+                change=run.change,
+                window_id=run.window_id,
+                kind=AnnouncementKind.STARTED,
+                now=clock.now(),
+            )
+    applied = await run_steps(config, run, Step.APPLY, sink=sink, limit=limit)
+    await _record(sessions, run, applied)
+    await sink.post(blocks.results_text(f"*Apply of {key} ({stage})*", _pairs(run, applied)))
+    if not all(r.ok for r in applied.values()):
+        return await rollback(
+            sessions,
+            config=config,
+            clock=clock,
+            sink=sink,
+            run=run,
+            actor=run.actor,
+            reason="apply failed",
+            limit=limit,
+        )
+    async with sessions.begin() as session:
+        await flow.begin_verify(session, config=config, run=run, now=clock.now())
+    await sink.refresh()
+    verified = await run_steps(config, run, Step.VERIFY, sink=sink, limit=limit)
+    await _record(sessions, run, verified)
+    await sink.post(blocks.results_text(f"*Verification of {key} ({stage})*", _pairs(run, verified)))
+    if all(r.ok for r in verified.values()):
+        return await _succeeded(sessions, config=config, clock=clock, sink=sink, run=run)
+    summary = "; ".join(
+        f"{t.system}: {verified[t.deployment_id].summary}" for t in run.targets if not verified[t.deployment_id].ok
+    )
+    if config.policy.on_failed_verify is OnFailedVerify.ROLLBACK:
+        await sink.post(f":rewind: Verification failed ({escape(summary)}); the policy rolls back automatically.")
+        return await rollback(
+            sessions,
+            config=config,
+            clock=clock,
+            sink=sink,
+            run=run,
+            actor=run.actor,
+            reason="verify failed",
+            limit=limit,
+        )
+    async with sessions.begin() as session:
+        change = await flow.await_decision(session, config=config, run=run, now=clock.now(), summary=summary)
+    await sink.post(
+        f"Verification of {key} failed; waiting for the owner's decision.",
+        blocks=blocks.decision_blocks(
+            change_id=change.id,
+            change_key=key,
+            stage=stage,
+            owners=sorted(flow.owners(config, change)),
+            summary=summary,
+        ),
+    )
+    await sink.refresh()
+    return change
+
+
+async def _succeeded(
+    sessions: async_sessionmaker[AsyncSession], *, config: Config, clock: Clock, sink: Sink, run: flow.Run
+) -> Change:
+    async with sessions.begin() as session:
+        now = clock.now()
+        change = await flow.succeed(session, config=config, run=run, now=now)
+        if run.stage == "prod":
+            await _announce(
+                session, config=config, change=change, window_id=run.window_id, kind=AnnouncementKind.COMPLETED, now=now
+            )
+            if change.change_class is ChangeClass.EMERGENCY:
+                await announcements.request_post_implementation_review(session, config=config, change=change, now=now)
+    await sink.refresh()
+    owners = sorted(flow.owners(config, change))
+    if run.stage == "test":
+        await sink.post(
+            f"{change.key} is deployed to test and verified; the owner records the result.",
+            blocks=test_blocks.result_prompt(change_id=change.id, change_key=change.key, owners=owners),
+        )
+    else:
+        await sink.post(f":tada: {change.key} is deployed to production and verified: *completed*.")
+    return change
+
+
+async def rollback(
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    config: Config,
+    clock: Clock,
+    sink: Sink,
+    run: flow.Run,
+    actor: str,
+    reason: str,
+    limit: int = DEFAULT_LIMIT,
+) -> Change:
+    """Roll the run back on every system and finish it (the caller already checked who may)."""
+    async with sessions.begin() as session:
+        started = await flow.begin_rollback(
+            session, config=config, run=run, actor=actor, now=clock.now(), reason=reason
+        )
+    if not started:
+        async with sessions.begin() as session:
+            return await lifecycle.load(session, run.change.id)
+    await sink.post(f":rewind: Rolling back {run.change.key} ({run.stage}): {escape(reason)}.")
+    results = await run_steps(config, run, Step.ROLLBACK, sink=sink, limit=limit)
+    await _record(sessions, run, results)
+    await sink.post(blocks.results_text(f"*Rollback of {run.change.key} ({run.stage})*", _pairs(run, results)))
+    ok = {t.deployment_id: results[t.deployment_id].ok for t in run.targets}
+    async with sessions.begin() as session:
+        now = clock.now()
+        change = await flow.finish_rollback(session, config=config, run=run, now=now, ok=ok, actor=actor)
+        if run.stage == "prod":
+            note = "" if all(ok.values()) else "The rollback did not complete everywhere; the operators are on it."
+            await _announce(
+                session,
+                config=config,
+                change=change,
+                window_id=run.window_id,
+                kind=AnnouncementKind.ROLLED_BACK,
+                now=now,
+                note=note,
+            )
+    await sink.refresh()
+    words = "rolled back" if all(ok.values()) else "NOT fully rolled back (see the results above)"
+    await sink.post(f"{change.key} ({run.stage}) is {words}; it is now *{lifecycle.state_label(change.state)}*.")
+    if run.stage == "test":
+        owners = sorted(flow.owners(config, change))
+        await sink.post(
+            "The test stage failed; record the problems found.",
+            blocks=[
+                *test_blocks.result_prompt(change_id=change.id, change_key=change.key, owners=owners)[:1],
+                _problems_only(change.id),
+            ],
+        )
+    return change
+
+
+def _problems_only(change_id: int) -> Block:
+    return {
+        "type": "actions",
+        "block_id": f"test_result:{change_id}",
+        "elements": [
+            {
+                "type": "button",
+                "action_id": test_blocks.TestActionId.PROBLEMS.value,
+                "value": str(change_id),
+                "style": "danger",
+                "text": {"type": "plain_text", "text": "Problems found"},
+            }
+        ],
+    }
