@@ -12,6 +12,7 @@ from bot.cli_commands import audit, changes, common, serve
 from bot.cli_commands import feeds as feeds_cli
 from bot.cli_commands import inventory as inventory_cli
 from bot.cli_commands import report as report_cli
+from bot.cli_commands import sandbox as sandbox_cli
 
 
 @click.group()
@@ -71,6 +72,7 @@ cli.add_command(feeds_cli.feeds)
 cli.add_command(inventory_cli.inventory)
 cli.add_command(advisories_cli.advisories)
 cli.add_command(report_cli.report_command)
+cli.add_command(sandbox_cli.sandbox)
 
 
 def main(argv: list[str] | None = None) -> Any:

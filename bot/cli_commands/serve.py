@@ -19,7 +19,14 @@ log = logging.getLogger(__name__)
 @click.option("--port", default=3000, show_default=True, type=int)
 @click.option("--socket-mode", is_flag=True, help="connect to Slack over Socket Mode (needs SLACK_APP_TOKEN)")
 def serve(host: str, port: int, socket_mode: bool) -> None:
-    """Run the bot."""
+    """Run the bot (with no Slack credentials at all: the local sandbox workspace instead)."""
+    s = common.settings()
+    if not socket_mode and s.slack_bot_token is None and s.slack_signing_secret is None:
+        from bot.cli_commands.sandbox import sandbox
+
+        click.echo("No SLACK_BOT_TOKEN or SLACK_SIGNING_SECRET set: starting the local sandbox (127.0.0.1 only).")
+        sandbox.callback(port=port, config_path=None)  # type: ignore[misc]
+        return
     try:
         asyncio.run(_serve(host, port, socket_mode))
     except PatchwardenError as exc:
