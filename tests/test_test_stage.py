@@ -1,0 +1,78 @@
+"""The test stage through the thread: problems, risk decisions by owner and security, acknowledgement."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from conftest import OPS1, OWNER, REQ, SEC1, Harness, eventually
+from deploy_support import approved_for_test, book, in_thread, state_of, wait_state
+
+from bot.commands import deploy
+from bot.sandbox.fake_slack import Message
+from storage import reports
+from storage.models import ChangeState
+
+
+async def deployed_to_test(h: Harness) -> Message:
+    card = await approved_for_test(h)
+    await book(h, stage="test", start_in=timedelta(minutes=5))
+    h.clock.advance(timedelta(minutes=6))
+    await asyncio.gather(*await deploy.run_due_windows(h.deps))
+    await wait_state(h, ChangeState.TEST_PASSED)
+    return card
+
+
+async def form(h: Harness, prompt: Message, action: str, callback: str, values: dict[str, Any], user: str) -> str:
+    opened = len([p for p in h.fake.of("views.open") if p["view"]["callback_id"] == callback])
+    await h.slack.click(prompt, action, user=user)
+    view = await h.opened_view(callback, after=opened)
+    _, body = await h.slack.submit(view, values, user=user)
+    return body
+
+
+async def test_problems_risk_accepted_then_acknowledged(harness: Harness) -> None:
+    h = harness
+    card = await deployed_to_test(h)
+    prompt = await in_thread(h, card, "test_problems")
+    # only the owner records the result; the refusal is ephemeral and audited
+    await h.slack.click(prompt, "test_passed", user=REQ)
+    await eventually(lambda: any("Only the owner" in t for t in h.fake.ephemerals(REQ)), what="refusal")
+    # both fields are required
+    body = await form(h, prompt, "test_problems", "test_problems_form", {"description": ""}, OWNER)
+    assert "criticality" in body and "description" in body
+    body = await form(
+        h, prompt, "test_problems", "test_problems_form", {"criticality": "high", "description": "slow"}, OWNER
+    )
+    await wait_state(h, ChangeState.TEST_FAILED)
+    risk = await in_thread(h, card, "test_risk_decision", what="risk prompt")
+    await form(h, risk, "test_risk_decision", "test_risk_form", {"decision": "proceed", "reasoning": "ok"}, OPS1)
+    await eventually(lambda: any("security group" in t for t in h.fake.ephemerals(OPS1)), what="ops refused")
+    await form(h, risk, "test_risk_decision", "test_risk_form", {"decision": "proceed", "reasoning": "fine"}, OWNER)
+    await eventually(lambda: any("Waiting for a member" in t for t in h.fake.ephemerals(OWNER)), what="waiting")
+    assert await state_of(h) is ChangeState.TEST_FAILED
+    await form(h, risk, "test_risk_decision", "test_risk_form", {"decision": "proceed", "reasoning": "low"}, SEC1)
+    await wait_state(h, ChangeState.RISK_ACCEPTED)
+    ack = await in_thread(h, card, "test_acknowledge")
+    await h.slack.click(ack, "test_acknowledge", user=SEC1)  # not the owner
+    await eventually(lambda: any("Only the owner" in t for t in h.fake.ephemerals(SEC1)), what="ack refusal")
+    await h.slack.click(ack, "test_acknowledge", user=OWNER)
+    await wait_state(h, ChangeState.PENDING_PROD_APPROVAL)
+    async with h.deps.sessions.begin() as s:
+        kinds = [r.kind for r in await reports.for_change(s, 1)]
+    assert kinds == ["test_result", "risk_decision", "risk_decision", "acknowledgement"]
+    assert "change_approve" in str(h.latest(card).blocks)  # the card asks for production approval
+
+
+async def test_a_stop_decision_fails_the_change(harness: Harness) -> None:
+    h = harness
+    card = await deployed_to_test(h)
+    prompt = await in_thread(h, card, "test_problems")
+    await form(
+        h, prompt, "test_problems", "test_problems_form", {"criticality": "critical", "description": "data loss"}, OWNER
+    )
+    risk = await in_thread(h, card, "test_risk_decision")
+    await form(h, risk, "test_risk_decision", "test_risk_form", {"decision": "stop", "reasoning": "too risky"}, SEC1)
+    await wait_state(h, ChangeState.FAILED)
+    await in_thread(h, card, "decided to stop")
