@@ -86,7 +86,10 @@ async def publish(deps: Deps, advisory_id: int, *, notes: tuple[str, ...] = ()) 
 
 async def publish_all(deps: Deps, changed: list[flow.Ingested]) -> None:
     """Publish every changed record; one failure is logged and does not stop the others."""
+    everything = deps.config.advisories.post_unmatched_critical
     for item in changed:
+        if not item.matched and not everything:
+            continue  # nothing to post or update (most of a KEV catalogue): skip loading it again
         try:
             await publish(deps, item.record_id, notes=() if item.created else item.notes)
         except SlackApiError as exc:

@@ -44,6 +44,7 @@ class Ingested:
     record_id: int
     created: bool
     notes: tuple[str, ...] = ()
+    matched: bool = True  # affects (or may affect) a system: False lets the poster skip most KEV entries
 
 
 @dataclass
@@ -214,7 +215,7 @@ async def _ingest_one(
     await store.replace_matches(session, record.id, rows)
     moved = before is not None and _match_keys(rows) != before_matches
     notes = _notes(before, after, doc_key, old_doc is not None, moved)
-    return Ingested(record.id, created, tuple(notes))
+    return Ingested(record.id, created, tuple(notes), matched=bool(rows) or record.message_ts is not None)
 
 
 async def ingest(session: AsyncSession, *, config: Config, batch: FeedBatch, now: datetime) -> IngestResult:
