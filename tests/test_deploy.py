@@ -191,3 +191,23 @@ async def test_unknown_executor_stops_startup() -> None:
     with pytest.raises(ConfigError, match="unknown executor 'no-such-thing'"):
         build_deps(Settings(PATCHWARDEN_DATABASE_URL="sqlite+aiosqlite:///:memory:"), config, client=None)  # type: ignore[arg-type]
     assert audit  # the control log module is what refusals above were checked against
+
+
+async def test_an_internal_error_mid_run_is_said_and_logged(harness_factory: Any, monkeypatch: Any) -> None:
+    from bot.workflows import deployment as flow
+
+    async def broken(*_a: Any, **_k: Any) -> None:
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(flow, "begin_verify", broken)
+    h: Harness = await harness_factory(slow_config())
+    card = await approved_for_test(h, change_class="emergency", details="outage")
+    assert "Deploying" in await deploy_cmd(h, "CHG-1 test --now outage")
+    await in_thread(h, card, "stopped on an internal error (RuntimeError)")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5
+    while not await actions(h, "deployment_interrupted") and loop.time() < deadline:  # noqa: ASYNC110  (polling with a deadline)
+        await asyncio.sleep(0.02)  # the log entry is written just after the thread message
+    assert len(await actions(h, "deployment_interrupted")) == 1
+    async with h.deps.sessions.begin() as s:
+        assert await deployments.lock_holder(s, "web-shop") is not None  # kept locked for an operator

@@ -172,7 +172,45 @@ async def execute(
     run: flow.Run,
     limit: int = DEFAULT_LIMIT,
 ) -> Change:
-    """Apply, verify and finish (or roll back / ask) a started run; returns the change's final state."""
+    """Apply, verify and finish (or roll back / ask) a started run; returns the change's final state.
+
+    An unexpected error (the database gone mid-run, a bug) is logged to the control log and said in the
+    thread; the systems stay locked so nobody deploys over a half-finished run until an operator looked.
+    """
+    try:
+        return await _execute(sessions, config=config, clock=clock, sink=sink, run=run, limit=limit)
+    except Exception as exc:
+        log.exception("deployment %s of %s failed unexpectedly", run.stage, run.change.key)
+        await sink.post(
+            f":x: The {run.stage} deployment of {run.change.key} stopped on an internal error "
+            f"({type(exc).__name__}). Its systems stay locked; an operator must check them (see the bot log)."
+        )
+        try:
+            async with sessions.begin() as session:
+                await lifecycle.log(
+                    session,
+                    config=config,
+                    now=clock.now(),
+                    actor=run.actor,
+                    action="deployment_interrupted",
+                    change=run.change,
+                    stage=run.stage,
+                    error=type(exc).__name__,
+                )
+        except Exception:
+            log.exception("could not log the interrupted deployment of %s", run.change.key)
+        raise
+
+
+async def _execute(
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    config: Config,
+    clock: Clock,
+    sink: Sink,
+    run: flow.Run,
+    limit: int,
+) -> Change:
     key, stage = run.change.key, run.stage
     await sink.refresh()
     systems = ", ".join(f"`{escape(t.system)}` ({escape(t.executor)})" for t in run.targets)
