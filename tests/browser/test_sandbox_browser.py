@@ -1,7 +1,9 @@
 """The sandbox page in a real browser (Debian's chromium, headless, driven by Playwright for Python).
 
 Plays the loop by clicking as different people: the requester fills the form (an inline error first),
-the owner approves from the card, the Home tab and the calendar picture render. Screenshots go to
+the owner approves from the card, the operator books a proposed test window, the owner's Home tab shows
+it, and the calendar picture renders. (Deploying needs the booked window to arrive, or an emergency
+change; the sandbox runs on the real clock, so the browser test stops at the booking.) Screenshots go to
 ``test-artifacts/`` (gitignored) so a failed CI run can be looked at.
 """
 
@@ -50,7 +52,7 @@ async def sandbox() -> AsyncIterator[Sandbox]:
     await box.stop()
 
 
-async def test_browser_plays_request_approve_home_and_calendar(sandbox: Sandbox) -> None:
+async def test_browser_plays_request_approve_schedule_home_and_calendar(sandbox: Sandbox) -> None:
     from playwright.async_api import async_playwright, expect
 
     executable = ensure_chromium()
@@ -99,12 +101,23 @@ async def test_browser_plays_request_approve_home_and_calendar(sandbox: Sandbox)
             await expect(timeline.locator('button[data-action-id="change_approve"]')).to_have_count(0)
             await shot("04-approved")
 
-            # Alice's Home: nothing pending any more, the demo's overdue advisories listed
+            # the operator (Olga) asks for free windows in #ops and books the first one with a click
+            await page.select_option("#who", demo.OLGA)
+            await page.locator(f'a[data-channel="{demo.OPS}"]').click()
+            await box.fill("/patch schedule CHG-1 test")
+            await box.press("Enter")
+            await timeline.locator('button[data-action-id="schedule_book_1"]').click()
+            await expect(timeline).to_contain_text("The test window of CHG-1 is booked for")
+            await shot("05-booked")
+
+            # Alice's Home: nothing pending any more, the booked window and the demo's overdue advisories
+            await page.select_option("#who", demo.ALICE)
             await page.get_by_test_id("home-tab").click()
             home = page.get_by_test_id("home")
             await expect(home).to_contain_text("Overdue advisories")
             await expect(home).to_contain_text("Nothing waits for your approval")
-            await shot("05-home")
+            await expect(home).to_contain_text("CHG-1 test on web-shop (booked)")
+            await shot("06-home")
 
             # the calendar picture arrives in #ops and really renders
             await page.locator(f'a[data-channel="{demo.OPS}"]').click()
@@ -118,6 +131,6 @@ async def test_browser_plays_request_approve_home_and_calendar(sandbox: Sandbox)
             )
             width = await image.evaluate("i => i.naturalWidth")
             assert width >= 800
-            await shot("06-calendar")
+            await shot("07-calendar")
         finally:
             await browser.close()
