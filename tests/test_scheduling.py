@@ -229,3 +229,18 @@ async def test_reschedule_and_cancel_are_announced(harness_factory: Any) -> None
     assert any("cancelled the *prod* window" in t and "vendor withdrew" in t for t in thread)
     actions = [a for a, _ in await audit_actions(h)]
     assert {"window_booked", "window_rescheduled", "window_cancelled"} <= set(actions)
+
+
+async def test_card_lines_flag_an_emergency_window(harness_factory: Any) -> None:
+    from bot.blocks.common import validate_blocks
+    from bot.blocks.schedule import card_windows
+
+    h: Harness = await harness_factory(schedule_config())
+    now = set_clock(h, "2026-12-03 10:00")
+    await approved_change(h, change_class="emergency")
+    when = (now + timedelta(hours=1)).strftime("%Y-%m-%d %H:%M")
+    await command(h, f"schedule CHG-1 prod {when} 1h --emergency disk <b>full</b>")
+    lines = card_windows(await all_windows(h), timezone="Europe/Berlin")
+    validate_blocks(lines)
+    text = json.dumps(lines)
+    assert len(lines) == 1 and "emergency bypass" in text and "&lt;b&gt;full&lt;/b&gt;" in text

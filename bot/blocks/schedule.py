@@ -127,3 +127,21 @@ def review_request(change: Change, *, reasons: str, people: Sequence[str]) -> st
         f"that skipped the normal windows or notice.{why} Please review what happened, whether the "
         f"emergency was justified, and what follows: {mentions(list(dict.fromkeys(people)))}"
     )
+
+
+def card_windows(windows: Sequence[Window], *, timezone: str) -> list[Block]:
+    """Booked or running windows for the change card, flagging an emergency bypass and its reason.
+
+    For ``blocks.card.card`` (the snapshot already carries ``windows``): one context line per live window.
+    """
+    lines = []
+    for window in windows:
+        if window.state.value not in ("booked", "started"):
+            continue
+        when = when_text(window.start, window.end, timezone)
+        state = "running" if window.state.value == "started" else "booked"
+        line = f":calendar: {window.stage.capitalize()} window {state}: {when}"
+        if window.emergency:
+            line += f" · :rotating_light: *emergency bypass*: {escape(window.bypass_reason)}"
+        lines.append(context(line))
+    return lines
