@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
@@ -32,11 +33,15 @@ log = logging.getLogger(__name__)
 DEPS_KEY: web.AppKey[Deps] = web.AppKey("deps", Deps)
 
 
-def create_client(*, token: str, base_url: str) -> AsyncWebClient:
-    """The Web API client: rate-limit (429 + Retry-After), 5xx and connection retries switched on."""
+def create_client(*, token: str, base_url: str, session: aiohttp.ClientSession | None = None) -> AsyncWebClient:
+    """The Web API client: rate-limit (429 + Retry-After), 5xx and connection retries switched on.
+
+    Pass a shared ``session`` (created inside the running loop, closed at shutdown): without one, slack_sdk
+    opens and closes a connection pool for every single API call."""
     return AsyncWebClient(
         token=token,
         base_url=base_url,
+        session=session,
         retry_handlers=[
             AsyncConnectionErrorRetryHandler(max_retry_count=1),
             AsyncRateLimitErrorRetryHandler(max_retry_count=5),
@@ -53,12 +58,12 @@ def create_app(deps: Deps, *, signing_secret: str) -> AsyncApp:
     changes.register(app, deps, router)
     approvals.register(app, deps)
     advisory_commands.register(app, deps, router)
-    schedule_commands.register(app, deps, router)
-    deploy_commands.register(app, deps, router)
-    test_stage_commands.register(app, deps)
     home_commands.register(app, deps)
     calendar_commands.register(app, deps, router)
     report_commands.register(app, deps, router)
+    schedule_commands.register(app, deps, router)
+    deploy_commands.register(app, deps, router)
+    test_stage_commands.register(app, deps)
     return app
 
 

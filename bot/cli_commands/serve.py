@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import aiohttp
 import click
 from aiohttp import web
 
@@ -43,7 +44,10 @@ async def _serve(host: str, port: int, socket_mode: bool) -> None:
     s.require("slack_bot_token", "slack_signing_secret", *(["slack_app_token"] if socket_mode else []))
     config = common.config(s)
     assert s.slack_bot_token is not None and s.slack_signing_secret is not None
-    client = app_module.create_client(token=s.slack_bot_token.get_secret_value(), base_url=s.slack_api_url)
+    slack_http = aiohttp.ClientSession(trust_env=True)  # one connection pool for every Web API call
+    client = app_module.create_client(
+        token=s.slack_bot_token.get_secret_value(), base_url=s.slack_api_url, session=slack_http
+    )
     deps = runtime.build_deps(s, config, client=client, signer=runtime.load_signer(s))
     await runtime.check_database(deps)
     await runtime.record_config_loaded(deps, config_text=s.config_path.read_bytes())
@@ -68,3 +72,4 @@ async def _serve(host: str, port: int, socket_mode: bool) -> None:
         sched.shutdown(wait=False)
         await runner.cleanup()
         await deps.engine.dispose()
+        await slack_http.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -13,7 +14,7 @@ from bot.blocks.common import ActionId, CallbackId, escape, mention
 from bot.commands.replies import guarded
 from bot.deps import Deps
 from bot.errors import UsageError
-from bot.workflows import approval, lifecycle
+from bot.workflows import approval, lifecycle, views
 from bot.workflows.approval import DecisionResult, Outcome
 
 
@@ -28,12 +29,12 @@ def parse_value(value: str) -> tuple[int, str, int]:
         raise UsageError(f"bad button value {value!r}", user_message="This button is out of date.") from exc
 
 
-async def announce(deps: Deps, result: DecisionResult, user: str) -> None:
+async def announce(deps: Deps, result: DecisionResult, user: str, snap: views.ChangeSnapshot | None = None) -> None:
     """Update the card and tell the thread (and the requester) what the decision means."""
     change = result.change
     if result.outcome in (Outcome.REFUSED, Outcome.ALREADY, Outcome.NOT_PENDING):
         return
-    await notify.refresh_card(deps, change.id)
+    await notify.refresh_card(deps, change.id, snap=snap)
     if result.outcome is Outcome.STAGE_APPROVED:
         stage = "test" if change.state.value.endswith("test") else "prod"
         await notify.thread(
@@ -76,8 +77,9 @@ def register(app: AsyncApp, deps: Deps) -> None:
                     user=user,
                     now=deps.clock.now(),
                 )
-            await reply(result.message)
-            await announce(deps, result, user)
+                snap = await views.snapshot(session, config=deps.config, change=result.change)
+            # the card (seen by everyone) and the clicker's note go out together, not one after the other
+            await asyncio.gather(announce(deps, result, user, snap), reply(result.message))
 
         await guarded(reply, work)
 
