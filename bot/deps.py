@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from bot.background import Coalescer
 from bot.config import Config, Settings
 from bot.crypto import Signer
 
@@ -41,3 +42,4 @@ class Deps:
     client: AsyncWebClient
     clock: Clock
     signer: Signer | None = None
+    homes: Coalescer = field(default_factory=Coalescer)  # App Home tabs waiting to be re-published

@@ -41,9 +41,7 @@ async def list_changes(
         stmt = stmt.where(Change.state.in_(list(states)))
     if involving is not None:
         stmt = stmt.where(
-            (Change.requester == involving)
-            | (Change.last_editor == involving)
-            | (Change.officer == involving)
+            (Change.requester == involving) | (Change.last_editor == involving) | (Change.officer == involving)
         )
     return list((await session.execute(stmt)).scalars())
 
@@ -125,9 +123,7 @@ async def mark_stale(session: AsyncSession, change_id: int, *, before_revision: 
     """Mark decisions on older revisions stale; returns how many were live."""
     result = await session.execute(
         update(Approval)
-        .where(
-            Approval.change_id == change_id, Approval.revision < before_revision, Approval.stale.is_(False)
-        )
+        .where(Approval.change_id == change_id, Approval.revision < before_revision, Approval.stale.is_(False))
         .values(stale=True)
         .execution_options(synchronize_session=False)
     )
@@ -173,3 +169,18 @@ async def without_card(session: AsyncSession) -> list[Change]:
     """Open changes whose card was never posted (Slack was down when they were created)."""
     stmt = select(Change).where(Change.thread_ts.is_(None), Change.state != ChangeState.DRAFT)
     return list((await session.execute(stmt)).scalars())
+
+
+async def live_approvals_of(session: AsyncSession, change_ids: Sequence[int]) -> dict[int, list[Approval]]:
+    """Live (non-stale) decisions of many changes in one query, grouped by change id."""
+    out: dict[int, list[Approval]] = {cid: [] for cid in change_ids}
+    if not change_ids:
+        return out
+    stmt = (
+        select(Approval)
+        .where(Approval.change_id.in_(list(change_ids)), Approval.stale.is_(False))
+        .order_by(Approval.id)
+    )
+    for row in (await session.execute(stmt)).scalars():
+        out[row.change_id].append(row)
+    return out

@@ -262,6 +262,8 @@ async def harness_factory(database_url: str) -> AsyncIterator[Callable[..., Any]
         )
 
     yield make
+    for deps in deps_list:
+        await deps.homes.flush()
     for http in sessions:
         await http.close()
     for runner in runners:

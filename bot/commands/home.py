@@ -14,7 +14,7 @@ from bot.config import Config
 from bot.deps import Deps
 from bot.windows import occurrences
 from bot.workflows import views
-from storage import changes, overview
+from storage import overview
 from storage.models import WindowState
 
 log = logging.getLogger(__name__)
@@ -34,11 +34,7 @@ async def load_home(deps: Deps, user: str) -> home_blocks.HomeData:
     config, now = deps.config, deps.clock.now()
     systems = systems_of(config, user)
     async with deps.sessions.begin() as session:
-        pending = []
-        for change in await changes.awaiting_approval(session):
-            snap = await views.snapshot(session, config=config, change=change)
-            if snap.progress is not None and user in snap.progress.pending_people():
-                pending.append(snap)
+        pending = await views.pending_for(session, config=config, user=user)
         mine = await overview.open_changes(session, involving=user)
         windows = await overview.windows_between(
             session, start=now, end=now + HORIZON, systems=systems, states=UPCOMING
@@ -82,9 +78,12 @@ def people_of(config: Config, snap: views.ChangeSnapshot) -> set[str]:
 
 
 async def refresh_involved(deps: Deps, snap: views.ChangeSnapshot) -> None:
-    """Refresh the Home of everyone involved in the change."""
-    for user in sorted(people_of(deps.config, snap)):
+    """Queue a Home refresh for everyone involved in the change (coalesced, off the click's path)."""
+
+    async def publish(user: str) -> None:
         await refresh_home(deps, user)
+
+    deps.homes.mark(people_of(deps.config, snap), publish)
 
 
 def register(app: AsyncApp, deps: Deps) -> None:
