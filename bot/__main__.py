@@ -13,6 +13,7 @@ from bot.cli_commands import feeds as feeds_cli
 from bot.cli_commands import inventory as inventory_cli
 from bot.cli_commands import report as report_cli
 from bot.cli_commands import sandbox as sandbox_cli
+from bot.errors import PatchwardenError
 
 
 @click.group()
@@ -27,9 +28,18 @@ def cli(log_level: str) -> None:
 def check_config(file: str | None) -> None:
     """Validate the YAML configuration (FILE or PATCHWARDEN_CONFIG); each error names its key path."""
     config = common.config(common.settings(), file)
-    click.echo(
-        f"OK: {len(config.systems)} system(s), {len(config.groups)} group(s), policy v{config.policy.version}"
-    )
+    try:  # plugins too: an unknown executor, feed or trust entry must fail here, not at 3 a.m.
+        from bot import integrity
+        from bot.executors import registry as executors
+        from bot.feeds import registry as feeds
+        from bot.feeds.http import HttpSettings
+
+        executors.validate_config(config)
+        feeds.create_all(config, http=HttpSettings())
+        integrity.parse_trust(config.trust)
+    except PatchwardenError as exc:
+        raise click.ClickException(exc.user_message) from exc
+    click.echo(f"OK: {len(config.systems)} system(s), {len(config.groups)} group(s), policy v{config.policy.version}")
 
 
 @cli.group()

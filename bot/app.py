@@ -14,6 +14,9 @@ from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncRateLimitErrorRetryHandler,
     AsyncServerErrorRetryHandler,
 )
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import text
 
@@ -33,6 +36,26 @@ log = logging.getLogger(__name__)
 DEPS_KEY: web.AppKey[Deps] = web.AppKey("deps", Deps)
 
 
+# Posting is not idempotent: a 5xx after Slack accepted the message would post it twice if retried.
+NOT_RETRIED_ON_5XX = ("chat.postMessage", "chat.postEphemeral", "chat.scheduleMessage", "files.completeUploadExternal")
+
+
+class IdempotentServerErrorRetryHandler(AsyncServerErrorRetryHandler):
+    """Retries 500/503 only for methods that are safe to repeat (updates, reads), never for posts."""
+
+    async def _can_retry_async(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        if any(request.url.endswith("/" + method) for method in NOT_RETRIED_ON_5XX):
+            return False
+        return bool(await super()._can_retry_async(state=state, request=request, response=response, error=error))
+
+
 def create_client(*, token: str, base_url: str, session: aiohttp.ClientSession | None = None) -> AsyncWebClient:
     """The Web API client: rate-limit (429 + Retry-After), 5xx and connection retries switched on.
 
@@ -45,7 +68,7 @@ def create_client(*, token: str, base_url: str, session: aiohttp.ClientSession |
         retry_handlers=[
             AsyncConnectionErrorRetryHandler(max_retry_count=1),
             AsyncRateLimitErrorRetryHandler(max_retry_count=5),
-            AsyncServerErrorRetryHandler(max_retry_count=2),
+            IdempotentServerErrorRetryHandler(max_retry_count=2),
         ],
     )
 
