@@ -14,7 +14,7 @@ from datetime import timedelta
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot import advisory_notify, notify, outbox_sender
-from bot.blocks.common import mentions
+from bot.blocks.common import mentions, slack_date
 from bot.commands import deploy
 from bot.deps import Deps
 from bot.workflows import announcements, reminders
@@ -44,11 +44,7 @@ async def run_sweep(deps: Deps) -> int:
             )
         elif nudge.kind == "reminder":
             deadline = change.approval_deadline
-            until = (
-                f" before <!date^{int(deadline.timestamp())}^{{date_short_pretty}} {{time}}|{deadline:%Y-%m-%d %H:%M} UTC>"
-                if deadline
-                else ""
-            )
+            until = f" before {slack_date(deadline)}" if deadline else ""
             await notify.thread(
                 deps,
                 change,

@@ -20,7 +20,6 @@ import pytest
 import pytest_asyncio
 import yaml
 from aiohttp import web
-
 from support.pg import PgServer, pg_server  # noqa: F401  (session fixture)
 
 from bot import app as app_module
@@ -150,7 +149,9 @@ def _merge(into: dict[str, Any], new: dict[str, Any]) -> None:
             into[k] = v
 
 
-async def eventually(predicate: Callable[[], Any], *, timeout: float = 10.0, what: str = "condition") -> Any:
+async def eventually(  # noqa: ASYNC109 (a polling deadline, not a cancellation timeout)
+    predicate: Callable[[], Any], *, timeout: float = 10.0, what: str = "condition"
+) -> Any:
     """Poll ``predicate`` until it returns something truthy or the deadline passes (no fixed sleeps)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -181,9 +182,7 @@ class Harness:
 
     async def card(self, n: int = 1) -> Message:
         """The n-th card, once posted."""
-        return await eventually(
-            lambda: self.cards()[n - 1] if len(self.cards()) >= n else None, what=f"card {n}"
-        )
+        return await eventually(lambda: self.cards()[n - 1] if len(self.cards()) >= n else None, what=f"card {n}")
 
     async def opened_view(self, callback_id: str, *, after: int = 0) -> dict[str, Any]:
         """The newest modal opened with ``callback_id`` (beyond the first ``after`` ones)."""
@@ -194,9 +193,7 @@ class Harness:
 
         return await eventually(find, what=f"modal {callback_id}")
 
-    async def request_change(
-        self, *, user: str = "U0REQ1", system: str = "web-shop", **values: Any
-    ) -> Message:
+    async def request_change(self, *, user: str = "U0REQ1", system: str = "web-shop", **values: Any) -> Message:
         """Type /patch request, fill the modal, submit; returns the posted card."""
         before = len(self.cards())
         opened = len([p for p in self.fake.of("views.open") if p["view"]["callback_id"] == "change_request"])

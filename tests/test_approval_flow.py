@@ -113,7 +113,7 @@ async def test_reject_requires_reason_and_rejects(harness: Harness) -> None:
     card = await harness.request_change()
     await harness.slack.click(card, "change_reject", user=OWNER)
     view = await harness.opened_view("change_reject_reason")
-    status, body = await harness.slack.submit(view, {"reason": None}, user=OWNER)
+    _status, body = await harness.slack.submit(view, {"reason": None}, user=OWNER)
     assert "errors" in body and await state_of(harness) is ChangeState.PENDING_TEST_APPROVAL
     await harness.slack.submit(view, {"reason": "Breaks the <!channel> checkout"}, user=OWNER)
     await eventually(lambda: "Rejected" in str(harness.latest(card).blocks))

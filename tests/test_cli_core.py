@@ -162,7 +162,7 @@ async def test_illegal_transition_raises_and_changes_nothing(harness: Harness) -
         assert change is not None and change.state is ChangeState.PENDING_TEST_APPROVAL
 
 
-async def test_manifest_matches_registered_listeners() -> None:
+def test_manifest_matches_registered_listeners() -> None:
     manifest = yaml.safe_load((Path(__file__).resolve().parents[1] / "slack-app-manifest.yaml").read_text())
     commands = [c["command"] for c in manifest["features"]["slash_commands"]]
     assert commands == ["/patch"]

@@ -19,7 +19,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 # Until tests/conftest.py registers this fixture for the whole suite, this module brings its own.
 from .pg import ENABLE_ENV, PgServer, reap_leftovers, start_pg_server
 
-
 BURST = 30
 
 
