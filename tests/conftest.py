@@ -149,8 +149,11 @@ def _merge(into: dict[str, Any], new: dict[str, Any]) -> None:
             into[k] = v
 
 
-async def eventually(  # noqa: ASYNC109 (a polling deadline, not a cancellation timeout)
-    predicate: Callable[[], Any], *, timeout: float = 10.0, what: str = "condition"
+async def eventually(
+    predicate: Callable[[], Any],
+    *,
+    timeout: float = 10.0,  # noqa: ASYNC109 (a polling deadline, not a cancellation timeout)
+    what: str = "condition",
 ) -> Any:
     """Poll ``predicate`` until it returns something truthy or the deadline passes (no fixed sleeps)."""
     loop = asyncio.get_running_loop()
