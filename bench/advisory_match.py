@@ -56,9 +56,7 @@ def version_text(eco: str, major: int, minor: int, patch: int, epoch: bool = Fal
 
 
 def package_versions(rng: random.Random) -> list[tuple[int, int, int]]:
-    return sorted(
-        {(rng.randint(0, 5), rng.randint(0, 9), rng.randint(0, 20)) for _ in range(VERSIONS_PER_NAME)}
-    )
+    return sorted({(rng.randint(0, 5), rng.randint(0, 9), rng.randint(0, 20)) for _ in range(VERSIONS_PER_NAME)})
 
 
 def make_advisory(
@@ -115,9 +113,7 @@ def advisory_stream(universe: Universe, n_advisories: int) -> Iterator[Advisory]
     templates = {eco: json.loads((OSV / rel).read_text()) for eco, rel in TEMPLATES.items()}
     rng, names = universe.rng, universe.names
     for i in range(n_advisories):
-        eco, name = names[
-            rng.randrange(universe.popular) if rng.random() < 0.1 else rng.randrange(universe.n_names)
-        ]
+        eco, name = names[rng.randrange(universe.popular) if rng.random() < 0.1 else rng.randrange(universe.n_names)]
         doc = make_advisory(templates[eco], eco, name, f"SYNTH-{i:06d}", rng, universe.known[name])
         yield parse_osv(doc)
 
@@ -136,9 +132,7 @@ def make_systems(universe: Universe, n_systems: int, per_system: int) -> dict[st
             chosen = known[-1] if rng.random() < 0.7 else rng.choice(known)
             v = version_text(eco, *chosen, has_epoch(name))
             pkgs.append(
-                InstalledPackage(
-                    ecosystem=base, name=name, version=f"v{v}" if eco == "Go" else v, release=release
-                )
+                InstalledPackage(ecosystem=base, name=name, version=f"v{v}" if eco == "Go" else v, release=release)
             )
         systems[f"host-{s:04d}"] = pkgs
     return systems
@@ -217,9 +211,7 @@ def main() -> None:
     print(f"index build (upsert of every advisory): {t_index:.2f} s; full match: {t_match:.2f} s; "
           f"together {t_index + t_match:.2f} s → {len(matches):,} matches ({affected:,} affected); "
           f"version cache {len(index.versions):,} entries")  # fmt: skip
-    print(
-        f"peak RSS of the whole run (generator, advisories, inventory, index, matches): {rss_mib():.0f} MiB"
-    )
+    print(f"peak RSS of the whole run (generator, advisories, inventory, index, matches): {rss_mib():.0f} MiB")
     del matches
 
     timings = []

@@ -63,9 +63,7 @@ def format_duration(value: timedelta) -> str:
     return "".join(out) or "0m"
 
 
-Duration = Annotated[
-    timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)
-]
+Duration = Annotated[timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)]
 
 
 def _check_timezone(value: str) -> str:
@@ -138,9 +136,7 @@ class Policy(Strict):
     remind_before: Duration = timedelta(hours=1)
     missed_window: MissedWindow = MissedWindow.NEXT
     on_failed_verify: OnFailedVerify = OnFailedVerify.ASK
-    sla_days: dict[str, int] = Field(
-        default_factory=lambda: {"critical": 30, "high": 90, "medium": 90, "low": 90}
-    )
+    sla_days: dict[str, int] = Field(default_factory=lambda: {"critical": 30, "high": 90, "medium": 90, "low": 90})
     kev_due_date: bool = True
 
     @field_validator("stages")
@@ -280,9 +276,7 @@ def _format_validation_error(exc: ValidationError, source: str) -> str:
 def parse_config(data: object, *, source: str = "configuration") -> Config:
     """Validate already-parsed YAML data; raises ``ConfigError`` naming each bad key path."""
     if not isinstance(data, dict):
-        raise ConfigError(
-            f"{source}: the top level must be a mapping of keys (slack, groups, systems, policy)"
-        )
+        raise ConfigError(f"{source}: the top level must be a mapping of keys (slack, groups, systems, policy)")
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
@@ -329,9 +323,7 @@ class Settings(BaseSettings):
     )
     config_path: Path = Field(default=Path("patchwarden.yaml"), validation_alias="PATCHWARDEN_CONFIG")
     audit_key: SecretStr | None = Field(default=None, validation_alias="PATCHWARDEN_AUDIT_KEY")
-    audit_key_file: Path = Field(
-        default=Path("patchwarden-audit.key"), validation_alias="PATCHWARDEN_AUDIT_KEY_FILE"
-    )
+    audit_key_file: Path = Field(default=Path("patchwarden-audit.key"), validation_alias="PATCHWARDEN_AUDIT_KEY_FILE")
 
     @field_validator("slack_api_url")
     @classmethod

@@ -45,9 +45,7 @@ def verify_digest(data_or_path: bytes | Path, *, algorithm: str, expected_hex: s
             raise VerificationError(f"unsupported hash algorithm {algorithm!r}")
         actual = hashlib.new(algorithm, data_or_path).hexdigest()
     if not hmac.compare_digest(actual.lower(), expected_hex.strip().lower()):
-        raise VerificationError(
-            f"{algorithm} mismatch: expected {expected_hex.strip()[:16]}…, got {actual[:16]}…"
-        )
+        raise VerificationError(f"{algorithm} mismatch: expected {expected_hex.strip()[:16]}…, got {actual[:16]}…")
 
 
 def hmac_sha256_hex(key: bytes, message: bytes) -> str:
@@ -82,9 +80,7 @@ class Signer:
             raw = base64.b64decode(text.strip(), validate=True)
             return cls(Ed25519PrivateKey.from_private_bytes(raw))
         except ValueError as exc:
-            raise ConfigError(
-                "PATCHWARDEN_AUDIT_KEY is not a base64-encoded 32-byte Ed25519 private key"
-            ) from exc
+            raise ConfigError("PATCHWARDEN_AUDIT_KEY is not a base64-encoded 32-byte Ed25519 private key") from exc
 
     @classmethod
     def load_or_create(cls, path: Path) -> Signer:
@@ -92,9 +88,7 @@ class Signer:
         if path.exists():
             mode = path.stat().st_mode & 0o777
             if mode & 0o077:
-                raise ConfigError(
-                    f"audit key file {path} is readable by others (mode {mode:o}); chmod 600 it"
-                )
+                raise ConfigError(f"audit key file {path} is readable by others (mode {mode:o}); chmod 600 it")
             return cls.from_base64(path.read_text())
         signer = cls.generate()
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

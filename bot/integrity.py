@@ -125,9 +125,7 @@ TrustEntry = Annotated[MinisignTrust | OpenPGPTrust, Field(discriminator="type")
 _TRUST_ADAPTER: TypeAdapter[MinisignTrust | OpenPGPTrust] = TypeAdapter(TrustEntry)
 
 
-def parse_trust(
-    raw: Mapping[str, Mapping[str, Any]], *, base_dir: Path | None = None
-) -> dict[str, TrustEntry]:
+def parse_trust(raw: Mapping[str, Mapping[str, Any]], *, base_dir: Path | None = None) -> dict[str, TrustEntry]:
     """Validate ``Config.trust``; raise ``ConfigError`` naming ``trust.<name>`` for a bad entry.
 
     Relative ``key_file`` paths are resolved against ``base_dir`` (the configuration file's folder) and
@@ -139,8 +137,7 @@ def parse_trust(
             entry = _TRUST_ADAPTER.validate_python(spec)
         except ValidationError as exc:
             problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc'][1:]) or 'type'}: "
-                + err["msg"].removeprefix("Value error, ")
+                f"{'.'.join(str(p) for p in err['loc'][1:]) or 'type'}: " + err["msg"].removeprefix("Value error, ")
                 for err in exc.errors()
             )
             raise ConfigError(f"trust.{name}: {problems} (type is minisign or openpgp)") from exc
@@ -236,9 +233,7 @@ def verify_minisign(data_path: Path, signature_text: str, key: MinisignKey) -> s
     # 5. The global signature binds the trusted comment to the file signature.
     trusted_comment = lines[2].removeprefix("trusted comment: ")
     try:
-        crypto.verify_ed25519(
-            key.public_key, signature=global_sig, message=signature + trusted_comment.encode()
-        )
+        crypto.verify_ed25519(key.public_key, signature=global_sig, message=signature + trusted_comment.encode())
     except VerificationError as exc:
         raise VerificationError("minisign trusted comment signature does not verify") from exc
     return trusted_comment
@@ -327,9 +322,7 @@ async def fetch_and_verify(
         final = quarantine / f"{sha256[:16]}-{name}"
         os.replace(partial, final)
         final.chmod(0o400)
-        return VerifiedArtifact(
-            path=final, sha256=sha256, scheme=scheme, signer=artifact.signer or "", detail=detail
-        )
+        return VerifiedArtifact(path=final, sha256=sha256, scheme=scheme, signer=artifact.signer or "", detail=detail)
     finally:
         partial.unlink(missing_ok=True)  # only still there when a step failed
         sig_file.unlink(missing_ok=True)

@@ -203,9 +203,7 @@ def load_cyclonedx(path_or_data: Path | str | bytes | Mapping[str, Any]) -> list
         try:
             pkg = from_purl(purl, default_distro=default_distro)
         except ValueError as exc:
-            raise InputError(
-                f"{where}: {loc} ({comp.get('name', '?')}): malformed purl {purl!r}: {exc}"
-            ) from exc
+            raise InputError(f"{where}: {loc} ({comp.get('name', '?')}): malformed purl {purl!r}: {exc}") from exc
         if pkg is not None:
             found.setdefault((pkg.ecosystem, pkg.name, pkg.version, pkg.release, pkg.purl), pkg)
     return sorted(found.values(), key=lambda p: (p.ecosystem, p.name, p.version, p.purl or ""))
@@ -213,9 +211,7 @@ def load_cyclonedx(path_or_data: Path | str | bytes | Mapping[str, Any]) -> list
 
 def _from_row(row: Package) -> InstalledPackage:
     base, release = split_ecosystem(row.ecosystem)  # accept "Debian:12" as well as Debian + release 12
-    return InstalledPackage(
-        ecosystem=base, name=row.name, version=row.version, release=row.release or release
-    )
+    return InstalledPackage(ecosystem=base, name=row.name, version=row.version, release=row.release or release)
 
 
 def from_config(system: System) -> list[InstalledPackage]:
@@ -261,9 +257,7 @@ def load_inventory(path: Path) -> dict[str, list[InstalledPackage]]:
         raise InputError(f"{path}: cannot read the inventory: {exc}") from exc
     entries = doc.get("systems") if isinstance(doc, Mapping) else None
     if not isinstance(entries, Mapping) or not entries:
-        raise InputError(
-            f"{path}: expected a mapping 'systems: {{NAME: {{sbom: FILE}} | {{packages: [...]}}}}'"
-        )
+        raise InputError(f"{path}: expected a mapping 'systems: {{NAME: {{sbom: FILE}} | {{packages: [...]}}}}'")
     systems = {}
     for name, spec in entries.items():
         where = f"{path}: systems.{name}"

@@ -206,11 +206,7 @@ def _range_affects(rng: _Range, version: Any) -> bool:
 def _evaluate(entry: _Entry, pkg: InstalledPackage, cache: VersionCache, verdict: _Verdict) -> None:
     """Add what ``entry`` says about ``pkg`` to ``verdict``."""
     base = pkg.ecosystem
-    if (
-        entry.release is not None
-        and pkg.release is not None
-        and not _same_release(entry.release, pkg.release)
-    ):
+    if entry.release is not None and pkg.release is not None and not _same_release(entry.release, pkg.release):
         return
     hit = False
     problems: list[str] = []
@@ -340,9 +336,7 @@ class MatchIndex:
                 out.append(match)
 
 
-def match_packages(
-    advisories: Iterable[Advisory], systems: Mapping[str, Sequence[InstalledPackage]]
-) -> list[Match]:
+def match_packages(advisories: Iterable[Advisory], systems: Mapping[str, Sequence[InstalledPackage]]) -> list[Match]:
     """One-shot convenience: index ``advisories`` and match ``systems``."""
     return MatchIndex(advisories).match_all(systems)
 
@@ -358,9 +352,7 @@ def load_osv_advisories(path: Path) -> list[Advisory]:
     elif zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as archive:
             documents = [
-                (f"{path}:{name}", archive.read(name))
-                for name in archive.namelist()
-                if name.endswith(".json")
+                (f"{path}:{name}", archive.read(name)) for name in archive.namelist() if name.endswith(".json")
             ]
     else:
         raise InputError(f"{path}: expected a directory or a zip of OSV JSON records")

@@ -49,8 +49,7 @@ async def post_card(deps: Deps, change_id: int) -> views.ChangeSnapshot | None:
         await thread(
             deps,
             snap.change,
-            f"Approval needed for the *{snap.stage}* stage: "
-            f"{mentions(sorted(snap.progress.pending_people()))}",
+            f"Approval needed for the *{snap.stage}* stage: {mentions(sorted(snap.progress.pending_people()))}",
         )
     await home_commands.refresh_involved(deps, snap)
     return snap

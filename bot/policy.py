@@ -33,9 +33,7 @@ class Requirement:
 class RequirementProgress:
     requirement: Requirement
     approvers: tuple[str, ...]
-    candidates: frozenset[
-        str
-    ]  # who may still fill it (eligible, not excluded, not yet used), fallback included
+    candidates: frozenset[str]  # who may still fill it (eligible, not excluded, not yet used), fallback included
     uses_fallback: bool
 
     @property
@@ -77,8 +75,7 @@ class StageProgress:
     def eligible_anywhere(self, user: str) -> bool:
         """True when ``user`` is eligible for any requirement of this stage (needed to reject)."""
         return user not in self.excluded and any(
-            user in r.requirement.eligible or (r.uses_fallback and user in r.candidates)
-            for r in self.requirements
+            user in r.requirement.eligible or (r.uses_fallback and user in r.candidates) for r in self.requirements
         )
 
 
@@ -95,11 +92,7 @@ def requirements(config: Config, systems: Sequence[str], stage: str) -> list[Req
             out.append(Requirement("stakeholder", "Stakeholders", people, rule.count))
         else:
             assert rule.group is not None
-            out.append(
-                Requirement(
-                    f"group:{rule.group}", f"{rule.group} group", config.group(rule.group), rule.count
-                )
-            )
+            out.append(Requirement(f"group:{rule.group}", f"{rule.group} group", config.group(rule.group), rule.count))
     return out
 
 
@@ -150,9 +143,7 @@ def requirement_for(progress: StageProgress, user: str) -> str:
     """
     # 1.
     if user in progress.approvals:
-        raise AlreadyDoneError(
-            f"{user} already approved", user_message="You have already approved this stage."
-        )
+        raise AlreadyDoneError(f"{user} already approved", user_message="You have already approved this stage.")
     who = _who_can(progress)
     # 2.
     if user in progress.excluded:
@@ -164,9 +155,7 @@ def requirement_for(progress: StageProgress, user: str) -> str:
             ),
         )
     eligible = [
-        r
-        for r in progress.requirements
-        if user in r.requirement.eligible or (r.uses_fallback and user in r.candidates)
+        r for r in progress.requirements if user in r.requirement.eligible or (r.uses_fallback and user in r.candidates)
     ]
     # 3.
     if not eligible:
@@ -189,9 +178,5 @@ def requirement_for(progress: StageProgress, user: str) -> str:
 def _who_can(progress: StageProgress) -> str:
     people = sorted(progress.pending_people())
     if not people:
-        return (
-            "nobody: every requirement is met"
-            if progress.complete
-            else "nobody is left (ask an administrator)"
-        )
+        return "nobody: every requirement is met" if progress.complete else "nobody is left (ask an administrator)"
     return ", ".join(f"<@{p}>" for p in people)

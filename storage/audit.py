@@ -44,9 +44,7 @@ async def append(
     details: dict[str, Any] | None = None,
 ) -> AuditEntry:
     """Append one entry inside the caller's transaction. The head row lock serialises concurrent writers."""
-    head = (
-        await session.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update())
-    ).scalar_one_or_none()
+    head = (await session.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update())).scalar_one_or_none()
     if head is None:
         head = AuditHead(id=1, seq=0, hash=GENESIS)
         session.add(head)
@@ -116,15 +114,11 @@ def _check(entry: AuditEntry, expected_seq: int, prev_hash: str) -> str:
     except ValueError:
         return "body is not valid JSON"
     if entry.seq != expected_seq:
-        return (
-            f"sequence gap: expected entry {expected_seq}, found {entry.seq} (an entry was deleted or moved)"
-        )
+        return f"sequence gap: expected entry {expected_seq}, found {entry.seq} (an entry was deleted or moved)"
     if body.get("seq") != entry.seq:
         return f"entry claims position {body.get('seq')} but is stored at {entry.seq} (reordered)"
     if entry.prev_hash != prev_hash:
-        return (
-            "prev_hash does not match the previous entry's hash (an entry before it was changed or removed)"
-        )
+        return "prev_hash does not match the previous entry's hash (an entry before it was changed or removed)"
     if entry.hash != chain_hash(prev_hash, entry.body):
         return "hash does not match the entry's content (the entry was edited)"
     columns = {

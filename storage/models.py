@@ -93,9 +93,7 @@ class ChangeState(StrEnum):
 
 
 S = ChangeState
-TERMINAL: frozenset[ChangeState] = frozenset(
-    {S.COMPLETED, S.ROLLED_BACK, S.FAILED, S.REJECTED, S.CANCELLED, S.EXPIRED}
-)
+TERMINAL: frozenset[ChangeState] = frozenset({S.COMPLETED, S.ROLLED_BACK, S.FAILED, S.REJECTED, S.CANCELLED, S.EXPIRED})
 PENDING_APPROVAL: dict[str, ChangeState] = {"test": S.PENDING_TEST_APPROVAL, "prod": S.PENDING_PROD_APPROVAL}
 APPROVED: dict[str, ChangeState] = {"test": S.APPROVED_FOR_TEST, "prod": S.APPROVED_FOR_PROD}
 
@@ -439,8 +437,9 @@ class AdvisoryMatch(Base):
     """One advisory affecting one installed package of one system (or needing triage)."""
 
     __tablename__ = "advisory_matches"
-    __table_args__ = (UniqueConstraint("advisory_id", "system", "ecosystem", "package", "installed",
-                                       name="uq_advisory_match"),)
+    __table_args__ = (
+        UniqueConstraint("advisory_id", "system", "ecosystem", "package", "installed", name="uq_advisory_match"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     advisory_id: Mapped[int] = mapped_column(ForeignKey("advisories.id"), index=True)

@@ -73,9 +73,7 @@ async def test_self_approval_refused_and_audited(harness: Harness) -> None:
     async with h.deps.sessions.begin() as s:
         assert await changes.approvals(s, 1) == []
     # nobody else is eligible: the card says so and names the fallback group
-    assert "Nobody eligible" in str(h.latest(card).blocks) or "security group can unblock" in str(
-        h.latest(card).blocks
-    )
+    assert "Nobody eligible" in str(h.latest(card).blocks) or "security group can unblock" in str(h.latest(card).blocks)
     await h.slack.click(card, "change_approve", user=SEC1)  # fallback member unblocks
     await eventually(lambda: "Approved for test" in str(h.latest(card).blocks), what="fallback approval")
 

@@ -46,9 +46,7 @@ async def _tamper(url: str, how: str) -> None:
                 r.seq: r
                 for r in (
                     await s.execute(
-                        text(
-                            "select seq, at, actor, action, body, prev_hash, hash from audit_log where seq in (2,3)"
-                        )
+                        text("select seq, at, actor, action, body, prev_hash, hash from audit_log where seq in (2,3)")
                     )
                 ).all()
             }
@@ -78,9 +76,7 @@ def _verify(url: str, monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
 
 
 @pytest.mark.parametrize("how", ["edit", "edit-column", "delete", "reorder"])
-async def test_verify_names_first_bad_entry(
-    database_url: str, monkeypatch: pytest.MonkeyPatch, how: str
-) -> None:
+async def test_verify_names_first_bad_entry(database_url: str, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
     await _fill(database_url)
     code, out = await asyncio.to_thread(_verify, database_url, monkeypatch)
     assert code == 0 and "OK: 5 entries" in out
@@ -97,13 +93,9 @@ async def test_signed_checkpoint_detects_truncation(database_url: str) -> None:
     async with db.session_factory(engine).begin() as s:
         cp = await audit_flow.write_checkpoint(s, signer=signer, now=datetime.now(UTC))
         assert cp is not None and cp.seq == 5
-    async with db.session_factory(
-        engine
-    ).begin() as s:  # cut the tail, head row too: the chain alone looks fine
+    async with db.session_factory(engine).begin() as s:  # cut the tail, head row too: the chain alone looks fine
         await s.execute(delete(AuditEntry).where(AuditEntry.seq >= 4))
-        await s.execute(
-            text("update audit_head set seq = 3, hash = (select hash from audit_log where seq = 3)")
-        )
+        await s.execute(text("update audit_head set seq = 3, hash = (select hash from audit_log where seq = 3)"))
     async with db.session_factory(engine).begin() as s:
         result = await audit_flow.verify(s)
     await engine.dispose()
@@ -116,8 +108,6 @@ async def test_export_csv_and_json(database_url: str, monkeypatch: pytest.Monkey
     out = (await asyncio.to_thread(CliRunner().invoke, cli, ["audit", "export", "--format", "json"])).output
     rows = json.loads(out)
     assert [r["seq"] for r in rows] == [1, 2, 3] and rows[0]["policy_version"] == 1
-    csv_out = (
-        await asyncio.to_thread(CliRunner().invoke, cli, ["audit", "export", "--format", "csv"])
-    ).output
+    csv_out = (await asyncio.to_thread(CliRunner().invoke, cli, ["audit", "export", "--format", "csv"])).output
     assert csv_out.splitlines()[0].startswith("seq,time,actor,action")
     assert len(csv_out.strip().splitlines()) == 4

@@ -83,9 +83,7 @@ async def server(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[str]:
         await runner.cleanup()
 
 
-def ref(
-    base: str, *, kind: str = "plain", sig: str | None = None, signer: str | None = None, **kw: str
-) -> ArtifactRef:
+def ref(base: str, *, kind: str = "plain", sig: str | None = None, signer: str | None = None, **kw: str) -> ArtifactRef:
     return ArtifactRef(
         url=f"{base}/{kind}/{BUNDLE.name}",
         sha256=kw.get("sha256", sha256(BUNDLE)),
@@ -105,9 +103,7 @@ async def test_minisign_artifact_accepted(server: str, trust: dict[str, TrustEnt
     assert listing(tmp_path) == [verified.path.name]  # no partial files left
 
 
-async def test_minisign_tampered_twin_refused(
-    server: str, trust: dict[str, TrustEntry], tmp_path: Path
-) -> None:
+async def test_minisign_tampered_twin_refused(server: str, trust: dict[str, TrustEntry], tmp_path: Path) -> None:
     # The tampered file under the good name, with its own (correct) hash: only the signature catches it.
     artifact = ref(
         server,
@@ -130,12 +126,8 @@ async def test_openpgp_artifact_accepted(server: str, trust: dict[str, TrustEntr
 
 
 @needs_gpg
-async def test_openpgp_tampered_twin_refused(
-    server: str, trust: dict[str, TrustEntry], tmp_path: Path
-) -> None:
-    artifact = ref(
-        server, kind="swapped", sig=f"{BUNDLE.name}.asc", signer="vendor-pgp", sha256=sha256(TAMPERED)
-    )
+async def test_openpgp_tampered_twin_refused(server: str, trust: dict[str, TrustEntry], tmp_path: Path) -> None:
+    artifact = ref(server, kind="swapped", sig=f"{BUNDLE.name}.asc", signer="vendor-pgp", sha256=sha256(TAMPERED))
     with pytest.raises(VerificationError, match="BADSIG"):
         await fetch_and_verify(artifact, quarantine=tmp_path, trust=trust)
 
@@ -152,9 +144,7 @@ async def test_openpgp_signature_by_unpinned_fingerprint_refused(server: str, tm
         }
     )
     with pytest.raises(VerificationError, match="not a pinned key"):
-        await fetch_and_verify(
-            ref(server, sig=f"{BUNDLE.name}.asc", signer="pgp"), quarantine=tmp_path, trust=other
-        )
+        await fetch_and_verify(ref(server, sig=f"{BUNDLE.name}.asc", signer="pgp"), quarantine=tmp_path, trust=other)
 
 
 async def test_wrong_sha256_refused(server: str, trust: dict[str, TrustEntry], tmp_path: Path) -> None:
@@ -190,9 +180,7 @@ async def test_size_limit(server: str, trust: dict[str, TrustEntry], tmp_path: P
         await fetch_and_verify(ref(server), quarantine=tmp_path, trust=trust, max_bytes=100)
 
 
-async def test_reverify_catches_modification(
-    server: str, trust: dict[str, TrustEntry], tmp_path: Path
-) -> None:
+async def test_reverify_catches_modification(server: str, trust: dict[str, TrustEntry], tmp_path: Path) -> None:
     verified = await fetch_and_verify(ref(server), quarantine=tmp_path, trust=trust)
     assert verified.scheme == "sha256"
     verified.path.chmod(0o600)
@@ -233,8 +221,6 @@ def test_artifact_ref_requires_a_hash_and_a_signer_with_a_signature() -> None:
     with pytest.raises(ValueError, match="sha256 or sha512"):
         ArtifactRef(url="https://example.org/a.tgz")
     with pytest.raises(ValueError, match="go together"):
-        ArtifactRef(
-            url="https://example.org/a.tgz", sha256="0" * 64, signature_url="https://example.org/a.sig"
-        )
+        ArtifactRef(url="https://example.org/a.tgz", sha256="0" * 64, signature_url="https://example.org/a.sig")
     with pytest.raises(ValueError, match="http"):
         ArtifactRef(url="file:///etc/passwd", sha256="0" * 64)

@@ -95,8 +95,7 @@ def test_deb_without_distro_takes_the_sbom_operating_system(tmp_path: Path) -> N
         (b'{"bomFormat": "CycloneDX", "specVersion": "2.0"}', "unsupported CycloneDX specVersion"),
         (b'{"bomFormat": "CycloneDX", "specVersion": "1.6", "components": {}}', "must be a list"),
         (
-            b'{"bomFormat": "CycloneDX", "specVersion": "1.6", '
-            b'"components": [{"name": "x", "purl": "nope"}]}',
+            b'{"bomFormat": "CycloneDX", "specVersion": "1.6", "components": [{"name": "x", "purl": "nope"}]}',
             r"components\[0\] \(x\): malformed purl",
         ),
     ],

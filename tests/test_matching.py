@@ -137,11 +137,7 @@ def test_unparseable_version_and_unknown_ecosystem_need_triage() -> None:
     bad = one(osv("PyPI/PYSEC-2023-74.json"), pkg("PyPI", "requests", "not a version!"))
     assert bad is not None and bad.status is MatchStatus.NEEDS_TRIAGE and "not a valid" in bad.reason
     odd = osv("PyPI/PYSEC-2023-74.json").model_copy(
-        update={
-            "affected": (
-                osv("PyPI/PYSEC-2023-74.json").affected[0].model_copy(update={"ecosystem": "Hackage"}),
-            )
-        }
+        update={"affected": (osv("PyPI/PYSEC-2023-74.json").affected[0].model_copy(update={"ecosystem": "Hackage"}),)}
     )
     unknown = one(odd, pkg("Hackage", "requests", "1.0"))
     assert unknown is not None and unknown.status is MatchStatus.NEEDS_TRIAGE and "Hackage" in unknown.reason
@@ -241,8 +237,6 @@ def test_entry_without_versions_or_ranges_and_unknown_range_type_need_triage() -
     match = one(bare, pkg("PyPI", "requests", "2.30.0"))
     assert match is not None and match.status is MatchStatus.NEEDS_TRIAGE
     odd_range = entry.ranges[0].model_copy(update={"type": "CALVER"})
-    odd = base.model_copy(
-        update={"affected": (entry.model_copy(update={"ranges": (odd_range,), "versions": ()}),)}
-    )
+    odd = base.model_copy(update={"affected": (entry.model_copy(update={"ranges": (odd_range,), "versions": ()}),)})
     match = one(odd, pkg("PyPI", "requests", "2.30.0"))
     assert match is not None and match.status is MatchStatus.NEEDS_TRIAGE and "CALVER" in match.reason

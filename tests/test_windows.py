@@ -309,9 +309,7 @@ def test_outside_window_names_the_rule_and_emergency_bypasses_it(config: Config)
         "02:00–04:00 Sat 5 Dec (Europe/Berlin) is outside web-shop's maintenance windows (Sundays 02:00, 2h)."
         " The nearest free slot is 02:00–04:00 Sun 6 Dec (Europe/Berlin)."
     )
-    windows.check_slot(
-        config, ["web-shop"], slot, now=utc(2026, 11, 22), bookings=[], notice=DAY, emergency=True
-    )
+    windows.check_slot(config, ["web-shop"], slot, now=utc(2026, 11, 22), bookings=[], notice=DAY, emergency=True)
 
 
 def test_emergency_does_not_bypass_blackouts_or_bookings_unless_told(
@@ -403,10 +401,7 @@ def test_several_systems_need_a_window_of_every_one(config: Config) -> None:
     assert info.value.suggestion is None  # no 2h stretch is inside both
     # No common window at all: nothing is proposed; a system without windows adds no restriction.
     assert (
-        windows.next_free_slots(
-            config, ["web-shop", "sat-batch"], now=utc(2026, 11, 30), bookings=[], notice=DAY
-        )
-        == []
+        windows.next_free_slots(config, ["web-shop", "sat-batch"], now=utc(2026, 11, 30), bookings=[], notice=DAY) == []
     )
     assert windows.next_free_slots(
         config, ["anytime", "web-shop"], now=utc(2026, 11, 30), bookings=[], notice=DAY, count=1
@@ -474,9 +469,7 @@ def test_ten_thousand_bookings_stay_fast() -> None:
     cfg = make_config({"hourly": system("UTC", ("FREQ=HOURLY", "1h")), "free": system("UTC")})
     now = utc(2026, 1, 1)
     booked = [
-        Booking(
-            now + timedelta(hours=i), now + timedelta(hours=i + 1), f"CHG-{i}", frozenset({"hourly", "free"})
-        )
+        Booking(now + timedelta(hours=i), now + timedelta(hours=i + 1), f"CHG-{i}", frozenset({"hourly", "free"}))
         for i in range(10_000)
     ]
     began = time.perf_counter()
@@ -572,9 +565,7 @@ _SYSTEMS = ["web-shop", "ny-db", "utc-api", "anytime", "billing"]
     minutes=st.integers(min_value=0, max_value=400 * 24 * 60),
     notice_hours=st.integers(min_value=0, max_value=72),
     chosen=st.lists(st.sampled_from(_SYSTEMS), min_size=1, max_size=3, unique=True),
-    booked=st.lists(
-        st.tuples(st.integers(0, 90 * 24), st.integers(1, 6), st.sampled_from(_SYSTEMS)), max_size=30
-    ),
+    booked=st.lists(st.tuples(st.integers(0, 90 * 24), st.integers(1, 6), st.sampled_from(_SYSTEMS)), max_size=30),
     emergency=st.booleans(),
 )
 def test_every_proposed_slot_passes_check_slot(
@@ -603,6 +594,4 @@ def test_every_proposed_slot_passes_check_slot(
     assert found == sorted(found)
     for slot in found:
         assert slot.start >= now + (timedelta() if emergency else notice)
-        windows.check_slot(
-            config, chosen, slot, now=now, bookings=bookings, notice=notice, emergency=emergency
-        )
+        windows.check_slot(config, chosen, slot, now=now, bookings=bookings, notice=notice, emergency=emergency)

@@ -87,9 +87,7 @@ def _approval_section(snap: ChangeSnapshot) -> list[Block]:
             lines.append(f":white_check_mark: {escape(r.requirement.label)}: approved by {done}")
         else:
             got = f" (approved by {done})" if done else ""
-            extra = (
-                f" — the {escape(progress.fallback_group)} group can unblock it" if r.uses_fallback else ""
-            )
+            extra = f" — the {escape(progress.fallback_group)} group can unblock it" if r.uses_fallback else ""
             lines.append(
                 f":hourglass: {escape(r.requirement.label)}: {len(r.approvers)} of {r.requirement.count}"
                 f"{got}; waiting for {mentions(sorted(r.candidates))}{extra}"

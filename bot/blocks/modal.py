@@ -13,9 +13,7 @@ from storage.models import ChangeClass
 ACTION = "value"
 
 
-def _input(
-    block_id: str, label: str, element: dict[str, Any], *, optional: bool = False, hint: str = ""
-) -> Block:
+def _input(block_id: str, label: str, element: dict[str, Any], *, optional: bool = False, hint: str = "") -> Block:
     block: Block = {
         "type": "input",
         "block_id": block_id,
@@ -123,9 +121,7 @@ def change_modal(
         _input(
             "expected_downtime",
             "Expected downtime",
-            _text(
-                initial.expected_downtime if initial else None, max_length=100, placeholder="e.g. 15 minutes"
-            ),
+            _text(initial.expected_downtime if initial else None, max_length=100, placeholder="e.g. 15 minutes"),
             optional=True,
         ),
         _input(
@@ -136,9 +132,7 @@ def change_modal(
         _input(
             "advisory_ref",
             "Linked advisory",
-            _text(
-                initial.advisory_ref if initial else None, max_length=200, placeholder="e.g. CVE-2024-6387"
-            ),
+            _text(initial.advisory_ref if initial else None, max_length=200, placeholder="e.g. CVE-2024-6387"),
             optional=True,
         ),
     ]

@@ -61,10 +61,6 @@ def checkpoint() -> None:
     async def main() -> str:
         async with common.session(s) as session:
             cp = await audit_flow.write_checkpoint(session, signer=signer, now=datetime.now(UTC))
-        return (
-            "nothing new to sign"
-            if cp is None
-            else f"checkpoint at entry {cp.seq}: {cp.hash} (key {cp.key_id})"
-        )
+        return "nothing new to sign" if cp is None else f"checkpoint at entry {cp.seq}: {cp.hash} (key {cp.key_id})"
 
     click.echo(common.run(main))

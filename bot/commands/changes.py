@@ -96,9 +96,7 @@ def register(app: AsyncApp, deps: Deps, router: Router) -> None:
     async def handle_list_command(ctx: CommandContext) -> None:
         scope = ctx.args[0].lower() if ctx.args else "mine"
         if scope not in ("mine", "pending", "all") or len(ctx.args) > 1:
-            raise usage_error(
-                router.subcommands["list"], f"`{escape(' '.join(ctx.args)[:40])}` is not a list scope."
-            )
+            raise usage_error(router.subcommands["list"], f"`{escape(' '.join(ctx.args)[:40])}` is not a list scope.")
         async with deps.sessions.begin() as session:
             if scope == "pending":
                 rows = await changes.awaiting_approval(session)
@@ -177,9 +175,7 @@ def register(app: AsyncApp, deps: Deps, router: Router) -> None:
                 )
             change = outcome.change
             if not outcome.changed:
-                await notify.ephemeral(
-                    deps, channel=channel, user=user, text=f"Nothing changed in {change.key}."
-                )
+                await notify.ephemeral(deps, channel=channel, user=user, text=f"Nothing changed in {change.key}.")
                 return
             snap = await notify.refresh_card(deps, change.id)
             pending = sorted(snap.progress.pending_people()) if snap and snap.progress else []

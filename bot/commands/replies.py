@@ -9,9 +9,7 @@ from typing import Any
 from bot.errors import PatchwardenError
 
 log = logging.getLogger(__name__)
-UNEXPECTED = (
-    "Something went wrong on our side; nothing was changed. The operators can find details in the bot's log."
-)
+UNEXPECTED = "Something went wrong on our side; nothing was changed. The operators can find details in the bot's log."
 
 
 def user_text(exc: BaseException) -> str:

@@ -193,9 +193,7 @@ class AnsibleExecutor(Executor):
             "patchwarden_artifacts": [str(p) for p in request.artifacts],
         }
 
-    async def _run_playbook(
-        self, request: DeploymentRequest, ctx: StepContext, *, check: bool = False
-    ) -> HookResult:
+    async def _run_playbook(self, request: DeploymentRequest, ctx: StepContext, *, check: bool = False) -> HookResult:
         extra = self._step(ctx.step)
         assert extra is not None
         key = "playbook" if ctx.step in (Step.PLAN, Step.APPLY) else f"{ctx.step.value}.playbook"
@@ -242,9 +240,7 @@ class AnsibleExecutor(Executor):
             }
             if check:
                 kwargs["cmdline"] = "--check --diff"
-            await ctx.emit(
-                f"ansible-playbook {playbook.name} --limit {self.opts.limit}{' --check' if check else ''}"
-            )
+            await ctx.emit(f"ansible-playbook {playbook.name} --limit {self.opts.limit}{' --check' if check else ''}")
             forwarder = asyncio.create_task(forward())
             work = asyncio.ensure_future(asyncio.to_thread(ansible_runner.run, **kwargs))
             try:

@@ -144,9 +144,7 @@ class DeploymentRequest(BaseModel):
             text = str(path)
             # Joined with os.pathsep into PATCHWARDEN_ARTIFACTS, so a separator would forge a second path.
             if not path.is_absolute() or os.pathsep in text or any(c in text for c in "\n\r\0"):
-                raise ValueError(
-                    f"artifact path {text[:80]!r} must be absolute and contain no {os.pathsep!r}"
-                )
+                raise ValueError(f"artifact path {text[:80]!r} must be absolute and contain no {os.pathsep!r}")
         return value
 
 
@@ -233,9 +231,7 @@ class StepContext:
         try:
             await self._progress(text)
         except Exception:
-            log.warning(
-                "progress callback failed for step %s; deployment continues", self.step, exc_info=True
-            )
+            log.warning("progress callback failed for step %s; deployment continues", self.step, exc_info=True)
 
     async def close(self) -> None:
         """Stop the flusher and deliver what is still pending."""
@@ -301,38 +297,26 @@ class Executor(ABC):
         """The time limit of ``step``."""
         return self.options.timeout
 
-    async def plan(
-        self, request: DeploymentRequest, *, progress: ProgressCallback | None = None
-    ) -> StepResult:
+    async def plan(self, request: DeploymentRequest, *, progress: ProgressCallback | None = None) -> StepResult:
         """Preview what ``apply`` would do, changing nothing."""
         return await self._run(Step.PLAN, self._plan, request, progress)
 
-    async def apply(
-        self, request: DeploymentRequest, *, progress: ProgressCallback | None = None
-    ) -> StepResult:
+    async def apply(self, request: DeploymentRequest, *, progress: ProgressCallback | None = None) -> StepResult:
         """Deploy."""
         return await self._run(Step.APPLY, self._apply, request, progress)
 
-    async def verify(
-        self, request: DeploymentRequest, *, progress: ProgressCallback | None = None
-    ) -> StepResult:
+    async def verify(self, request: DeploymentRequest, *, progress: ProgressCallback | None = None) -> StepResult:
         """Run the post-deployment checks (ok when none are configured)."""
         if not self.has_step(Step.VERIFY):
             now = _now()
-            return StepResult(
-                step=Step.VERIFY, ok=True, summary="no verify step configured", started=now, finished=now
-            )
+            return StepResult(step=Step.VERIFY, ok=True, summary="no verify step configured", started=now, finished=now)
         return await self._run(Step.VERIFY, self._verify, request, progress)
 
-    async def rollback(
-        self, request: DeploymentRequest, *, progress: ProgressCallback | None = None
-    ) -> StepResult:
+    async def rollback(self, request: DeploymentRequest, *, progress: ProgressCallback | None = None) -> StepResult:
         """Undo the deployment (fails when no rollback is configured)."""
         if not self.has_step(Step.ROLLBACK):
             now = _now()
-            return StepResult(
-                step=Step.ROLLBACK, ok=False, summary="no rollback configured", started=now, finished=now
-            )
+            return StepResult(step=Step.ROLLBACK, ok=False, summary="no rollback configured", started=now, finished=now)
         return await self._run(Step.ROLLBACK, self._rollback, request, progress)
 
     async def _run(
@@ -353,9 +337,7 @@ class Executor(ABC):
                 outcome = await hook(request, ctx)
         except TimeoutError:
             timed_out = True
-            outcome = HookResult(
-                ok=False, summary=f"{step} timed out after {format_duration(limit)} and was stopped"
-            )
+            outcome = HookResult(ok=False, summary=f"{step} timed out after {format_duration(limit)} and was stopped")
         except ExecutorError as exc:
             log.warning("executor %s: %s failed: %s", self.name, step, exc)
             outcome = HookResult(ok=False, summary=f"{step} failed: {exc.user_message}")

@@ -35,9 +35,7 @@ def _load(name: str, candidates: list[EntryPoint], key_path: str) -> type[Execut
     where = f"{key_path}.executor" if key_path else "executor"
     if len(candidates) > 1:
         targets = ", ".join(ep.value for ep in candidates)
-        raise ConfigError(
-            f"{where}: executor {name!r} is registered more than once ({targets}); uninstall one"
-        )
+        raise ConfigError(f"{where}: executor {name!r} is registered more than once ({targets}); uninstall one")
     ep = candidates[0]
     try:
         cls = ep.load()

@@ -207,9 +207,7 @@ class ShellExecutor(Executor):
     def _command(self, step: Step) -> Command | None:
         if step is Step.APPLY:
             return Command(argv=self.opts.argv)
-        return {Step.PLAN: self.opts.plan, Step.VERIFY: self.opts.verify, Step.ROLLBACK: self.opts.rollback}[
-            step
-        ]
+        return {Step.PLAN: self.opts.plan, Step.VERIFY: self.opts.verify, Step.ROLLBACK: self.opts.rollback}[step]
 
     def _has_step(self, step: Step) -> bool:
         return self._command(step) is not None
@@ -229,11 +227,7 @@ class ShellExecutor(Executor):
         env = build_env(self.opts.env_allow, request)
         code = await run_command(command.argv, env=env, cwd=self.opts.cwd, ctx=ctx)
         ok = code == 0
-        status = (
-            (TargetStatus.CHANGED if ctx.step is Step.APPLY else TargetStatus.OK)
-            if ok
-            else TargetStatus.FAILED
-        )
+        status = (TargetStatus.CHANGED if ctx.step is Step.APPLY else TargetStatus.OK) if ok else TargetStatus.FAILED
         detail = f"exit code {code}"
         summary = f"{ctx.step} {'succeeded' if ok else 'failed'}: {shown} exited with code {code}"
         targets = tuple(TargetResult(target=t, status=status, detail=detail) for t in request.targets)

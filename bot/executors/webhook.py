@@ -176,9 +176,7 @@ class WebhookExecutor(Executor):
 
     async def _plan(self, request: DeploymentRequest, ctx: StepContext) -> HookResult:
         poll = " and poll its status" if self.opts.status_url else ""
-        return HookResult(
-            ok=True, summary=f"would POST a signed {Step.APPLY} request to {self.opts.url}{poll}"
-        )
+        return HookResult(ok=True, summary=f"would POST a signed {Step.APPLY} request to {self.opts.url}{poll}")
 
     async def _call(self, request: DeploymentRequest, ctx: StepContext) -> HookResult:
         url = self._url(ctx.step)
@@ -261,9 +259,7 @@ class WebhookExecutor(Executor):
 
     @staticmethod
     def _result(report: StatusReport, step: Step) -> HookResult:
-        targets = tuple(
-            TargetResult(target=t.target, status=t.status, detail=t.detail) for t in report.targets
-        )
+        targets = tuple(TargetResult(target=t.target, status=t.status, detail=t.detail) for t in report.targets)
         verb = {"succeeded": "succeeded", "failed": "failed", "running": "was accepted"}[report.status]
         return HookResult(ok=report.status != "failed", summary=f"{step} {verb} (webhook)", targets=targets)
 

@@ -195,9 +195,7 @@ def parse_time(value: object, *, field: str) -> datetime | None:
 
 def content_hash(data: Mapping[str, Any] | bytes) -> str:
     """sha256 of a document (mappings are hashed as canonical JSON, so whitespace changes do not count)."""
-    raw = (
-        data if isinstance(data, bytes) else json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
-    )
+    raw = data if isinstance(data, bytes) else json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(raw).hexdigest()
 
 
@@ -295,9 +293,7 @@ def parse_osv(data: Mapping[str, Any], *, source: str = "osv") -> Advisory:
         aliases = _strings(data.get("aliases"), "aliases")
         upstream = [u for u in _strings(data.get("upstream"), "upstream") if u not in aliases]
         references = tuple(
-            r["url"]
-            for r in data.get("references") or []
-            if isinstance(r, Mapping) and isinstance(r.get("url"), str)
+            r["url"] for r in data.get("references") or [] if isinstance(r, Mapping) and isinstance(r.get("url"), str)
         )
         severity, score, vector = _osv_severity(data)
         return Advisory(

@@ -116,9 +116,7 @@ class CsafFeed(Feed):
             raise FeedError(f"{url} is not a JSON object")
         return data
 
-    async def _provider_keys(
-        self, metadata: Mapping[str, Any], session: aiohttp.ClientSession
-    ) -> list[bytes]:
+    async def _provider_keys(self, metadata: Mapping[str, Any], session: aiohttp.ClientSession) -> list[bytes]:
         # Only keys the provider lists under a pinned fingerprint are fetched; the signature check still
         # compares gpgv's VALIDSIG fingerprint with the pins, so a swapped key file cannot pass.
         keys = []
@@ -133,9 +131,7 @@ class CsafFeed(Feed):
                 url = urljoin(self.options.provider_metadata, entry["url"])
                 keys.append((await fetch(url, state=None, settings=self.http, session=session)).body)
         if not keys:
-            raise FeedError(
-                f"feed {self.name}: no public key for the pinned fingerprints (set {self.key_path}.keys)"
-            )
+            raise FeedError(f"feed {self.name}: no public key for the pinned fingerprints (set {self.key_path}.keys)")
         return keys
 
     async def _index(
@@ -161,9 +157,7 @@ class CsafFeed(Feed):
             new_cursor[f"since {url}"] = max(e.updated for e in fresh).isoformat()
         return fresh
 
-    async def _document(
-        self, url: str, keys: list[bytes], session: aiohttp.ClientSession
-    ) -> Advisory | Quarantined:
+    async def _document(self, url: str, keys: list[bytes], session: aiohttp.ClientSession) -> Advisory | Quarantined:
         """The verified, parsed document, or why it was refused. Network failures raise ``FeedError``."""
         settings = self.http.model_copy(update={"max_bytes": min(self.http.max_bytes, _MAX_DOCUMENT_BYTES)})
         doc = await fetch(url, state=None, settings=settings, session=session, missing_ok=True)
@@ -179,9 +173,7 @@ class CsafFeed(Feed):
                 continue
             expected = companion.body.decode("ascii", "replace").split()
             try:
-                crypto.verify_digest(
-                    doc.body, algorithm=algorithm, expected_hex=expected[0] if expected else ""
-                )
+                crypto.verify_digest(doc.body, algorithm=algorithm, expected_hex=expected[0] if expected else "")
             except VerificationError as exc:
                 return self._refuse(url, f"hash check failed: {exc}")
             checked.append(algorithm)
@@ -253,9 +245,7 @@ def _rolie(body: bytes, url: str) -> list[_Entry]:
         if not isinstance(entry, Mapping):
             continue
         links = [link for link in entry.get("link") or [] if isinstance(link, Mapping)]
-        href = next(
-            (str(link["href"]) for link in links if link.get("rel") == "self" and link.get("href")), None
-        )
+        href = next((str(link["href"]) for link in links if link.get("rel") == "self" and link.get("href")), None)
         if href is None and isinstance(entry.get("content"), Mapping):
             href = entry["content"].get("src")
         try:

@@ -73,9 +73,7 @@ def purl_package(purl: str) -> tuple[str, str, str | None]:
         distro = str(quals.get("distro", ""))
         if ecosystem in ("Debian", "Ubuntu", "Alpine") and "-" in distro:
             release = distro.rsplit("-", 1)[1]
-            ecosystem += (
-                f":v{release}" if ecosystem == "Alpine" and not release.startswith("v") else f":{release}"
-            )
+            ecosystem += f":v{release}" if ecosystem == "Alpine" and not release.startswith("v") else f":{release}"
         if p.type == "rpm" and version and quals.get("epoch") and ":" not in version:
             version = f"{quals['epoch']}:{version}"
     return ecosystem, name, version

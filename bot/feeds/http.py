@@ -131,15 +131,11 @@ async def fetch(
                 if not 200 <= resp.status < 300:
                     raise FeedError(f"GET {safe_url}: HTTP {resp.status}")
                 body = await _read_limited(resp, settings.max_bytes, safe_url)
-                new_state = FetchState(
-                    etag=resp.headers.get("ETag"), last_modified=resp.headers.get("Last-Modified")
-                )
+                new_state = FetchState(etag=resp.headers.get("ETag"), last_modified=resp.headers.get("Last-Modified"))
                 return FetchResult(url=url, status=resp.status, body=body, state=new_state)
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
             if attempt >= settings.retries:
-                raise FeedError(
-                    f"GET {safe_url}: {type(exc).__name__} after {attempt + 1} attempt(s)"
-                ) from exc
+                raise FeedError(f"GET {safe_url}: {type(exc).__name__} after {attempt + 1} attempt(s)") from exc
             log.warning("GET %s: %s, retry in %.1fs", safe_url, type(exc).__name__, delay)
             await asyncio.sleep(delay)
     raise AssertionError("unreachable")  # pragma: no cover - the loop always returns or raises

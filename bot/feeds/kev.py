@@ -82,9 +82,7 @@ def parse_catalog(raw: bytes, *, source: str = "kev", document: str = "catalog")
         try:
             advisories.append(parse_kev_entry(entry, source=source))
         except FeedError as exc:
-            quarantined.append(
-                Quarantined(source=source, document=f"{document}#{label or i}", reason=str(exc))
-            )
+            quarantined.append(Quarantined(source=source, document=f"{document}#{label or i}", reason=str(exc)))
     return FeedBatch(advisories=tuple(advisories), quarantined=tuple(quarantined))
 
 
@@ -109,9 +107,7 @@ class KevFeed(Feed):
                 return FeedBatch(cursor=cursor)
             raw = result.body
             new_cursor = {
-                k: v
-                for k, v in (("etag", result.state.etag), ("last_modified", result.state.last_modified))
-                if v
+                k: v for k, v in (("etag", result.state.etag), ("last_modified", result.state.last_modified)) if v
             }
         else:
             raw = await asyncio.to_thread(Path(src).read_bytes)

@@ -40,9 +40,7 @@ def normalize_fingerprint(value: str) -> str:
     """Upper-case hex without spaces or ``0x``; ``ConfigError`` unless a v4 (40) or v5/v6 (64) fingerprint."""
     fpr = value.replace(" ", "").removeprefix("0x").removeprefix("0X").upper()
     if not _FPR.match(fpr):
-        raise ConfigError(
-            f"{value!r} is not an OpenPGP fingerprint (40 or 64 hex digits); key ids are not enough"
-        )
+        raise ConfigError(f"{value!r} is not an OpenPGP fingerprint (40 or 64 hex digits); key ids are not enough")
     return fpr
 
 
@@ -50,9 +48,7 @@ def require_gpgv() -> None:
     """Raise ``ConfigError`` at startup when ``gpgv``/``gpg`` are not installed (signed feeds need them)."""
     missing = [tool for tool in ("gpgv", "gpg") if shutil.which(tool) is None]
     if missing:
-        raise ConfigError(
-            f"{' and '.join(missing)} not found; install GnuPG (Debian: apt-get install gpgv gnupg)"
-        )
+        raise ConfigError(f"{' and '.join(missing)} not found; install GnuPG (Debian: apt-get install gpgv gnupg)")
 
 
 async def _run(*args: str, stdin: bytes = b"") -> tuple[int, bytes, bytes]:
@@ -127,11 +123,7 @@ def _write_files(home: Path, *, keyring: bytes, sig: bytes, data: bytes) -> tupl
 async def _dearmor(home: Path, key: bytes) -> bytes:
     if b"-----BEGIN PGP" not in key:
         return key  # already binary
-    code, out, err = await _run(
-        "gpg", "--homedir", str(home), "--batch", "--no-options", "--dearmor", stdin=key
-    )
+    code, out, err = await _run("gpg", "--homedir", str(home), "--batch", "--no-options", "--dearmor", stdin=key)
     if code != 0 or not out:
-        raise VerificationError(
-            f"an OpenPGP public key could not be read: {err.decode(errors='replace')[:200]}"
-        )
+        raise VerificationError(f"an OpenPGP public key could not be read: {err.decode(errors='replace')[:200]}")
     return out

@@ -74,9 +74,7 @@ class _Collector:
         self.quarantined.append(Quarantined(source=self.source, document=document, reason=reason))
 
     def batch(self, cursor: dict[str, str]) -> FeedBatch:
-        return FeedBatch(
-            advisories=tuple(self.advisories), quarantined=tuple(self.quarantined), cursor=cursor
-        )
+        return FeedBatch(advisories=tuple(self.advisories), quarantined=tuple(self.quarantined), cursor=cursor)
 
 
 def parse_modified_ids(text: str, *, since: datetime | None) -> tuple[list[_Entry], list[str]]:
@@ -181,9 +179,7 @@ class OsvFeed(Feed):
     async def _poll_http_index(self, base: str, cursor: dict[str, str]) -> FeedBatch:
         since = parse_time(cursor.get("modified"), field="cursor.modified")
         async with open_session(self.http) as session:
-            index = await fetch(
-                f"{base}/modified_id.csv", state=_state(cursor), settings=self.http, session=session
-            )
+            index = await fetch(f"{base}/modified_id.csv", state=_state(cursor), settings=self.http, session=session)
             if index.not_modified:
                 return FeedBatch(cursor=cursor)
             entries, bad = parse_modified_ids(index.body.decode("utf-8", "replace"), since=since)

@@ -52,9 +52,7 @@ def _merge(slots: Sequence[Slot]) -> list[Slot]:
     return merged
 
 
-def _longest_end(
-    starts: Sequence[datetime], max_ends: Sequence[datetime], moment: datetime
-) -> datetime | None:
+def _longest_end(starts: Sequence[datetime], max_ends: Sequence[datetime], moment: datetime) -> datetime | None:
     """End of the longest-running occurrence containing ``moment`` (sorted starts, prefix-max ends)."""
     index = bisect_right(starts, moment) - 1
     if index >= 0 and max_ends[index] > moment:
@@ -241,14 +239,10 @@ def _refusal(rules: _Rules, slot: Slot) -> tuple[SlotRule, str, str | None] | No
 
 
 def _suggest(rules: _Rules, slot: Slot, horizon: timedelta) -> Slot | None:
-    after = next(
-        iter(rules.search(after=slot.start, until=slot.start + horizon, duration=slot.duration)), None
-    )
+    after = next(iter(rules.search(after=slot.start, until=slot.start + horizon, duration=slot.duration)), None)
     if after is not None:
         return after
-    earlier = deque(
-        rules.search(after=slot.start - horizon, until=slot.start, duration=slot.duration), maxlen=1
-    )
+    earlier = deque(rules.search(after=slot.start - horizon, until=slot.start, duration=slot.duration), maxlen=1)
     return earlier[0] if earlier else None
 
 

@@ -187,9 +187,7 @@ def describe_rule(rule: WindowRule) -> str:
     duration = format_duration(rule.duration)
     try:
         when = _when(parts)
-        times = [
-            f"{h:02d}:{m:02d}" for h in _ints(parts.get("BYHOUR"), 0) for m in _ints(parts.get("BYMINUTE"), 0)
-        ]
+        times = [f"{h:02d}:{m:02d}" for h in _ints(parts.get("BYHOUR"), 0) for m in _ints(parts.get("BYMINUTE"), 0)]
     except ValueError:
         when = None
     if when is None or "DTSTART" in rule.rrule.upper():

@@ -38,13 +38,9 @@ class DecisionResult:
     message: str  # for the person who clicked (ephemeral)
 
 
-async def progress_of(
-    session: AsyncSession, *, config: Config, change: Change, stage: str
-) -> policy.StageProgress:
+async def progress_of(session: AsyncSession, *, config: Config, change: Change, stage: str) -> policy.StageProgress:
     """The stage's approval progress from live approvals of the current revision."""
-    rows = await changes.approvals(
-        session, change.id, stage=stage, revision=change.revision, include_stale=False
-    )
+    rows = await changes.approvals(session, change.id, stage=stage, revision=change.revision, include_stale=False)
     return policy.evaluate(
         config,
         systems=change.systems,
@@ -136,9 +132,7 @@ async def approve(
     )
     progress = await progress_of(session, config=config, change=change, stage=stage)
     if not progress.complete:
-        return DecisionResult(
-            Outcome.RECORDED, change, f"Your approval of {change.key} ({stage}) is recorded."
-        )
+        return DecisionResult(Outcome.RECORDED, change, f"Your approval of {change.key} ({stage}) is recorded.")
     await lifecycle.transition(
         session,
         config=config,
@@ -149,9 +143,7 @@ async def approve(
         reason="all approval requirements met",
         approval_deadline=None,
     )
-    return DecisionResult(
-        Outcome.STAGE_APPROVED, change, f"Your approval completed the {stage} stage of {change.key}."
-    )
+    return DecisionResult(Outcome.STAGE_APPROVED, change, f"Your approval completed the {stage} stage of {change.key}.")
 
 
 async def reject(

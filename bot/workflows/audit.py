@@ -22,15 +22,11 @@ def checkpoint_message(seq: int, hash_: str, signed_at: datetime) -> bytes:
     return f"patchwarden-audit-checkpoint\n{seq}\n{hash_}\n{signed_at.isoformat()}".encode()
 
 
-async def write_checkpoint(
-    session: AsyncSession, *, signer: crypto.Signer, now: datetime
-) -> AuditCheckpoint | None:
+async def write_checkpoint(session: AsyncSession, *, signer: crypto.Signer, now: datetime) -> AuditCheckpoint | None:
     """Sign the current head of the chain; None when the log is empty or unchanged since the last checkpoint."""
     report = await audit.verify_chain(session)
     if report.first_bad is not None:
-        raise VerificationError(
-            f"refusing to sign a broken chain: entry {report.first_bad}: {report.problem}"
-        )
+        raise VerificationError(f"refusing to sign a broken chain: entry {report.first_bad}: {report.problem}")
     if report.last_seq == 0:
         return None
     existing = await audit.checkpoints(session)
@@ -88,8 +84,7 @@ async def verify(session: AsyncSession, *, trusted_key_ids: frozenset[str] | Non
                 False,
                 report.entries,
                 len(cps),
-                f"entry {cp.seq}: signed checkpoint {cp.id} names it but the log ends at "
-                f"{report.last_seq} (truncated)",
+                f"entry {cp.seq}: signed checkpoint {cp.id} names it but the log ends at {report.last_seq} (truncated)",
                 min(cp.seq, report.last_seq + 1),
             )
         if entry.hash != cp.hash:

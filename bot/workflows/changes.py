@@ -129,9 +129,7 @@ def as_input(change: Change) -> ChangeInput:
     )
 
 
-async def create(
-    session: AsyncSession, *, config: Config, data: ChangeInput, requester: str, now: datetime
-) -> Change:
+async def create(session: AsyncSession, *, config: Config, data: ChangeInput, requester: str, now: datetime) -> Change:
     """Store a new change and submit it for test approval."""
     change = Change(
         state=ChangeState.DRAFT,

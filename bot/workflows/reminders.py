@@ -48,8 +48,6 @@ async def sweep(session: AsyncSession, *, config: Config, now: datetime) -> list
         last = change.last_reminded_at or change.stage_requested_at or change.created_at
         if now - last >= config.policy.remind_every:
             progress = await approval.progress_of(session, config=config, change=change, stage=stage)
-            if await changes.compare_and_set_reminder(
-                session, change, previous=change.last_reminded_at, now=now
-            ):
+            if await changes.compare_and_set_reminder(session, change, previous=change.last_reminded_at, now=now):
                 out.append(Nudge(change, "reminder", tuple(sorted(progress.pending_people()))))
     return out

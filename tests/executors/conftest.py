@@ -16,9 +16,7 @@ from bot.executors.base import DeploymentRequest
 @pytest.fixture
 def request_() -> DeploymentRequest:
     """A valid deployment request."""
-    return DeploymentRequest(
-        run_id="run-1", change_key="CHG-12", stage="test", system="shop", targets=("web1",)
-    )
+    return DeploymentRequest(run_id="run-1", change_key="CHG-12", stage="test", system="shop", targets=("web1",))
 
 
 @pytest.fixture
@@ -38,9 +36,7 @@ def make_script(tmp_path: Path) -> Callable[[str, str], Path]:
 def playbook_files(tmp_path: Path) -> dict[str, Path]:
     """A tiny inventory (localhost, local connection, group ``shop``) and playbooks for the ansible tests."""
     inventory = tmp_path / "hosts.ini"
-    inventory.write_text(
-        f"[shop]\nlocalhost ansible_connection=local ansible_python_interpreter={sys.executable}\n"
-    )
+    inventory.write_text(f"[shop]\nlocalhost ansible_connection=local ansible_python_interpreter={sys.executable}\n")
     marker = tmp_path / "deployed.txt"
     ok = tmp_path / "patch.yml"
     ok.write_text(

@@ -15,9 +15,7 @@ from bot.executors.base import DeploymentRequest, Step, TargetStatus
 
 from .helpers import Recorder, process_gone, wait_for
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("ansible-playbook") is None, reason="ansible-core is not installed"
-)
+pytestmark = pytest.mark.skipif(shutil.which("ansible-playbook") is None, reason="ansible-core is not installed")
 
 
 def _executor(files: dict[str, Path], which: str = "ok", **extra: object) -> AnsibleExecutor:
@@ -44,9 +42,7 @@ async def test_playbook_run_reports_per_host_results(
     assert "PLAY RECAP" in progress.text
 
 
-async def test_a_failing_task_fails_the_host(
-    playbook_files: dict[str, Path], request_: DeploymentRequest
-) -> None:
+async def test_a_failing_task_fails_the_host(playbook_files: dict[str, Path], request_: DeploymentRequest) -> None:
     executor = _executor(playbook_files, rollback={"playbook": str(playbook_files["fail"])})
     result = await executor.rollback(request_)
     assert not result.ok
@@ -63,9 +59,7 @@ async def test_limit_outside_the_inventory_runs_nothing(
     assert not playbook_files["marker"].exists()
 
 
-async def test_timeout_stops_the_playbook(
-    playbook_files: dict[str, Path], request_: DeploymentRequest
-) -> None:
+async def test_timeout_stops_the_playbook(playbook_files: dict[str, Path], request_: DeploymentRequest) -> None:
     started = time.monotonic()
     result = await _executor(playbook_files, "slow", timeout=3).apply(request_)
     assert not result.ok and result.timed_out
@@ -96,18 +90,14 @@ async def test_cancellation_stops_the_playbook_and_reraises(
     assert await wait_for(lambda: process_gone(int(playbook_files["pid"].read_text())), within=5)
 
 
-async def test_plan_describes_without_running(
-    playbook_files: dict[str, Path], request_: DeploymentRequest
-) -> None:
+async def test_plan_describes_without_running(playbook_files: dict[str, Path], request_: DeploymentRequest) -> None:
     result = await _executor(playbook_files).plan(request_)
     assert result.ok and "shop" in result.summary
     assert not playbook_files["marker"].exists()
     assert _executor(playbook_files).has_step(Step.VERIFY) is False
 
 
-async def test_check_plan_runs_in_check_mode(
-    playbook_files: dict[str, Path], request_: DeploymentRequest
-) -> None:
+async def test_check_plan_runs_in_check_mode(playbook_files: dict[str, Path], request_: DeploymentRequest) -> None:
     result = await _executor(playbook_files, check_plan=True).plan(request_)
     assert result.ok, result.output
     assert [t.target for t in result.targets] == ["localhost"]
@@ -142,8 +132,6 @@ def test_host_results_map_the_recap() -> None:
         ({"verify": {"playbook": "/no/such/check.yml"}}, "verify.playbook"),
     ],
 )
-def test_bad_options_name_the_field(
-    playbook_files: dict[str, Path], extra: dict[str, object], field: str
-) -> None:
+def test_bad_options_name_the_field(playbook_files: dict[str, Path], extra: dict[str, object], field: str) -> None:
     with pytest.raises(ConfigError, match=rf"systems\.shop\.environments\.prod\.{field}"):
         _executor(playbook_files, **extra)

@@ -18,14 +18,10 @@ def test_the_built_ins_are_installed() -> None:
 
 
 @pytest.fixture(params=PLUGINS)
-def plugin(
-    request: pytest.FixtureRequest, plugin_options: dict[str, dict[str, Any]]
-) -> tuple[str, dict[str, Any]]:
+def plugin(request: pytest.FixtureRequest, plugin_options: dict[str, dict[str, Any]]) -> tuple[str, dict[str, Any]]:
     name: str = request.param
     if name not in plugin_options:
-        pytest.fail(
-            f"executor plugin {name!r} has no options fixture in tests/executors/conftest.py; add one"
-        )
+        pytest.fail(f"executor plugin {name!r} has no options fixture in tests/executors/conftest.py; add one")
     return name, plugin_options[name]
 
 
@@ -60,9 +56,7 @@ def test_bad_timeout_names_the_field(plugin: tuple[str, dict[str, Any]]) -> None
         registry.create(name, {**options, "timeout": "soon"}, key_path="systems.shop.environments.prod")
 
 
-async def test_plan_returns_a_step_result(
-    plugin: tuple[str, dict[str, Any]], request_: DeploymentRequest
-) -> None:
+async def test_plan_returns_a_step_result(plugin: tuple[str, dict[str, Any]], request_: DeploymentRequest) -> None:
     name, options = plugin
     executor = registry.create(name, options, key_path="k")
     result = await executor.plan(request_)

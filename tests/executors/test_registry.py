@@ -69,9 +69,7 @@ def test_validate_config_stops_at_a_bad_environment() -> None:
 
 def test_validate_config_rejects_an_unknown_executor() -> None:
     config = parse_config(_config({"prod": {"executor": "salt"}}))
-    with pytest.raises(
-        ConfigError, match=r"systems\.shop\.environments\.prod\.executor: unknown executor 'salt'"
-    ):
+    with pytest.raises(ConfigError, match=r"systems\.shop\.environments\.prod\.executor: unknown executor 'salt'"):
         registry.validate_config(config)
 
 

@@ -43,9 +43,7 @@ def _fast_kill(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(shell, "KILL_GRACE", 0.5)
 
 
-async def test_success_streams_and_captures_output(
-    make_script: MakeScript, request_: DeploymentRequest
-) -> None:
+async def test_success_streams_and_captures_output(make_script: MakeScript, request_: DeploymentRequest) -> None:
     script = make_script("deploy.py", RECORDER)
     progress = Recorder()
     result = await ShellExecutor({"argv": [str(script), "test"]}).apply(request_, progress=progress)
@@ -72,9 +70,7 @@ async def test_a_missing_program_fails_cleanly(tmp_path: Path, request_: Deploym
     assert "cannot start" in result.summary
 
 
-async def test_timeout_kills_the_whole_process_group(
-    make_script: MakeScript, request_: DeploymentRequest
-) -> None:
+async def test_timeout_kills_the_whole_process_group(make_script: MakeScript, request_: DeploymentRequest) -> None:
     script = make_script("hang.sh", HANGING)
     started = time.monotonic()
     result = await ShellExecutor({"argv": [str(script)], "timeout": 1}).apply(request_)
@@ -107,9 +103,7 @@ async def test_only_allow_listed_environment_reaches_the_child(
     script = make_script("deploy.py", RECORDER)
     artifact = tmp_path / "fix.deb"
     request = request_.model_copy(update={"artifacts": (artifact,)})
-    executor = ShellExecutor(
-        {"argv": [str(script)], "env_allow": ["PATH", "DEPLOY_REGION"], "cwd": str(tmp_path)}
-    )
+    executor = ShellExecutor({"argv": [str(script)], "env_allow": ["PATH", "DEPLOY_REGION"], "cwd": str(tmp_path)})
     result = await executor.apply(request)
     assert result.ok, result.output
     seen = json.loads((tmp_path / "seen.json").read_text())
@@ -154,9 +148,7 @@ async def test_argv_is_used_verbatim_and_never_through_a_shell(
     assert hostile not in json.dumps(seen["env"])
 
 
-async def test_verify_and_rollback_run_their_own_commands(
-    make_script: MakeScript, request_: DeploymentRequest
-) -> None:
+async def test_verify_and_rollback_run_their_own_commands(make_script: MakeScript, request_: DeploymentRequest) -> None:
     check = make_script("check.sh", '#!/bin/sh\necho checked "$1"\n')
     undo = make_script("rollback.sh", "#!/bin/sh\necho undone\nexit 1\n")
     executor = ShellExecutor(
@@ -185,13 +177,9 @@ async def test_plan_shows_the_command_without_running_it(
     assert not (tmp_path / "seen.json").exists()
 
 
-async def test_plan_command_runs_when_configured(
-    make_script: MakeScript, request_: DeploymentRequest
-) -> None:
+async def test_plan_command_runs_when_configured(make_script: MakeScript, request_: DeploymentRequest) -> None:
     script = make_script("deploy.sh", '#!/bin/sh\necho "would patch $PATCHWARDEN_SYSTEM"\n')
-    result = await ShellExecutor({"argv": [str(script)], "plan": {"argv": [str(script), "--check"]}}).plan(
-        request_
-    )
+    result = await ShellExecutor({"argv": [str(script)], "plan": {"argv": [str(script), "--check"]}}).plan(request_)
     assert result.ok and "would patch shop" in result.output
 
 

@@ -25,9 +25,7 @@ class Remote:
     """A fake Jenkins/AWX: records what it received; ``statuses`` are served in order, the last repeats."""
 
     statuses: list[dict[str, Any]] = field(default_factory=list)
-    post_answer: dict[str, Any] = field(
-        default_factory=lambda: {"status": "running", "status_url": "/status/job-7"}
-    )
+    post_answer: dict[str, Any] = field(default_factory=lambda: {"status": "running", "status_url": "/status/job-7"})
     bodies: list[dict[str, Any]] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)
     rejected: int = 0
@@ -93,9 +91,7 @@ def _executor(base: str, **extra: Any) -> WebhookExecutor:
     return WebhookExecutor(options, key_path="systems.shop.environments.prod")
 
 
-async def test_signed_post_then_polling_until_done(
-    remote: tuple[Remote, str], request_: DeploymentRequest
-) -> None:
+async def test_signed_post_then_polling_until_done(remote: tuple[Remote, str], request_: DeploymentRequest) -> None:
     fake, base = remote
     progress_lines: list[str] = []
 
@@ -116,9 +112,7 @@ async def test_signed_post_then_polling_until_done(
         }
     ]
     assert fake.polls == 2
-    assert [(t.target, t.status, t.detail) for t in result.targets] == [
-        ("web1", TargetStatus.CHANGED, "restarted")
-    ]
+    assert [(t.target, t.status, t.detail) for t in result.targets] == [("web1", TargetStatus.CHANGED, "restarted")]
     assert result.output.count("pulling image") == 1  # cumulative remote output is not duplicated
     assert "restarted web1" in result.output
     assert "restarted web1" in "\n".join(progress_lines)
@@ -135,22 +129,16 @@ async def test_a_wrong_secret_is_rejected(
     assert fake.rejected == 1 and not fake.bodies
 
 
-async def test_a_failed_remote_status_fails_the_step(
-    remote: tuple[Remote, str], request_: DeploymentRequest
-) -> None:
+async def test_a_failed_remote_status_fails_the_step(remote: tuple[Remote, str], request_: DeploymentRequest) -> None:
     fake, base = remote
-    fake.statuses = [
-        {"status": "failed", "output": "boom", "targets": [{"target": "web1", "status": "failed"}]}
-    ]
+    fake.statuses = [{"status": "failed", "output": "boom", "targets": [{"target": "web1", "status": "failed"}]}]
     result = await _executor(base).apply(request_)
     assert not result.ok
     assert result.targets[0].status is TargetStatus.FAILED
     assert "boom" in result.output
 
 
-async def test_transient_status_errors_are_retried(
-    remote: tuple[Remote, str], request_: DeploymentRequest
-) -> None:
+async def test_transient_status_errors_are_retried(remote: tuple[Remote, str], request_: DeploymentRequest) -> None:
     fake, base = remote
     fake.failures = 2
     result = await _executor(base).apply(request_)
@@ -166,9 +154,7 @@ async def test_persistent_status_errors_fail(remote: tuple[Remote, str], request
     assert "failed 3 times in a row" in result.summary
 
 
-async def test_status_url_template_from_the_options(
-    remote: tuple[Remote, str], request_: DeploymentRequest
-) -> None:
+async def test_status_url_template_from_the_options(remote: tuple[Remote, str], request_: DeploymentRequest) -> None:
     fake, base = remote
     fake.post_answer = {}
     result = await _executor(base, status_url=f"{base}/status/{{run_id}}").apply(request_)
@@ -187,9 +173,7 @@ async def test_a_status_url_on_another_origin_is_refused(
     assert fake.polls == 0
 
 
-async def test_a_job_that_never_finishes_times_out(
-    remote: tuple[Remote, str], request_: DeploymentRequest
-) -> None:
+async def test_a_job_that_never_finishes_times_out(remote: tuple[Remote, str], request_: DeploymentRequest) -> None:
     fake, base = remote
     fake.statuses = [{"status": "running"}]
     result = await _executor(base, timeout=0.3).apply(request_)
@@ -214,9 +198,7 @@ async def test_plan_contacts_nobody(remote: tuple[Remote, str], request_: Deploy
     assert not fake.bodies and fake.polls == 0
 
 
-async def test_an_unreachable_url_fails_cleanly(
-    request_: DeploymentRequest, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_an_unreachable_url_fails_cleanly(request_: DeploymentRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PW_WEBHOOK_SECRET", SECRET)
     result = await _executor("http://127.0.0.1:9").apply(request_)
     assert not result.ok and "cannot reach" in result.summary
@@ -237,9 +219,7 @@ def test_a_missing_secret_stops_startup(monkeypatch: pytest.MonkeyPatch) -> None
         ({"ca_bundle": "/no/such/ca.pem"}, "ca_bundle"),
     ],
 )
-def test_bad_options_name_the_field(
-    monkeypatch: pytest.MonkeyPatch, extra: dict[str, Any], field: str
-) -> None:
+def test_bad_options_name_the_field(monkeypatch: pytest.MonkeyPatch, extra: dict[str, Any], field: str) -> None:
     monkeypatch.setenv("PW_WEBHOOK_SECRET", SECRET)
     with pytest.raises(ConfigError, match=rf"systems\.shop\.environments\.prod\.{field}"):
         _executor("http://127.0.0.1:9", **extra)

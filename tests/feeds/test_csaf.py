@@ -37,13 +37,9 @@ def _publish(
         loopback.files[url_path + ".asc"] = signer.sign(body)
         stamp = f"2022-01-{i + 10:02d}T08:00:00Z"
         lines.append(f'"{rel}","{stamp}"\n')
-        entries.append(
-            {"id": path.stem, "updated": stamp, "link": [{"rel": "self", "href": loopback.url(url_path)}]}
-        )
+        entries.append({"id": path.stem, "updated": stamp, "link": [{"rel": "self", "href": loopback.url(url_path)}]})
     loopback.files[f"{BASE}/white/changes.csv"] = "".join(reversed(lines)).encode()
-    loopback.files[f"{BASE}/feed-tlp-white.json"] = json.dumps(
-        {"feed": {"id": "white", "entry": entries}}
-    ).encode()
+    loopback.files[f"{BASE}/feed-tlp-white.json"] = json.dumps({"feed": {"id": "white", "entry": entries}}).encode()
     dist = {"rolie": {"feeds": [{"url": loopback.url(f"{BASE}/feed-tlp-white.json"), "tlp_label": "WHITE"}]}}
     published_key = key or signer
     loopback.files[f"{BASE}/openpgp/key.asc"] = published_key.public
@@ -57,9 +53,7 @@ def _publish(
     loopback.files[f"{BASE}/provider-metadata.json"] = json.dumps(metadata).encode()
 
 
-def _feed(
-    loopback: Loopback, pinned: GpgKey, tmp_path: Path, *extra_keys: GpgKey, local: bool = True
-) -> CsafFeed:
+def _feed(loopback: Loopback, pinned: GpgKey, tmp_path: Path, *extra_keys: GpgKey, local: bool = True) -> CsafFeed:
     options: dict[str, Any] = {
         "provider_metadata": loopback.url(f"{BASE}/provider-metadata.json"),
         "fingerprints": [pinned.fingerprint],
@@ -111,9 +105,7 @@ async def test_only_newer_changes_are_fetched(
     assert len(loopback.hits(_doc_path(DOCS[0].name))) == 1
 
 
-async def test_wrong_sha256_refused(
-    loopback: Loopback, gpg_keys: tuple[GpgKey, GpgKey], tmp_path: Path
-) -> None:
+async def test_wrong_sha256_refused(loopback: Loopback, gpg_keys: tuple[GpgKey, GpgKey], tmp_path: Path) -> None:
     pinned, _ = gpg_keys
     _publish(loopback, pinned, DOCS[:2])
     loopback.files[_doc_path(DOCS[0].name) + ".sha256"] = b"0" * 64 + b"  x.json\n"
@@ -217,11 +209,7 @@ def test_mapping_of_real_documents() -> None:
     bsi = parse_csaf(_load("bsi-2022-0001.json"))
     assert bsi.aliases == ("CVE-2022-27193",) and bsi.severity is Severity.MEDIUM and bsi.cvss_score == 6.1
     cisco = parse_csaf(_load("cisco-sa-20180328-smi2.json"))
-    assert (
-        cisco.severity is Severity.CRITICAL
-        and cisco.cvss_vector
-        and cisco.cvss_vector.startswith("CVSS:3.0/")
-    )
+    assert cisco.severity is Severity.CRITICAL and cisco.cvss_vector and cisco.cvss_vector.startswith("CVSS:3.0/")
     info = parse_csaf(_load("rhsa-2019_1862.json"))
     assert info.aliases == () and info.affected == ()  # informational: no vulnerabilities
     assert all(parse_csaf(_load(p.name)).published is not None for p in DOCS)

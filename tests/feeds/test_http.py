@@ -157,7 +157,5 @@ async def test_explicit_proxy_option(
     loopback: Loopback, proxy: ForwardProxy, clean_proxy_env: pytest.MonkeyPatch
 ) -> None:
     loopback.files["/opt"] = b"opt"
-    result = await fetch(
-        loopback.url("/opt"), state=None, settings=FAST.model_copy(update={"proxy": proxy.url})
-    )
+    result = await fetch(loopback.url("/opt"), state=None, settings=FAST.model_copy(update={"proxy": proxy.url}))
     assert result.body == b"opt" and proxy.seen == [loopback.url("/opt")]
