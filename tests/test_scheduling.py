@@ -244,3 +244,9 @@ async def test_card_lines_flag_an_emergency_window(harness_factory: Any) -> None
     validate_blocks(lines)
     text = json.dumps(lines)
     assert len(lines) == 1 and "emergency bypass" in text and "&lt;b&gt;full&lt;/b&gt;" in text
+    # and the change card itself carries the flag once it is refreshed
+    from bot import notify
+
+    await notify.refresh_card(h.deps, 1)
+    card = await h.card()
+    assert "emergency bypass" in json.dumps(h.latest(card).blocks)

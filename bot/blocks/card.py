@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bot.blocks import deployment as deployment_blocks
+from bot.blocks import schedule as schedule_blocks
 from bot.blocks.common import (
     ActionId,
     Block,
@@ -162,6 +163,8 @@ def card(snap: ChangeSnapshot) -> list[Block]:
         if text:
             blocks.append(section(f"*{label}*\n{escape(clip(text, 1200))}"))
     blocks.append({"type": "divider"})
+    # readers see their own local time (<!date>); the fallback text is UTC since the card knows no system zone
+    blocks.extend(schedule_blocks.card_windows(snap.windows, timezone="UTC"))
     if snap.deployments:
         blocks.append(section("*Deployments*\n" + "\n".join(deployment_blocks.card_lines(snap.deployments))))
     blocks.extend(_approval_section(snap))
