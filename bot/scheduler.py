@@ -17,8 +17,9 @@ from bot import advisory_notify, notify, outbox_sender
 from bot.blocks.common import mentions, slack_date
 from bot.commands import deploy
 from bot.deps import Deps
-from bot.workflows import announcements, reminders
+from bot.workflows import announcements, recovery, reminders
 from bot.workflows import audit as audit_flow
+from storage.models import Change
 
 log = logging.getLogger(__name__)
 SWEEP_EVERY = timedelta(minutes=1)
@@ -73,6 +74,29 @@ async def run_window_sweep(deps: Deps) -> tuple[int, int]:
         return await announcements.sweep_windows(session, config=deps.config, now=deps.clock.now())
 
 
+async def run_recovery(deps: Deps) -> int:
+    """Close deployments interrupted by a crash or restart, and say so in their threads."""
+    async with deps.sessions.begin() as session:
+        closed = await recovery.close_interrupted(session, config=deps.config, now=deps.clock.now())
+    for item in closed:
+        dep, change = item.deployment, item.change
+        await notify.refresh_card(deps, change.id)
+        await notify.thread(
+            deps,
+            change,
+            f":warning: The {dep.stage} deployment of {change.key} on `{dep.system}` was interrupted: the bot "
+            f"stopped while it ran (started {slack_date(dep.started_at)}), so its outcome is unknown. It is "
+            f"marked failed and `{dep.system}` is unlocked. {mentions(sorted(set(owners_of(deps, change))))} "
+            "please check the system (and roll back by hand if needed) before deploying again.",
+        )
+    return len(closed)
+
+
+def owners_of(deps: Deps, change: Change) -> list[str]:
+    """The owners of the change's systems, and its update officer."""
+    return [deps.config.systems[s].owner for s in change.systems if s in deps.config.systems] + [change.officer]
+
+
 def create_scheduler(deps: Deps) -> AsyncIOScheduler:
     """An AsyncIOScheduler with the periodic sweeps (not started)."""
     scheduler = AsyncIOScheduler(
@@ -109,6 +133,14 @@ def create_scheduler(deps: Deps) -> AsyncIOScheduler:
         replace_existing=True,
     )
     _add_advisory_jobs(scheduler, deps)
+    scheduler.add_job(
+        _safe(run_recovery),
+        "interval",
+        args=[deps],
+        id="recovery",
+        seconds=SWEEP_EVERY.total_seconds(),
+        replace_existing=True,
+    )
     scheduler.add_job(
         _safe(run_checkpoint),
         "interval",

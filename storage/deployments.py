@@ -126,3 +126,12 @@ async def release_locks(session: AsyncSession, deployment_ids: Sequence[int]) ->
         .execution_options(synchronize_session=False)
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def unfinished_before(session: AsyncSession, *, started_before: datetime) -> list[Deployment]:
+    """Deployments still marked as running (or verifying / rolling back) that started before the given time."""
+    stmt = select(Deployment).where(
+        Deployment.status.in_([DeploymentStatus.RUNNING, DeploymentStatus.VERIFYING, DeploymentStatus.ROLLING_BACK]),
+        Deployment.started_at < started_before,
+    )
+    return list((await session.execute(stmt)).scalars())

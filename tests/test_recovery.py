@@ -1,0 +1,57 @@
+"""A deployment interrupted by a crash is closed as failed, its system unlocked, and the thread told."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from conftest import OWNER, Harness, eventually
+
+from bot.scheduler import run_recovery
+from storage import changes, deployments
+from storage.models import ChangeState, Deployment, DeploymentStatus
+
+
+async def _running(h: Harness, *, started_ago: timedelta) -> None:
+    """A test deployment that a (now dead) process was running."""
+    card = await h.request_change()
+    await h.slack.click(card, "change_approve", user=OWNER)
+    await eventually(lambda: "Approved for test" in str(h.latest(card).blocks))
+    now = h.clock.now()
+    async with h.deps.sessions.begin() as s:
+        change = await changes.get(s, 1)
+        assert change is not None
+        change.state = ChangeState.TEST_DEPLOYING
+        dep = await deployments.add(
+            s,
+            Deployment(
+                run_id="run-crashed",
+                change_id=1,
+                stage="test",
+                system="web-shop",
+                executor="dry-run",
+                status=DeploymentStatus.RUNNING,
+                started_by=OWNER,
+                started_at=now - started_ago,
+                steps=[],
+                output="",
+            ),
+        )
+        assert await deployments.acquire_lock(s, system="web-shop", deployment_id=dep.id, now=now)
+
+
+async def test_interrupted_deployment_is_closed_and_said(harness: Harness) -> None:
+    h = harness
+    await _running(h, started_ago=timedelta(minutes=5))
+    assert await run_recovery(h.deps) == 0  # could still be running (15 min apply timeout): left alone
+    h.clock.advance(timedelta(hours=1))
+    assert await run_recovery(h.deps) == 1
+    assert await run_recovery(h.deps) == 0  # closed once
+    async with h.deps.sessions.begin() as s:
+        change = await changes.get(s, 1)
+        assert change is not None and change.state is ChangeState.TEST_FAILED
+        assert await deployments.lock_holder(s, "web-shop") is None
+        row = await deployments.get(s, 1)
+        assert row is not None and row.status is DeploymentStatus.FAILED
+    card = await h.card()
+    note = await eventually(lambda: [m.text for m in h.thread(card) if "was interrupted" in m.text])
+    assert f"<@{OWNER}>" in note[0] and "unlocked" in note[0]
