@@ -19,10 +19,12 @@ from bot.commands import deploy
 from bot.deps import Deps
 from bot.workflows import announcements, recovery, reminders
 from bot.workflows import audit as audit_flow
+from storage import changes
 from storage.models import Change
 
 log = logging.getLogger(__name__)
 SWEEP_EVERY = timedelta(minutes=1)
+CARD_GRACE = timedelta(minutes=2)  # a card younger than this may still be on its way
 CHECKPOINT_EVERY = timedelta(hours=1)
 OUTBOX_EVERY = timedelta(seconds=2)
 WINDOW_SWEEP_EVERY = timedelta(seconds=30)
@@ -32,6 +34,11 @@ async def run_sweep(deps: Deps) -> int:
     """Expire overdue approvals, remind approvers, post cards that never made it to Slack. Returns nudges sent."""
     async with deps.sessions.begin() as session:
         nudges = await reminders.sweep(session, config=deps.config, now=deps.clock.now())
+        cardless = await changes.claim_cardless(
+            session, channel=deps.config.slack.approvals_channel, created_before=deps.clock.now() - CARD_GRACE
+        )
+    for change_id in cardless:  # created while Slack was unreachable: post the card now
+        await notify.post_card(deps, change_id)
     for nudge in nudges:
         change = nudge.change
         if nudge.kind == "expired":

@@ -165,10 +165,23 @@ async def set_message(session: AsyncSession, change_id: int, *, channel: str, ts
     )
 
 
-async def without_card(session: AsyncSession) -> list[Change]:
-    """Open changes whose card was never posted (Slack was down when they were created)."""
-    stmt = select(Change).where(Change.thread_ts.is_(None), Change.state != ChangeState.DRAFT)
-    return list((await session.execute(stmt)).scalars())
+async def claim_cardless(session: AsyncSession, *, channel: str, created_before: datetime) -> list[int]:
+    """Claim changes whose card was never posted (Slack was down when they were created), so that exactly
+    one replica re-posts each: ``channel`` is set as the claim, the card's ts once it is posted."""
+    stmt = select(Change.id).where(
+        Change.thread_ts.is_(None), Change.channel.is_(None), Change.created_at < created_before
+    )
+    claimed = []
+    for change_id in (await session.execute(stmt)).scalars():
+        result = await session.execute(
+            update(Change)
+            .where(Change.id == change_id, Change.channel.is_(None), Change.thread_ts.is_(None))
+            .values(channel=channel)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount == 1:  # type: ignore[attr-defined]
+            claimed.append(change_id)
+    return claimed
 
 
 async def live_approvals_of(session: AsyncSession, change_ids: Sequence[int]) -> dict[int, list[Approval]]:

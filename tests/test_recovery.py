@@ -55,3 +55,26 @@ async def test_interrupted_deployment_is_closed_and_said(harness: Harness) -> No
     card = await h.card()
     note = await eventually(lambda: [m.text for m in h.thread(card) if "was interrupted" in m.text])
     assert f"<@{OWNER}>" in note[0] and "unlocked" in note[0]
+
+
+async def test_card_refused_by_slack_is_posted_by_the_sweep(harness: Harness) -> None:
+    from conftest import REQ
+
+    h = harness
+    h.fake.fail("chat.postMessage", status=500)  # Slack hiccups exactly when the card would be posted
+    await h.slack.command("request web-shop", user=REQ)
+    view = await h.opened_view("change_request")
+    await h.slack.submit(view, {"title": "Patch libfoo", "rollback_plan": "reinstall"}, user=REQ)
+    note = await eventually(lambda: [t for t in h.fake.ephemerals(REQ) if "is saved" in t])
+    assert "CHG-1" in note[0]
+    assert h.cards() == []
+    from bot.scheduler import run_sweep
+
+    await run_sweep(h.deps)
+    assert h.cards() == []  # too young: its own post might still be on the way
+    h.clock.advance(timedelta(minutes=3))
+    await run_sweep(h.deps)
+    card = await h.card()
+    assert card.text.startswith("CHG-1: Patch libfoo")
+    await run_sweep(h.deps)
+    assert len(h.cards()) == 1  # posted once

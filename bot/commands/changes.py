@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import advisory_notify, notify
@@ -20,6 +22,8 @@ from bot.workflows import advisory_triage, lifecycle, views
 from bot.workflows import changes as change_flow
 from storage import changes
 from storage.models import TERMINAL
+
+log = logging.getLogger(__name__)
 
 
 def register(app: AsyncApp, deps: Deps, router: Router) -> None:
@@ -139,7 +143,18 @@ def register(app: AsyncApp, deps: Deps, router: Router) -> None:
                     await advisory_triage.link_change(
                         session, config=config, advisory_id=advisory_id, change=change, actor=user, now=deps.clock.now()
                     )
-            await notify.post_card(deps, change.id)
+            try:
+                await notify.post_card(deps, change.id)
+            except SlackApiError as exc:  # saved all the same: the sweep posts the card once Slack answers
+                log.warning("card of %s not posted: %s", change.key, exc.response.get("error"))
+                await notify.ephemeral(
+                    deps,
+                    channel=channel,
+                    user=user,
+                    text=f"{change.key} is saved, but Slack refused its card just now; it will be posted in "
+                    f"<#{config.slack.approvals_channel}> within a few minutes. Nothing else to do.",
+                )
+                return
             if advisory_id is not None:
                 await advisory_notify.publish(deps, advisory_id, notes=(f"{change.key} requested by <@{user}>",))
             await notify.ephemeral(

@@ -9,7 +9,6 @@ naming the configuration key path.
 from __future__ import annotations
 
 import functools
-
 import logging
 from collections.abc import Mapping
 from importlib.metadata import EntryPoint, entry_points
