@@ -41,30 +41,8 @@ from pydantic import ValidationError
 
 from bot.config import Package, System
 from bot.errors import InputError
-from bot.feeds.model import InstalledPackage
+from bot.feeds.model import DISTRO_ECOSYSTEMS, PURL_ECOSYSTEMS, InstalledPackage
 
-PURL_ECOSYSTEMS = {
-    "pypi": "PyPI",
-    "npm": "npm",
-    "maven": "Maven",
-    "golang": "Go",
-    "gem": "RubyGems",
-    "cargo": "crates.io",
-    "nuget": "NuGet",
-    "composer": "Packagist",
-    "hex": "Hex",
-    "pub": "Pub",
-}
-DISTRO_ECOSYSTEMS = {
-    ("deb", "debian"): "Debian",
-    ("deb", "ubuntu"): "Ubuntu",
-    ("apk", "alpine"): "Alpine",
-    ("rpm", "redhat"): "Red Hat",
-    ("rpm", "rocky"): "Rocky Linux",
-    ("rpm", "almalinux"): "AlmaLinux",
-    ("rpm", "suse"): "SUSE",
-    ("rpm", "opensuse"): "openSUSE",
-}
 # purls sometimes carry the codename (distro=bookworm, distro=jammy) instead of the number.
 _CODENAMES = {
     "trixie": "13", "bookworm": "12", "bullseye": "11", "buster": "10", "stretch": "9", "jessie": "8",

@@ -32,28 +32,16 @@ from packageurl import PackageURL
 
 from bot.errors import FeedError
 from bot.feeds.base import band, content_hash, cvss_severity, parse_time, word_severity
-from bot.feeds.model import Advisory, AffectedPackage, RangeEvent, Severity, VersionRange
+from bot.feeds.model import (
+    DISTRO_ECOSYSTEMS,
+    PURL_ECOSYSTEMS,
+    Advisory,
+    AffectedPackage,
+    RangeEvent,
+    Severity,
+    VersionRange,
+)
 
-_LANGUAGE = {
-    "pypi": "PyPI",
-    "npm": "npm",
-    "maven": "Maven",
-    "golang": "Go",
-    "gem": "RubyGems",
-    "cargo": "crates.io",
-    "nuget": "NuGet",
-    "composer": "Packagist",
-}
-_DISTRO = {
-    ("deb", "debian"): "Debian",
-    ("deb", "ubuntu"): "Ubuntu",
-    ("apk", "alpine"): "Alpine",
-    ("rpm", "redhat"): "Red Hat",
-    ("rpm", "rocky-linux"): "Rocky Linux",
-    ("rpm", "almalinux"): "AlmaLinux",
-    ("rpm", "suse"): "SUSE",
-    ("rpm", "opensuse"): "openSUSE",
-}
 _AFFECTED = ("known_affected", "first_affected", "last_affected")
 _FIXED = ("fixed", "first_fixed")
 
@@ -63,12 +51,12 @@ def purl_package(purl: str) -> tuple[str, str, str | None]:
     p = PackageURL.from_string(purl)
     quals = p.qualifiers if isinstance(p.qualifiers, dict) else {}
     version = p.version
-    if p.type in _LANGUAGE:
-        ecosystem = _LANGUAGE[p.type]
+    if p.type in PURL_ECOSYSTEMS:
+        ecosystem = PURL_ECOSYSTEMS[p.type]
         sep = ":" if p.type == "maven" else "/"
         name = f"{p.namespace}{sep}{p.name}" if p.namespace else p.name
     else:
-        ecosystem = _DISTRO.get((p.type, (p.namespace or "").lower()), f"purl:{p.type}/{p.namespace or ''}")
+        ecosystem = DISTRO_ECOSYSTEMS.get((p.type, (p.namespace or "").lower()), f"purl:{p.type}/{p.namespace or ''}")
         name = p.name
         distro = str(quals.get("distro", ""))
         if ecosystem in ("Debian", "Ubuntu", "Alpine") and "-" in distro:

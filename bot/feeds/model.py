@@ -11,6 +11,32 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# purl type → OSV ecosystem for language packages, and (purl type, namespace) → OSV ecosystem for distribution
+# packages. One table for every purl reader (SBOM inventory, CSAF product ids), so they cannot drift apart.
+PURL_ECOSYSTEMS: dict[str, str] = {
+    "pypi": "PyPI",
+    "npm": "npm",
+    "maven": "Maven",
+    "golang": "Go",
+    "gem": "RubyGems",
+    "cargo": "crates.io",
+    "nuget": "NuGet",
+    "composer": "Packagist",
+    "hex": "Hex",
+    "pub": "Pub",
+}
+DISTRO_ECOSYSTEMS: dict[tuple[str, str], str] = {
+    ("deb", "debian"): "Debian",
+    ("deb", "ubuntu"): "Ubuntu",
+    ("apk", "alpine"): "Alpine",
+    ("rpm", "redhat"): "Red Hat",
+    ("rpm", "rocky"): "Rocky Linux",
+    ("rpm", "rocky-linux"): "Rocky Linux",
+    ("rpm", "almalinux"): "AlmaLinux",
+    ("rpm", "suse"): "SUSE",
+    ("rpm", "opensuse"): "openSUSE",
+}
+
 
 class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
