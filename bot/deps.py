@@ -43,3 +43,4 @@ class Deps:
     clock: Clock
     signer: Signer | None = None
     homes: Coalescer = field(default_factory=Coalescer)  # App Home tabs waiting to be re-published
+    plans: Coalescer = field(default_factory=lambda: Coalescer(delay=0.0))  # cards waiting for a plan preview

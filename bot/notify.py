@@ -13,9 +13,9 @@ from bot.blocks import card as card_blocks
 from bot.blocks.common import mentions
 from bot.commands import home as home_commands
 from bot.deps import Deps
-from bot.workflows import views
+from bot.workflows import plan_preview, views
 from storage import changes
-from storage.models import Change
+from storage.models import PENDING_APPROVAL, Change
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,32 @@ async def post_card(deps: Deps, change_id: int) -> views.ChangeSnapshot | None:
             f"Approval needed for the *{snap.stage}* stage: {mentions(sorted(snap.progress.pending_people()))}",
         )
     await home_commands.refresh_involved(deps, snap)
+    _want_preview(deps, snap)
     return snap
+
+
+def _want_preview(deps: Deps, snap: views.ChangeSnapshot) -> None:
+    """Queue a plan preview when the card awaits approval and has none for this revision yet."""
+    if snap.stage is not None and not snap.plans and snap.change.state in PENDING_APPROVAL.values():
+
+        async def run(key: str) -> None:
+            await preview_plans(deps, int(key))
+
+        deps.plans.mark([str(snap.change.id)], run)
+
+
+async def preview_plans(deps: Deps, change_id: int) -> None:
+    """Run the executors' dry-run previews for the stage awaiting approval and show them on the card."""
+    snap = await load_snapshot(deps, change_id)
+    if snap is None or snap.stage is None or snap.plans:
+        return
+    previews = await plan_preview.run_plans(deps.config, change=snap.change, stage=snap.stage)
+    async with deps.sessions.begin() as session:
+        change = await changes.get(session, change_id)
+        if change is None or change.revision != snap.change.revision:
+            return  # edited meanwhile: that edit runs its own preview
+        await plan_preview.record(session, change=change, stage=snap.stage, previews=previews, now=deps.clock.now())
+    await refresh_card(deps, change_id)
 
 
 async def refresh_card(
@@ -73,6 +98,7 @@ async def refresh_card(
         blocks=card_blocks.card(snap),
     )
     await home_commands.refresh_involved(deps, snap)  # Home tabs show pending approvals and open changes
+    _want_preview(deps, snap)
     return snap
 
 

@@ -263,6 +263,7 @@ async def harness_factory(database_url: str) -> AsyncIterator[Callable[..., Any]
 
     yield make
     for deps in deps_list:
+        await deps.plans.flush()
         await deps.homes.flush()
     for http in sessions:
         await http.close()

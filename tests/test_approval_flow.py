@@ -204,3 +204,25 @@ async def test_forged_or_stale_signature_gets_401_and_stores_nothing(harness: Ha
     assert harness.fake.of("views.open") == []
     async with harness.deps.sessions.begin() as s:
         assert await changes.list_changes(s) == []
+
+
+async def test_card_shows_the_executor_plan_preview_for_the_stage(harness: Harness) -> None:
+    card = await harness.request_change()
+    await eventually(lambda: "executor preview" in str(harness.latest(card).blocks), what="plan preview")
+    text = str(harness.latest(card).blocks)
+    assert "What the test deployment will do" in text and "`web-shop` (dry-run)" in text
+    # an edit makes a new revision, which gets its own preview
+    await harness.slack.command("edit CHG-1", user=REQ)
+    view = await harness.opened_view("change_edit")
+    await harness.slack.submit(view, {"title": "Update OpenSSL to 3.0.16"}, user=REQ)
+    await eventually(
+        lambda: (
+            "Revision 2" in str(harness.latest(card).blocks) and "executor preview" in str(harness.latest(card).blocks)
+        ),
+        what="preview of revision 2",
+    )
+    async with harness.deps.sessions.begin() as s:
+        from storage import reports
+
+        rows = await reports.for_change(s, 1, kind="plan")
+    assert sorted(r.payload["revision"] for r in rows) == [1, 2]

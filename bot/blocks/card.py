@@ -165,6 +165,16 @@ def card(snap: ChangeSnapshot) -> list[Block]:
     blocks.append({"type": "divider"})
     # readers see their own local time (<!date>); the fallback text is UTC since the card knows no system zone
     blocks.extend(schedule_blocks.card_windows(snap.windows, timezone="UTC"))
+    if snap.plans and snap.stage is not None:
+        lines = []
+        for row in snap.plans:
+            p = row.payload
+            icon = ":mag:" if p.get("ok") else ":warning:"
+            lines.append(
+                f"{icon} `{escape(str(p.get('system')))}` ({escape(str(p.get('executor')))}): "
+                f"{escape(clip(str(p.get('summary', '')), 300))}"
+            )
+        blocks.append(section(f"*What the {snap.stage} deployment will do* (executor preview)\n" + "\n".join(lines)))
     if snap.deployments:
         blocks.append(section("*Deployments*\n" + "\n".join(deployment_blocks.card_lines(snap.deployments))))
     blocks.extend(_approval_section(snap))

@@ -11,9 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import policy
 from bot.config import Config
-from bot.workflows import approval
-from storage import changes, deployments, windows
-from storage.models import Approval, AuditEntry, Change, Decision, Deployment, Window, stage_of
+from bot.workflows import approval, plan_preview
+from storage import changes, deployments, reports, windows
+from storage.models import Approval, AuditEntry, Change, Decision, Deployment, StageReport, Window, stage_of
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,7 @@ class ChangeSnapshot:
     history: tuple[AuditEntry, ...]
     windows: tuple[Window, ...] = ()
     deployments: tuple[Deployment, ...] = ()
+    plans: tuple[StageReport, ...] = ()  # executor previews of the current revision and stage
 
 
 async def snapshot(session: AsyncSession, *, config: Config, change: Change, history: bool = False) -> ChangeSnapshot:
@@ -38,7 +39,12 @@ async def snapshot(session: AsyncSession, *, config: Config, change: Change, his
         entries = tuple((await session.execute(stmt)).scalars())
     booked = tuple(await windows.for_change(session, change.id))
     deployed = tuple(await deployments.for_change(session, change.id))
-    return ChangeSnapshot(change, stage, progress, rows, entries, booked, deployed)
+    plans = tuple(
+        plan_preview.current(
+            await reports.for_change(session, change.id, kind=plan_preview.KIND), change=change, stage=stage
+        )
+    )
+    return ChangeSnapshot(change, stage, progress, rows, entries, booked, deployed, plans)
 
 
 def to_json(snap: ChangeSnapshot) -> dict[str, Any]:
