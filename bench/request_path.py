@@ -195,6 +195,7 @@ async def main() -> None:
             snap = await notify.post_card(deps, change.id)
             assert snap is not None and snap.change.thread_ts and snap.change.channel
             cards.append(Message(snap.change.channel, snap.change.thread_ts, "", card_blocks.card(snap), None))
+        await deps.plans.flush()
         await deps.homes.flush()
         latency.value = saved
         return cards

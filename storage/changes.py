@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from storage.models import Approval, Change, ChangeState, Decision
 
@@ -64,7 +65,9 @@ async def compare_and_set_state(
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
         return False
-    await session.refresh(change)
+    # mirror the row in the loaded object without another SELECT (and without marking it dirty)
+    for key, value in {"state": new, "updated_at": now, "version": change.version + 1, **fields}.items():
+        set_committed_value(change, key, value)
     return True
 
 

@@ -130,7 +130,14 @@ async def approve(
         requirement=requirement,
         content_hash=change.content_hash,
     )
-    progress = await progress_of(session, config=config, change=change, stage=stage)
+    progress = policy.evaluate(  # the decisions read above plus this one: no need to read them again
+        config,
+        systems=change.systems,
+        stage=stage,
+        requester=change.requester,
+        last_editor=change.last_editor,
+        approvals=[*progress.approvals.items(), (user, requirement)],
+    )
     if not progress.complete:
         return DecisionResult(Outcome.RECORDED, change, f"Your approval of {change.key} ({stage}) is recorded.")
     await lifecycle.transition(
