@@ -44,10 +44,7 @@ async def append(
     details: dict[str, Any] | None = None,
 ) -> AuditEntry:
     """Append one entry inside the caller's transaction. The head row lock serialises concurrent writers."""
-    head = (await session.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update())).scalar_one_or_none()
-    if head is None:
-        head = AuditHead(id=1, seq=0, hash=GENESIS)
-        session.add(head)
+    head = await _locked_head(session)
     seq = head.seq + 1
     body = canonical(
         {
@@ -75,6 +72,21 @@ async def append(
     head.seq, head.hash = seq, entry.hash
     await session.flush()
     return entry
+
+
+async def _locked_head(session: AsyncSession) -> AuditHead:
+    """The head row, locked once per transaction (later appends in the same transaction reuse it)."""
+    txn = session.sync_session.get_transaction()
+    cached = session.info.get("audit_head")
+    if cached is not None and cached[0] is txn:
+        head: AuditHead = cached[1]
+        return head
+    found = (await session.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update())).scalar_one_or_none()
+    if found is None:
+        found = AuditHead(id=1, seq=0, hash=GENESIS)
+        session.add(found)
+    session.info["audit_head"] = (txn, found)
+    return found
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ decision each and one state change.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -19,7 +20,7 @@ from bot.config import Config
 from bot.errors import AlreadyDoneError, PatchwardenError, PermissionDeniedError
 from bot.workflows import lifecycle
 from storage import changes
-from storage.models import APPROVED, PENDING_APPROVAL, Change, ChangeState, Decision
+from storage.models import APPROVED, PENDING_APPROVAL, Approval, Change, ChangeState, Decision
 
 
 class Outcome(StrEnum):
@@ -41,6 +42,12 @@ class DecisionResult:
 async def progress_of(session: AsyncSession, *, config: Config, change: Change, stage: str) -> policy.StageProgress:
     """The stage's approval progress from live approvals of the current revision."""
     rows = await changes.approvals(session, change.id, stage=stage, revision=change.revision, include_stale=False)
+    return progress_from(config, change=change, stage=stage, rows=rows)
+
+
+def progress_from(config: Config, *, change: Change, stage: str, rows: Sequence[Approval]) -> policy.StageProgress:
+    """The stage's progress from already loaded decisions (any stage/revision: filtered here)."""
+    rows = [a for a in rows if a.stage == stage and a.revision == change.revision and not a.stale]
     return policy.evaluate(
         config,
         systems=change.systems,

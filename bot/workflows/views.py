@@ -13,7 +13,7 @@ from bot import policy
 from bot.config import Config
 from bot.workflows import approval, plan_preview
 from storage import changes, deployments, reports, windows
-from storage.models import Approval, AuditEntry, Change, Decision, Deployment, StageReport, Window, stage_of
+from storage.models import Approval, AuditEntry, Change, Deployment, StageReport, Window, stage_of
 
 
 @dataclass(frozen=True)
@@ -31,8 +31,8 @@ class ChangeSnapshot:
 async def snapshot(session: AsyncSession, *, config: Config, change: Change, history: bool = False) -> ChangeSnapshot:
     """Load approvals (and optionally the control-log history) and evaluate the current stage."""
     stage = stage_of(change.state)
-    progress = await approval.progress_of(session, config=config, change=change, stage=stage) if stage else None
     rows = tuple(await changes.approvals(session, change.id))
+    progress = approval.progress_from(config, change=change, stage=stage, rows=rows) if stage else None
     entries: tuple[AuditEntry, ...] = ()
     if history:
         stmt = select(AuditEntry).where(AuditEntry.change_id == change.id).order_by(AuditEntry.seq)
@@ -127,15 +127,8 @@ async def pending_for(session: AsyncSession, *, config: Config, user: str) -> li
         stage = stage_of(change.state)
         if stage is None:
             continue
-        rows = [a for a in decided[change.id] if a.stage == stage and a.revision == change.revision]
-        progress = policy.evaluate(
-            config,
-            systems=change.systems,
-            stage=stage,
-            requester=change.requester,
-            last_editor=change.last_editor,
-            approvals=[(a.user_id, a.requirement) for a in rows if a.decision is Decision.APPROVE],
-        )
+        progress = approval.progress_from(config, change=change, stage=stage, rows=decided[change.id])
         if user in progress.pending_people():
-            out.append(ChangeSnapshot(change, stage, progress, tuple(rows), ()))
+            rows = tuple(a for a in decided[change.id] if a.stage == stage and a.revision == change.revision)
+            out.append(ChangeSnapshot(change, stage, progress, rows, ()))
     return out
