@@ -23,6 +23,7 @@ from storage import changes
 from storage.models import Change
 
 log = logging.getLogger(__name__)
+Scheduler = AsyncIOScheduler  # for type annotations elsewhere, without importing apscheduler there
 SWEEP_EVERY = timedelta(minutes=1)
 CARD_GRACE = timedelta(minutes=2)  # a card younger than this may still be on its way
 CHECKPOINT_EVERY = timedelta(hours=1)
@@ -166,6 +167,14 @@ def create_scheduler(deps: Deps) -> AsyncIOScheduler:
         replace_existing=True,
     )
     return scheduler
+
+
+async def run_jobs_now(scheduler: AsyncIOScheduler) -> None:
+    """Run every periodic job once, right now, in registration order (the sandbox's "skip ahead" button).
+
+    The very jobs the scheduler runs, not copies: what the sandbox shows is what production does."""
+    for job in scheduler.get_jobs():
+        await job.func(*job.args)
 
 
 def _add_advisory_jobs(scheduler: AsyncIOScheduler, deps: Deps) -> None:

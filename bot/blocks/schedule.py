@@ -97,7 +97,11 @@ def booked_note(
 ) -> str:
     """The thread line for a booking or a move."""
     when = when_text(window.start, window.end, timezone)
-    told = f" {announced} users' channel(s) will be told." if announced else " No users' channel is announced."
+    told = (
+        f" Users are told in {announced} channel{'s' if announced != 1 else ''}."
+        if announced
+        else " No users' channel is announced."
+    )
     flag = (
         f"\n:rotating_light: *Emergency bypass* of maintenance windows and notice: {escape(window.bypass_reason)}"
         if window.emergency

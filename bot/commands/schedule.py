@@ -79,7 +79,8 @@ async def book_and_answer(
     window = result.window
     when = format_slot(Slot(window.start, window.end), result.timezone)
     verb = "moved to" if result.previous is not None else "booked for"
-    told = f"; {result.announced} users' channel(s) will be told" if result.announced else ""
+    n = result.announced
+    told = f"; users are told in {n} channel{'s' if n != 1 else ''}" if n else ""
     await respond(
         text=f"The {stage} window of {result.change.key} is {verb} {when}{told}.",
         response_type="ephemeral",

@@ -9,6 +9,7 @@ SQLite file migrated with ``storage.migrate.upgrade``; it disappears with the sa
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import logging
@@ -16,8 +17,9 @@ import secrets
 import shutil
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -26,14 +28,16 @@ import aiohttp
 from aiohttp import web
 
 from bot import app as app_module
+from bot import scheduler
 from bot.config import Config, Settings
 from bot.crypto import Signer
-from bot.deps import Deps
+from bot.deps import Deps, FakeClock
 from bot.runtime import build_deps
 from bot.sandbox import demo
 from bot.sandbox.driver import TEAM, SlackDriver
 from bot.sandbox.fake_slack import FakeSlack, Message
 from bot.sandbox.fake_slack import start as start_fake
+from bot.scheduler import Scheduler
 from storage import migrate
 
 log = logging.getLogger(__name__)
@@ -244,14 +248,17 @@ class Workspace:
         return {"ok": status == 200}
 
 
-def page_app(ws: Workspace) -> web.Application:
+SkipAhead = Callable[[timedelta], Awaitable[datetime]]
+
+
+def page_app(ws: Workspace, *, now: Callable[[], datetime], skip_ahead: SkipAhead) -> web.Application:
     """The page and its JSON API (same origin, loopback only)."""
 
     async def index(_r: web.Request) -> web.FileResponse:
         return web.FileResponse(STATIC / "index.html")
 
     async def state(r: web.Request) -> web.Response:
-        return web.json_response(ws.state(r.query.get("user", "")))
+        return web.json_response({**ws.state(r.query.get("user", "")), "now": now().isoformat()})
 
     async def post(r: web.Request) -> web.Response:
         body = await r.json()
@@ -269,6 +276,12 @@ def page_app(ws: Workspace) -> web.Application:
             return web.json_response({"ok": True})
         if kind == "home":
             return web.json_response(await ws.open_home(user))
+        if kind == "clock":  # skip ahead: windows open, reminders fall due, the scheduler's jobs run
+            hours = float(body.get("hours", 0))
+            if not 0 < hours <= 24 * 31:
+                return web.json_response({"ok": False, "error": "skip between a minute and a month"}, status=400)
+            moved = await skip_ahead(timedelta(hours=hours))
+            return web.json_response({"ok": True, "now": moved.isoformat()})
         raise web.HTTPNotFound()
 
     async def file(r: web.Request) -> web.Response:
@@ -298,9 +311,12 @@ class Sandbox:
     runners: list[web.AppRunner]
     http: aiohttp.ClientSession
     tmpdir: Path
+    scheduler: Scheduler | None = None
 
     async def stop(self) -> None:
         """Stop every server, close the database and delete the temporary directory."""
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
         await self.http.close()
         for runner in reversed(self.runners):
             await runner.cleanup()
@@ -329,7 +345,8 @@ async def start_sandbox(*, port: int = 0, config: Config | None = None, seed: bo
     settings = Settings(PATCHWARDEN_DATABASE_URL=url, SLACK_API_URL=fake.url + "/api/")
     secret = secrets.token_hex(32)  # a fresh signing secret per run: only this process can sign
     client = app_module.create_client(token=f"xoxb-sandbox-{secrets.token_hex(8)}", base_url=settings.slack_api_url)
-    deps = build_deps(settings, cfg, client=client, signer=Signer.generate())
+    clock = FakeClock()  # real time, until someone presses "skip ahead" on the page
+    deps = build_deps(settings, cfg, client=client, clock=clock, signer=Signer.generate())
     bolt = app_module.create_app(deps, signing_secret=secret)
     bot_runner, bot_port = await _serve(app_module.create_web_app(bolt, deps), 0)
     runners.append(bot_runner)
@@ -341,6 +358,16 @@ async def start_sandbox(*, port: int = 0, config: Config | None = None, seed: bo
     driver = SlackDriver(endpoint=f"{bot_url}/slack/events", secret=secret, fake=fake, http=http)
     channels = channels_of(cfg)
     ws = Workspace(cfg, fake, driver, bot_url, demo.people_of(cfg), channels)
-    page_runner, page_port = await _serve(page_app(ws), port)
+    sched = scheduler.create_scheduler(deps)  # the real jobs: outbox, windows, deployments, reminders...
+    sched.start()
+    jobs_lock = asyncio.Lock()
+
+    async def skip_ahead(delta: timedelta) -> datetime:
+        clock.advance(delta)
+        async with jobs_lock:
+            await scheduler.run_jobs_now(sched)
+        return clock.now()
+
+    page_runner, page_port = await _serve(page_app(ws, now=clock.now, skip_ahead=skip_ahead), port)
     runners.append(page_runner)
-    return Sandbox(f"http://{HOST}:{page_port}/", bot_url, ws, deps, runners, http, tmpdir)
+    return Sandbox(f"http://{HOST}:{page_port}/", bot_url, ws, deps, runners, http, tmpdir, sched)

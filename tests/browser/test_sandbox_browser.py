@@ -20,6 +20,7 @@ import pytest_asyncio
 
 from bot.sandbox import demo
 from bot.sandbox.server import Sandbox, start_sandbox
+from storage import windows
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -132,5 +133,53 @@ async def test_browser_plays_request_approve_schedule_home_and_calendar(sandbox:
             width = await image.evaluate("i => i.naturalWidth")
             assert width >= 800
             await shot("07-calendar")
+
+            async def skip_to_window(stage: str) -> None:
+                """Skip sandbox time to just after the booked window of ``stage`` opens (what the page's
+                skip-ahead buttons send, with the exact number of hours)."""
+                async with sandbox.deps.sessions.begin() as s:
+                    booked = [w for w in await windows.for_change(s, 1) if w.stage == stage]
+                hours = (booked[-1].start - sandbox.deps.clock.now()).total_seconds() / 3600 + 0.05
+                answer = await page.evaluate(
+                    "async ([user, hours]) => (await fetch('/api/clock', {method: 'POST', headers: "
+                    "{'Content-Type': 'application/json'}, body: JSON.stringify({user, hours})})).json()",
+                    [demo.OLGA, hours],
+                )
+                assert answer["ok"], answer
+
+            # time passes: the test window opens, the dry-run deployment runs, results land in the thread
+            await skip_to_window("test")
+            await page.locator(f'a[data-channel="{demo.APPROVALS}"]').click()
+            await expect(timeline).to_contain_text("Deploying CHG-1 to test")
+            await page.select_option("#who", demo.ALICE)
+            await timeline.locator('button[data-action-id="test_passed"]').first.click()
+            await timeline.locator('button[data-action-id="test_acknowledge"]').first.click()
+            await expect(timeline).to_contain_text("Pending prod approval")
+            await shot("08-test-passed")
+
+            # production needs the owner and security; the approvals come from the card
+            await timeline.locator('button[data-action-id="change_approve"]').first.click()
+            await page.select_option("#who", demo.SAM)
+            await timeline.locator('button[data-action-id="change_approve"]').first.click()
+            await expect(timeline).to_contain_text("Approved for prod")
+
+            # the operator books production (≥ 24 h notice); the shop's users are told in their channel
+            await page.select_option("#who", demo.OLGA)
+            await page.locator(f'a[data-channel="{demo.OPS}"]').click()
+            await box.fill("/patch schedule CHG-1 prod")
+            await box.press("Enter")
+            proposals = timeline.locator("div.msg", has_text="Book the prod window")
+            await proposals.locator('button[data-action-id="schedule_book_1"]').click()
+            await expect(timeline).to_contain_text("The prod window of CHG-1 is booked for")
+            await page.select_option("#who", demo.DANA)
+            await page.locator(f'a[data-channel="{demo.SHOP_USERS}"]').click()
+            await expect(timeline).to_contain_text("CHG-1")
+            await shot("09-announced")
+
+            # the production window opens: deployed, verified, completed, and the users hear it is over
+            await skip_to_window("prod")
+            await page.locator(f'a[data-channel="{demo.APPROVALS}"]').click()
+            await expect(timeline).to_contain_text("Completed", timeout=20_000)
+            await shot("10-completed")
         finally:
             await browser.close()

@@ -246,6 +246,7 @@ function render() {
   }
   $("#role").textContent = S.people[S.me] ? S.people[S.me].role : "";
   $("#ics").href = `${st.bot_url}/calendar.ics`;
+  $("#clock").textContent = st.now ? new Date(st.now).toLocaleString() : "";
   const list = $("#channels");
   list.innerHTML = "";
   for (const c of st.channels) {
@@ -290,6 +291,15 @@ async function main() {
     await refresh(true);
   });
   $("#home-link").addEventListener("click", (e) => { e.preventDefault(); openHome(); });
+  for (const button of document.querySelectorAll("[data-hours]")) {
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      const answer = await api("clock", { hours: Number(button.dataset.hours) });
+      button.disabled = false;
+      if (answer.error) alert(answer.error);
+      await refresh(true);
+    });
+  }
   $("#composer").addEventListener("submit", async (e) => {
     e.preventDefault();
     const box = $("#message"), text = box.value.trim();
