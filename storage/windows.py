@@ -121,6 +121,21 @@ async def claim_window(session: AsyncSession, window_id: int, *, owner: str, now
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
+REFUSAL_NOTED = "refusal-noted"
+
+
+async def note_refusal_once(session: AsyncSession, window_id: int) -> bool:
+    """True the first time a due window's deployment is refused (so the thread hears it once, not every
+    sweep); a booked window's ``claimed_by`` is free until a deployment claims it."""
+    result = await session.execute(
+        update(Window)
+        .where(Window.id == window_id, Window.state == WindowState.BOOKED, Window.claimed_by.is_(None))
+        .values(claimed_by=REFUSAL_NOTED)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
 async def due_reminders(session: AsyncSession, *, now: datetime, before: timedelta) -> list[Window]:
     """Booked, not yet reminded windows starting within ``before`` of ``now``."""
     stmt = (

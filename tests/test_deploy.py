@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from conftest import OPS1, OPS2, OWNER, Harness, eventually, make_config
-from deploy_support import approved_for_test, book, in_thread, state_of, wait_state
+from deploy_support import approved_for_test, book, in_thread, state_of, thread_texts, wait_state
 from sqlalchemy import select
 
 from bot.commands import deploy
@@ -211,3 +211,38 @@ async def test_an_internal_error_mid_run_is_said_and_logged(harness_factory: Any
     assert len(await actions(h, "deployment_interrupted")) == 1
     async with h.deps.sessions.begin() as s:
         assert await deployments.lock_holder(s, "web-shop") is not None  # kept locked for an operator
+
+
+async def test_a_due_window_that_cannot_start_is_said_once_in_the_thread(harness: Harness) -> None:
+    """A window opens while its system is busy: the thread hears why once, and the sweep keeps trying."""
+    from storage import deployments as deployment_store
+    from storage.models import Deployment, DeploymentStatus
+
+    h = harness
+    card = await approved_for_test(h)
+    await book(h, stage="test", start_in=timedelta(minutes=10))
+    async with h.deps.sessions.begin() as s:  # another (manual) run holds web-shop
+        other = await deployment_store.add(
+            s,
+            Deployment(
+                run_id="other-run",
+                change_id=1,
+                stage="test",
+                system="web-shop",
+                executor="dry-run",
+                status=DeploymentStatus.RUNNING,
+                started_by=OPS1,
+                started_at=h.clock.now(),
+                steps=[],
+                output="",
+            ),
+        )
+        assert await deployment_store.acquire_lock(s, system="web-shop", deployment_id=other.id, now=h.clock.now())
+    h.clock.advance(timedelta(minutes=11))
+    for _ in range(3):
+        assert await deploy.run_due_windows(h.deps) == []
+    notes = await eventually(lambda: [t for t in thread_texts(h, card) if "cannot start" in t], what="refusal note")
+    assert len(notes) == 1 and "web-shop" in notes[0]
+    async with h.deps.sessions.begin() as s:  # the system is free again: the next sweep deploys
+        await deployment_store.release_locks(s, [other.id])
+    assert len(await deploy.run_due_windows(h.deps)) == 1

@@ -133,7 +133,7 @@ async def run_due_windows(deps: Deps) -> list[asyncio.Task[Change]]:
                 action.note,
                 blocks=blocks.missed_blocks(window_id=action.window_id, change_key=action.change.key, text=action.note),
             )
-        elif action.note and action.kind != "refused":
+        elif action.note:  # a refusal carries a note only the first time (see storage.windows.note_refusal_once)
             await sink.post(action.note)
         if action.run is not None:
             tasks.append(launch(deps, action.run))

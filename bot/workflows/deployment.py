@@ -473,7 +473,14 @@ async def handle_due(session: AsyncSession, *, config: Config, window_id: int, n
             window_id=window.id,
         )
         if result.run is None:
-            return DueAction(change, window.id, "refused", note=result.refusal)
+            first = await windows.note_refusal_once(session, window.id)
+            note = (
+                f":warning: The {window.stage} window of {change.key} is open, but the deployment cannot start: "
+                f"{result.refusal} It is tried again every minute while the window lasts."
+                if first
+                else ""
+            )
+            return DueAction(change, window.id, "refused", note=note)
         note = (
             f":warning: The {window.stage} window of {change.key} passed while the bot was down; "
             "the policy (`missed_window: run`) deploys it now."
