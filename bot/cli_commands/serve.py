@@ -65,7 +65,10 @@ async def _serve(host: str, port: int, socket_mode: bool) -> None:
 
             assert s.slack_app_token is not None
             handler = AsyncSocketModeHandler(bolt, s.slack_app_token.get_secret_value())
-            await handler.start_async()  # type: ignore[no-untyped-call]
+            try:
+                await handler.start_async()  # type: ignore[no-untyped-call]
+            finally:
+                await handler.close_async()  # type: ignore[no-untyped-call]
         else:
             await asyncio.Event().wait()
     finally:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
-from aiohttp import web
+from aiohttp import WSMsgType, web
 
 MAX_MESSAGE_BLOCKS = 50
 
@@ -63,10 +63,13 @@ class FakeSlack:
         self._ts = itertools.count(1)
         self._token_prefix = token_prefix
         self.url = ""
+        self.socket_envelopes: asyncio.Queue[dict[str, Any]] = asyncio.Queue()  # pushed to a Socket Mode client
+        self.socket_acks: list[dict[str, Any]] = []  # what the client answered, by envelope_id
         self.app = web.Application()
         self.app.router.add_post("/api/{method}", self._api)
         self.app.router.add_get("/api/{method}", self._api)  # slack_sdk reads conversations.* with GET
         self.app.router.add_post("/response_url/{rid}", self._response_url)
+        self.app.router.add_get("/socket", self._socket)
         self.app.router.add_post("/upload/{file_id}", self._upload)
         self.app.router.add_get("/files/{file_id}", self._file)
 
@@ -134,7 +137,12 @@ class FakeSlack:
         self.calls.append(Call(method, params, time.monotonic()))
         if self.latency:
             await asyncio.sleep(self.latency)
-        if not request.headers.get("Authorization", "").startswith(f"Bearer {self._token_prefix}"):
+        auth = request.headers.get("Authorization", "")
+        if method == "apps.connections.open":  # Socket Mode: app-level token (xapp-), not the bot token
+            if not auth.startswith("Bearer xapp-"):
+                return web.json_response({"ok": False, "error": "not_authed"})
+            return web.json_response({"ok": True, "url": self.url.replace("http://", "ws://") + "/socket"})
+        if not auth.startswith(f"Bearer {self._token_prefix}"):
             return web.json_response({"ok": False, "error": "not_authed"})
         queued = self.failures.get(method)
         if queued:
@@ -311,6 +319,20 @@ class FakeSlack:
             }
         )
 
+    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+        """Socket Mode: say hello, push queued envelopes, record the client's acks."""
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_json({"type": "hello", "num_connections": 1, "connection_info": {"app_id": "A0PATCH"}})
+        pump = asyncio.create_task(_socket_pump(ws, self.socket_envelopes))
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT:
+                    self.socket_acks.append(json.loads(msg.data))
+        finally:
+            pump.cancel()
+        return ws
+
     async def _response_url(self, request: web.Request) -> web.Response:
         body = await request.json()
         self.responses.append(body)
@@ -365,6 +387,11 @@ class FakeSlack:
             return web.Response(status=404, text="no such file")
         kind = "image/png" if entry["name"].endswith(".png") else "application/octet-stream"
         return web.Response(body=entry["content"], content_type=kind)
+
+
+async def _socket_pump(ws: web.WebSocketResponse, envelopes: asyncio.Queue[dict[str, Any]]) -> None:
+    while True:
+        await ws.send_json(await envelopes.get())
 
 
 def bound_port(site: web.TCPSite) -> int:
