@@ -5,8 +5,10 @@ Never called inside a database transaction: a slow or failing Slack must not hol
 
 from __future__ import annotations
 
+import hashlib
 import logging
 
+import aiohttp
 from slack_sdk.errors import SlackApiError
 
 from bot.blocks import card as card_blocks
@@ -14,7 +16,7 @@ from bot.blocks.common import mentions
 from bot.commands import home as home_commands
 from bot.deps import Deps
 from bot.workflows import plan_preview, views
-from storage import changes
+from storage import changes, outbox
 from storage.models import PENDING_APPROVAL, Change
 
 log = logging.getLogger(__name__)
@@ -103,13 +105,21 @@ async def refresh_card(
 
 
 async def thread(deps: Deps, change: Change, text: str) -> None:
-    """Say something in the change's thread (or the approvals channel if it has no card yet)."""
-    await deps.client.chat_postMessage(
-        channel=change.channel or deps.config.slack.approvals_channel,
-        thread_ts=change.thread_ts,
-        text=text,
-        unfurl_links=False,
-    )
+    """Say something in the change's thread (or the approvals channel if it has no card yet).
+
+    If Slack refuses right now, the note goes to the outbox instead, which delivers it once Slack answers:
+    a thread is the change's history, and a lost note would be a hole in it."""
+    channel = change.channel or deps.config.slack.approvals_channel
+    try:
+        await deps.client.chat_postMessage(channel=channel, thread_ts=change.thread_ts, text=text, unfurl_links=False)
+    except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
+        log.warning("thread note for %s deferred to the outbox: %s", change.key, type(exc).__name__)
+        now = deps.clock.now()
+        key = f"thread:{change.id}:{now.isoformat()}:{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+        async with deps.sessions.begin() as session:
+            await outbox.enqueue(
+                session, key=key, channel=channel, text=text, now=now, thread_ts=change.thread_ts, change_id=change.id
+            )
 
 
 async def ephemeral(deps: Deps, *, channel: str, user: str, text: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from conftest import OWNER, Harness, eventually
@@ -78,3 +79,23 @@ async def test_card_refused_by_slack_is_posted_by_the_sweep(harness: Harness) ->
     assert card.text.startswith("CHG-1: Patch libfoo")
     await run_sweep(h.deps)
     assert len(h.cards()) == 1  # posted once
+
+
+async def test_a_thread_note_slack_refused_is_delivered_by_the_outbox(harness: Harness) -> None:
+    from bot.outbox_sender import OutboxSender
+
+    h = harness
+    card = await h.request_change()
+    h.fake.fail("chat.postMessage", status=500)  # the "approved" note hits a Slack outage
+    await h.slack.click(card, "change_approve", user=OWNER)
+    await eventually(lambda: "Approved for test" in str(h.latest(card).blocks))
+    await eventually(lambda: len(h.fake.of("chat.postMessage")) >= 3, what="the refused post")
+    assert not [m for m in h.thread(card) if "is approved for" in m.text]
+    sender = OutboxSender(h.deps)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while not [m for m in h.thread(card) if "is approved for" in m.text]:  # the note is queued, then sent
+        assert loop.time() < deadline, "the outbox never delivered the note"
+        await sender.sweep()
+        await asyncio.sleep(0.02)
+    assert len([m for m in h.thread(card) if "is approved for" in m.text]) == 1
