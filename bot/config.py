@@ -323,6 +323,7 @@ class Settings(BaseSettings):
     )
     config_path: Path = Field(default=Path("patchwarden.yaml"), validation_alias="PATCHWARDEN_CONFIG")
     audit_key: SecretStr | None = Field(default=None, validation_alias="PATCHWARDEN_AUDIT_KEY")
+    calendar_token: SecretStr | None = Field(default=None, validation_alias="PATCHWARDEN_CALENDAR_TOKEN")
     audit_key_file: Path = Field(default=Path("patchwarden-audit.key"), validation_alias="PATCHWARDEN_AUDIT_KEY_FILE")
 
     @field_validator("slack_api_url")

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 from icalendar import Calendar, Event
 
+from bot import crypto
 from bot.config import Config
 from bot.deps import Deps
 from bot.windows import BlackoutPeriod, blackouts
@@ -112,7 +113,12 @@ async def feed(deps: Deps, system: str | None) -> bytes:
 def routes(deps: Deps) -> list[web.RouteDef]:
     """``GET /calendar.ics`` and ``GET /calendar/<system>.ics`` (404 for an unknown system)."""
 
+    token = deps.settings.calendar_token
+
     async def handle_calendar_feed(request: web.Request) -> web.Response:
+        # A calendar app subscribes by URL only, so the secret travels in it (like a "secret iCal address").
+        if token is not None and not crypto.hmac_equal(request.query.get("token", ""), token.get_secret_value()):
+            raise web.HTTPNotFound(text="no such calendar")  # 404, not 401: do not confirm the feed exists
         system = request.match_info.get("system")
         if system is not None and system not in deps.config.systems:
             raise web.HTTPNotFound(text=f"no system named {system!r}")

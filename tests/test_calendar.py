@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from conftest import OWNER, Harness, eventually, make_config
@@ -115,3 +116,32 @@ async def test_ics_feed_holds_windows_and_blackouts_in_their_zones(harness_facto
     assert len([e for e in everything.walk("VEVENT") if "DC move" in str(e["SUMMARY"])]) == 1  # no duplicates
     async with h.http.get(f"{base}/calendar/unknown.ics") as resp:
         assert resp.status == 404
+
+
+async def test_calendar_feed_can_require_a_secret_token(harness_factory: Any) -> None:
+    from pydantic import SecretStr
+
+    h = await harness_factory()
+    object.__setattr__(h.deps, "settings", h.deps.settings.model_copy(update={"calendar_token": SecretStr("s3cret")}))
+    # the routes read the token when the web app is built: build one for this harness's deps
+    from aiohttp import web
+
+    from bot import ical
+    from bot.sandbox.fake_slack import bound_port
+
+    app = web.Application()
+    app.add_routes(ical.routes(h.deps))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    base = f"http://127.0.0.1:{bound_port(site)}"
+    try:
+        async with h.http.get(f"{base}/calendar.ics") as resp:
+            assert resp.status == 404
+        async with h.http.get(f"{base}/calendar.ics?token=wrong") as resp:
+            assert resp.status == 404
+        async with h.http.get(f"{base}/calendar.ics?token=s3cret") as resp:
+            assert resp.status == 200 and (await resp.read()).startswith(b"BEGIN:VCALENDAR")
+    finally:
+        await runner.cleanup()
