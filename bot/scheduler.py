@@ -110,62 +110,35 @@ def create_scheduler(deps: Deps) -> AsyncIOScheduler:
     scheduler = AsyncIOScheduler(
         timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600}
     )
-    scheduler.add_job(
-        _safe(run_sweep),
-        "interval",
-        args=[deps],
-        id="sweep",
-        seconds=SWEEP_EVERY.total_seconds(),
-        replace_existing=True,
-    )
     # One sender per process: it keeps the per-channel pacing between sweeps.
     sender = outbox_sender.OutboxSender(deps)
 
     async def run_outbox(_deps: Deps) -> None:
         await sender.sweep()
 
-    scheduler.add_job(
-        _safe(run_outbox),
-        "interval",
-        args=[deps],
-        id="outbox",
-        seconds=OUTBOX_EVERY.total_seconds(),
-        replace_existing=True,
-    )
-    scheduler.add_job(
-        _safe(run_window_sweep),
-        "interval",
-        args=[deps],
-        id="window_sweep",
-        seconds=WINDOW_SWEEP_EVERY.total_seconds(),
-        replace_existing=True,
-    )
-    _add_advisory_jobs(scheduler, deps)
-    scheduler.add_job(
-        _safe(run_recovery),
-        "interval",
-        args=[deps],
-        id="recovery",
-        seconds=SWEEP_EVERY.total_seconds(),
-        replace_existing=True,
-    )
-    scheduler.add_job(
-        _safe(run_checkpoint),
-        "interval",
-        args=[deps],
-        id="checkpoint",
-        seconds=CHECKPOINT_EVERY.total_seconds(),
-        replace_existing=True,
-    )
-    # Due windows: each is claimed by compare-and-set, so replicas running this together deploy once.
-    scheduler.add_job(
-        _safe(deploy.run_due_windows),
-        "interval",
-        args=[deps],
-        id="due_windows",
-        seconds=SWEEP_EVERY.total_seconds(),
-        replace_existing=True,
-    )
+    feeds = advisory_notify.create_feeds(deps)  # created now: an unknown feed stops startup
+
+    async def run_feeds_poll(d: Deps) -> None:
+        await advisory_notify.run_feeds_poll(d, feeds=feeds)
+
+    # In the order one tick should run them (the sandbox's skip-ahead runs them once, in this order):
+    # what falls due first, then what it produces (deployments, announcements), the outbox last.
+    jobs: list[tuple[str, Callable[[Deps], Awaitable[object]], timedelta]] = [
+        ("sweep", run_sweep, SWEEP_EVERY),  # approval expiry and reminders, cards never posted
+        ("window_sweep", run_window_sweep, WINDOW_SWEEP_EVERY),  # window reminders, orphaned bookings
+        # due windows: each is claimed by compare-and-set, so replicas running this together deploy once
+        ("due_windows", deploy.run_due_windows, SWEEP_EVERY),
+        ("recovery", run_recovery, SWEEP_EVERY),  # deployments interrupted by a crash
+        ("advisory_sweep", advisory_notify.run_advisory_sweep, advisory_notify.SWEEP_EVERY),
+        ("checkpoint", run_checkpoint, CHECKPOINT_EVERY),
+        ("outbox", run_outbox, OUTBOX_EVERY),
+    ]
+    if feeds:
+        jobs.insert(0, ("feeds_poll", run_feeds_poll, deps.config.advisories.poll_every))
+    for job_id, fn, every in jobs:
+        scheduler.add_job(
+            _safe(fn), "interval", args=[deps], id=job_id, seconds=every.total_seconds(), replace_existing=True
+        )
     return scheduler
 
 
@@ -175,33 +148,6 @@ async def run_jobs_now(scheduler: AsyncIOScheduler) -> None:
     The very jobs the scheduler runs, not copies: what the sandbox shows is what production does."""
     for job in scheduler.get_jobs():
         await job.func(*job.args)
-
-
-def _add_advisory_jobs(scheduler: AsyncIOScheduler, deps: Deps) -> None:
-    """Feed polling every ``advisories.poll_every`` (feeds created now: an unknown one stops startup) and
-    the advisory sweep (pending posts, snoozes, SLA reminders and escalation)."""
-    feeds = advisory_notify.create_feeds(deps)
-
-    async def run_feeds_poll(d: Deps) -> None:
-        await advisory_notify.run_feeds_poll(d, feeds=feeds)
-
-    if feeds:
-        scheduler.add_job(
-            _safe(run_feeds_poll),
-            "interval",
-            args=[deps],
-            id="feeds_poll",
-            seconds=deps.config.advisories.poll_every.total_seconds(),
-            replace_existing=True,
-        )
-    scheduler.add_job(
-        _safe(advisory_notify.run_advisory_sweep),
-        "interval",
-        args=[deps],
-        id="advisory_sweep",
-        seconds=advisory_notify.SWEEP_EVERY.total_seconds(),
-        replace_existing=True,
-    )
 
 
 def _safe(fn: Callable[[Deps], Awaitable[object]]) -> Callable[[Deps], Awaitable[None]]:

@@ -74,6 +74,17 @@ def _not_owner(config: Config, change: Change, what: str) -> str:
     return f"Only the owner of {', '.join(change.systems)} ({who}) may {what} for {change.key}."
 
 
+async def _owners_only(
+    session: AsyncSession, *, config: Config, change: Change, user: str, now: datetime, action: str, what: str
+) -> StageStep | None:
+    """None when ``user`` owns a system of the change; otherwise the (audited) refusal to return."""
+    if user in deployment.owners(config, change):
+        return None
+    return await _refuse(
+        session, config=config, change=change, user=user, now=now, action=action, why=_not_owner(config, change, what)
+    )
+
+
 async def _results(session: AsyncSession, change_id: int) -> list[StageReport]:
     return await reports.for_change(session, change_id, kind="test_result")
 
@@ -83,16 +94,11 @@ async def record_passed(
 ) -> StageStep:
     """The owner says the test passed (state ``test_passed``)."""
     change = await lifecycle.load(session, change_id, lock=True)
-    if user not in deployment.owners(config, change):
-        return await _refuse(
-            session,
-            config=config,
-            change=change,
-            user=user,
-            now=now,
-            action="test_result",
-            why=_not_owner(config, change, "record the test result"),
-        )
+    refused = await _owners_only(
+        session, config=config, change=change, user=user, now=now, action="test_result", what="record the test result"
+    )
+    if refused is not None:
+        return refused
     if change.state is not S.TEST_PASSED:
         why = f"{_is(change)}; a passed test can be recorded after a successful test deployment."
         return await _refuse(session, config=config, change=change, user=user, now=now, action="test_result", why=why)
@@ -129,16 +135,11 @@ async def record_problems(
             errors["description"] = "Describe the problems."
         raise InputError("invalid test problems", field_errors=errors)
     change = await lifecycle.load(session, change_id, lock=True)
-    if user not in deployment.owners(config, change):
-        return await _refuse(
-            session,
-            config=config,
-            change=change,
-            user=user,
-            now=now,
-            action="test_result",
-            why=_not_owner(config, change, "record the test result"),
-        )
+    refused = await _owners_only(
+        session, config=config, change=change, user=user, now=now, action="test_result", what="record the test result"
+    )
+    if refused is not None:
+        return refused
     if change.state not in (S.TEST_PASSED, S.TEST_FAILED):
         why = f"{_is(change)}; test problems are recorded after the test deployment."
         return await _refuse(session, config=config, change=change, user=user, now=now, action="test_result", why=why)
@@ -236,16 +237,17 @@ async def record_risk(
 async def acknowledge(session: AsyncSession, *, config: Config, change_id: int, user: str, now: datetime) -> StageStep:
     """The owner acknowledges the test conclusion: ``test_acknowledged`` → ``pending_prod_approval``."""
     change = await lifecycle.load(session, change_id, lock=True)
-    if user not in deployment.owners(config, change):
-        return await _refuse(
-            session,
-            config=config,
-            change=change,
-            user=user,
-            now=now,
-            action="acknowledgement",
-            why=_not_owner(config, change, "acknowledge the test result"),
-        )
+    refused = await _owners_only(
+        session,
+        config=config,
+        change=change,
+        user=user,
+        now=now,
+        action="acknowledgement",
+        what="acknowledge the test result",
+    )
+    if refused is not None:
+        return refused
     results = await _results(session, change.id)
     passed = change.state is S.TEST_PASSED and any(r.payload.get("result") == "passed" for r in results)
     if not (passed or change.state is S.RISK_ACCEPTED):
