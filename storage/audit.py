@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from storage.models import AuditCheckpoint, AuditEntry, AuditHead
 
@@ -33,6 +34,19 @@ def chain_hash(prev_hash: str, body: str) -> str:
     return hashlib.sha256(f"{prev_hash}\n{body}".encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class _Pending:
+    at: datetime
+    actor: str
+    action: str
+    policy_version: int | None
+    change_id: int | None
+    details: dict[str, Any]
+
+
+_PENDING = "audit_pending"
+
+
 async def append(
     session: AsyncSession,
     *,
@@ -42,51 +56,61 @@ async def append(
     policy_version: int | None,
     change_id: int | None = None,
     details: dict[str, Any] | None = None,
-) -> AuditEntry:
-    """Append one entry inside the caller's transaction. The head row lock serialises concurrent writers."""
-    head = await _locked_head(session)
-    seq = head.seq + 1
-    body = canonical(
-        {
-            "seq": seq,
-            "at": at.isoformat(),
-            "actor": actor,
-            "action": action,
-            "change_id": change_id,
-            "policy_version": policy_version,
-            "details": details or {},
-        }
-    )
-    entry = AuditEntry(
-        seq=seq,
-        at=at,
-        actor=actor,
-        action=action,
-        change_id=change_id,
-        policy_version=policy_version,
-        body=body,
-        prev_hash=head.hash,
-        hash=chain_hash(head.hash, body),
-    )
-    session.add(entry)
-    head.seq, head.hash = seq, entry.hash
-    await session.flush()
-    return entry
+) -> None:
+    """Record one entry in the caller's transaction; it is chained when the transaction commits.
+
+    Chaining needs the head row's lock, which serialises every writer of the log. Taking it at commit (the
+    ``before_commit`` hook below) instead of at the first event keeps it held for one insert, not for the
+    whole unit of work: on PostgreSQL concurrent approvals of different changes then overlap. A rollback
+    drops the pending entries with everything else.
+    """
+    pending: list[_Pending] = session.info.setdefault(_PENDING, [])
+    pending.append(_Pending(at, actor, action, policy_version, change_id, dict(details or {})))
 
 
-async def _locked_head(session: AsyncSession) -> AuditHead:
-    """The head row, locked once per transaction (later appends in the same transaction reuse it)."""
-    txn = session.sync_session.get_transaction()
-    cached = session.info.get("audit_head")
-    if cached is not None and cached[0] is txn:
-        head: AuditHead = cached[1]
-        return head
-    found = (await session.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update())).scalar_one_or_none()
-    if found is None:
-        found = AuditHead(id=1, seq=0, hash=GENESIS)
-        session.add(found)
-    session.info["audit_head"] = (txn, found)
-    return found
+@event.listens_for(Session, "before_commit")
+def _chain_pending(session: Session) -> None:
+    """Chain the transaction's pending entries (runs inside the async session's greenlet, so sync I/O is fine)."""
+    pending: list[_Pending] = session.info.pop(_PENDING, [])
+    if not pending:
+        return
+    stmt = select(AuditHead).where(AuditHead.id == 1).with_for_update().execution_options(populate_existing=True)
+    head = session.execute(stmt).scalar_one_or_none()
+    if head is None:
+        head = AuditHead(id=1, seq=0, hash=GENESIS)
+        session.add(head)
+    for item in pending:
+        seq = head.seq + 1
+        body = canonical(
+            {
+                "seq": seq,
+                "at": item.at.isoformat(),
+                "actor": item.actor,
+                "action": item.action,
+                "change_id": item.change_id,
+                "policy_version": item.policy_version,
+                "details": item.details,
+            }
+        )
+        entry = AuditEntry(
+            seq=seq,
+            at=item.at,
+            actor=item.actor,
+            action=item.action,
+            change_id=item.change_id,
+            policy_version=item.policy_version,
+            body=body,
+            prev_hash=head.hash,
+            hash=chain_hash(head.hash, body),
+        )
+        session.add(entry)
+        head.seq, head.hash = seq, entry.hash
+    session.flush()
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_pending(session: Session) -> None:
+    session.info.pop(_PENDING, None)
 
 
 @dataclass(frozen=True)
