@@ -8,6 +8,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
@@ -116,3 +117,12 @@ def create_web_app(app: AsyncApp, deps: Deps) -> web.Application:
     web_app.router.add_get("/healthz", healthz)
     web_app.router.add_routes(ical.routes(deps))  # GET /calendar.ics, /calendar/<system>.ics
     return web_app
+
+
+async def run_socket_mode(app: AsyncApp, *, app_token: str) -> None:
+    """Serve Slack over Socket Mode until cancelled (no inbound HTTP needed), closing the socket on the way out."""
+    handler = AsyncSocketModeHandler(app, app_token)
+    try:
+        await handler.start_async()  # type: ignore[no-untyped-call]
+    finally:
+        await handler.close_async()  # type: ignore[no-untyped-call]

@@ -61,14 +61,8 @@ async def _serve(host: str, port: int, socket_mode: bool) -> None:
     log.info("patchwarden listening on http://%s:%d (POST /slack/events, GET /healthz)", host, port)
     try:
         if socket_mode:
-            from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
-
             assert s.slack_app_token is not None
-            handler = AsyncSocketModeHandler(bolt, s.slack_app_token.get_secret_value())
-            try:
-                await handler.start_async()  # type: ignore[no-untyped-call]
-            finally:
-                await handler.close_async()  # type: ignore[no-untyped-call]
+            await app_module.run_socket_mode(bolt, app_token=s.slack_app_token.get_secret_value())
         else:
             await asyncio.Event().wait()
     finally:

@@ -22,7 +22,7 @@ from bot.commands.router import CommandContext, Router, usage_error
 from bot.deps import Deps
 from bot.errors import UsageError
 from bot.workflows import deployment as flow
-from bot.workflows import lifecycle, runner
+from bot.workflows import due_windows, lifecycle, runner
 from storage import windows
 from storage.models import Change, DeploymentStatus, WindowState
 
@@ -116,12 +116,14 @@ def parse_deploy(rest: str) -> tuple[int, str, str | None]:
 async def run_due_windows(deps: Deps) -> list[asyncio.Task[Change]]:
     """The scheduler's sweep: start due windows (claimed by compare-and-set) and handle missed ones."""
     async with deps.sessions.begin() as session:
-        ids = await flow.due(session, config=deps.config, now=deps.clock.now())
+        ids = await due_windows.due(session, config=deps.config, now=deps.clock.now())
     tasks = []
     for window_id in ids:
         try:
             async with deps.sessions.begin() as session:
-                action = await flow.handle_due(session, config=deps.config, window_id=window_id, now=deps.clock.now())
+                action = await due_windows.handle_due(
+                    session, config=deps.config, window_id=window_id, now=deps.clock.now()
+                )
         except Exception:
             log.exception("due window %s could not be handled; the next sweep tries again", window_id)
             continue
@@ -303,9 +305,9 @@ def register(app: AsyncApp, deps: Deps, router: Router) -> None:
                         now=now,
                         window_id=window_id,
                     )
-                    due_action = flow.DueAction(change, window_id, "run", result.run, result.refusal)
+                    due_action = due_windows.DueAction(change, window_id, "run", result.run, result.refusal)
                 else:
-                    due_action = await flow.rebook(
+                    due_action = await due_windows.rebook(
                         session, config=config, change=change, window=window, actor=user, now=now
                     )
             sink = SlackSink(deps, change)

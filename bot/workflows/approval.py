@@ -58,6 +58,51 @@ def progress_from(config: Config, *, change: Change, stage: str, rows: Sequence[
     )
 
 
+ALREADY_DECIDED = "You have already decided on this stage."
+
+
+async def _record(
+    session: AsyncSession,
+    *,
+    config: Config,
+    change: Change,
+    stage: str,
+    user: str,
+    decision: Decision,
+    requirement: str | None,
+    reason: str,
+    now: datetime,
+) -> bool:
+    """Insert the decision (the unique constraint refuses a second one: False) and log it, bound to the
+    change's content hash."""
+    row = await changes.record_decision(
+        session,
+        change=change,
+        stage=stage,
+        user_id=user,
+        decision=decision,
+        requirement=requirement,
+        reason=reason,
+        now=now,
+    )
+    if row is None:
+        return False
+    details = {"requirement": requirement} if decision is Decision.APPROVE else {"reason": reason}
+    await lifecycle.log(
+        session,
+        config=config,
+        now=now,
+        actor=user,
+        change=change,
+        stage=stage,
+        revision=change.revision,
+        action="approved" if decision is Decision.APPROVE else "rejected",
+        content_hash=change.content_hash,
+        **details,
+    )
+    return True
+
+
 async def _open_stage(
     session: AsyncSession,
     *,
@@ -113,30 +158,18 @@ async def approve(
             reason=str(exc),
         )
         return DecisionResult(Outcome.REFUSED, change, exc.user_message)
-    row = await changes.record_decision(
+    if not await _record(
         session,
+        config=config,
         change=change,
         stage=stage,
-        user_id=user,
+        user=user,
         decision=Decision.APPROVE,
         requirement=requirement,
         reason="",
         now=now,
-    )
-    if row is None:
-        return DecisionResult(Outcome.ALREADY, change, "You have already decided on this stage.")
-    await lifecycle.log(
-        session,
-        config=config,
-        now=now,
-        actor=user,
-        action="approved",
-        change=change,
-        stage=stage,
-        revision=revision,
-        requirement=requirement,
-        content_hash=change.content_hash,
-    )
+    ):
+        return DecisionResult(Outcome.ALREADY, change, ALREADY_DECIDED)
     progress = policy.evaluate(  # the decisions read above plus this one: no need to read them again
         config,
         systems=change.systems,
@@ -197,29 +230,18 @@ async def reject(
             f"You cannot reject {change.key}: you are not an approver of its {stage} stage "
             f"(or you requested or edited it). Who can decide: {who}.",
         )
-    row = await changes.record_decision(
+    if not await _record(
         session,
+        config=config,
         change=change,
         stage=stage,
-        user_id=user,
+        user=user,
         decision=Decision.REJECT,
         requirement=None,
         reason=reason,
         now=now,
-    )
-    if row is None:
-        return DecisionResult(Outcome.ALREADY, change, "You have already decided on this stage.")
-    await lifecycle.log(
-        session,
-        config=config,
-        now=now,
-        actor=user,
-        action="rejected",
-        change=change,
-        stage=stage,
-        revision=revision,
-        reason=reason,
-    )
+    ):
+        return DecisionResult(Outcome.ALREADY, change, ALREADY_DECIDED)
     await lifecycle.transition(
         session,
         config=config,
