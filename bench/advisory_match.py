@@ -28,10 +28,10 @@ from univers import versions as V
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bot.advisories.inventory import split_ecosystem
+from bot.advisories.matching import ECOSYSTEM_VERSION_CLASS, MatchIndex
 from bot.feeds.base import parse_osv
 from bot.feeds.model import Advisory, InstalledPackage
-from bot.inventory import split_ecosystem
-from bot.matching import ECOSYSTEM_VERSION_CLASS, MatchIndex
 
 OSV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "osv"
 TEMPLATES = {  # ecosystem -> a real record whose structure is cloned

@@ -2,7 +2,7 @@
 
 One change on 200 systems, each with its own users' channel; a booked window is announced (booked,
 reminder, started: ``--per-channel`` messages per channel) through ``workflows.announcements.announce``
-and delivered by ``bot.outbox_sender.OutboxSender``. The fake answers 429 (Retry-After: 1) to a second post
+and delivered by ``bot.slack.outbox_sender.OutboxSender``. The fake answers 429 (Retry-After: 1) to a second post
 in a channel within a second. Checks every message arrived exactly once and compares the total time with
 the theoretical minimum ((per-channel - 1) seconds). A second run without pacing (``channel_gap=0``) shows
 what the 429s cost when only the client's Retry-After handling keeps the rate. Prints numbers.
@@ -24,11 +24,10 @@ from typing import Any
 from bot import app as app_module
 from bot.blocks.announcement import AnnouncementKind
 from bot.config import Settings, parse_config
-from bot.deps import Deps
-from bot.outbox_sender import EVENT_TYPE, OutboxSender
-from bot.runtime import build_deps
+from bot.deps import Deps, build_deps
 from bot.sandbox.fake_slack import FakeSlack
 from bot.sandbox.fake_slack import start as start_fake
+from bot.slack.outbox_sender import EVENT_TYPE, OutboxSender
 from bot.workflows import announcements
 from storage import migrate
 from storage.models import Change, ChangeClass, ChangeState, Window, WindowState

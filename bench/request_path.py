@@ -36,14 +36,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from conftest import BASE_CONFIG, OWNER, REQ
 
 from bot import app as app_module
-from bot import notify
 from bot.blocks import card as card_blocks
 from bot.config import Settings, parse_config
-from bot.deps import FakeClock
-from bot.runtime import build_deps
+from bot.deps import FakeClock, build_deps
 from bot.sandbox.driver import SlackDriver
 from bot.sandbox.fake_slack import FakeSlack, Message, bound_port
 from bot.sandbox.fake_slack import start as start_fake
+from bot.slack import notify
 from bot.workflows import changes as change_flow
 from storage import migrate
 

@@ -7,12 +7,12 @@ from typing import Any
 
 import click
 
-from bot.cli_commands import advisories as advisories_cli
-from bot.cli_commands import audit, changes, common, serve
-from bot.cli_commands import feeds as feeds_cli
-from bot.cli_commands import inventory as inventory_cli
-from bot.cli_commands import report as report_cli
-from bot.cli_commands import sandbox as sandbox_cli
+from bot.cli import advisories as advisories_cli
+from bot.cli import audit, changes, common, serve
+from bot.cli import feeds as feeds_cli
+from bot.cli import inventory as inventory_cli
+from bot.cli import report as report_cli
+from bot.cli import sandbox as sandbox_cli
 from bot.errors import PatchwardenError
 
 
@@ -29,7 +29,7 @@ def check_config(file: str | None) -> None:
     """Validate the YAML configuration (FILE or PATCHWARDEN_CONFIG); each error names its key path."""
     config = common.config(common.settings(), file)
     try:  # plugins too: an unknown executor, feed or trust entry must fail here, not at 3 a.m.
-        from bot import integrity
+        from bot.crypto import integrity
         from bot.executors import registry as executors
         from bot.feeds import registry as feeds
         from bot.feeds.http import HttpSettings

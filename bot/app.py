@@ -21,7 +21,7 @@ from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import text
 
-from bot import ical
+from bot.commands import acceptance as test_stage_commands
 from bot.commands import advisories as advisory_commands
 from bot.commands import approvals, changes, patch
 from bot.commands import calendar as calendar_commands
@@ -29,9 +29,9 @@ from bot.commands import deploy as deploy_commands
 from bot.commands import home as home_commands
 from bot.commands import report as report_commands
 from bot.commands import schedule as schedule_commands
-from bot.commands import test_stage as test_stage_commands
 from bot.commands.router import Router
 from bot.deps import Deps
+from bot.render import ical
 
 log = logging.getLogger(__name__)
 DEPS_KEY: web.AppKey[Deps] = web.AppKey("deps", Deps)

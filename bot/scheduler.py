@@ -13,10 +13,10 @@ from datetime import timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from bot import advisory_notify, notify, outbox_sender
 from bot.blocks.common import mentions, slack_date
 from bot.commands import deploy
 from bot.deps import Deps
+from bot.slack import advisory_posts, notify, outbox_sender
 from bot.workflows import announcements, recovery, reminders
 from bot.workflows import audit as audit_flow
 from storage import changes
@@ -116,10 +116,10 @@ def create_scheduler(deps: Deps) -> AsyncIOScheduler:
     async def run_outbox(_deps: Deps) -> None:
         await sender.sweep()
 
-    feeds = advisory_notify.create_feeds(deps)  # created now: an unknown feed stops startup
+    feeds = advisory_posts.create_feeds(deps)  # created now: an unknown feed stops startup
 
     async def run_feeds_poll(d: Deps) -> None:
-        await advisory_notify.run_feeds_poll(d, feeds=feeds)
+        await advisory_posts.run_feeds_poll(d, feeds=feeds)
 
     # In the order one tick should run them (the sandbox's skip-ahead runs them once, in this order):
     # what falls due first, then what it produces (deployments, announcements), the outbox last.
@@ -129,7 +129,7 @@ def create_scheduler(deps: Deps) -> AsyncIOScheduler:
         # due windows: each is claimed by compare-and-set, so replicas running this together deploy once
         ("due_windows", deploy.run_due_windows, SWEEP_EVERY),
         ("recovery", run_recovery, SWEEP_EVERY),  # deployments interrupted by a crash
-        ("advisory_sweep", advisory_notify.run_advisory_sweep, advisory_notify.SWEEP_EVERY),
+        ("advisory_sweep", advisory_posts.run_advisory_sweep, advisory_posts.SWEEP_EVERY),
         ("checkpoint", run_checkpoint, CHECKPOINT_EVERY),
         ("outbox", run_outbox, OUTBOX_EVERY),
     ]

@@ -25,8 +25,7 @@ from support.pg import PgServer, pg_server  # noqa: F401  (session fixture)
 from bot import app as app_module
 from bot.config import Config, Settings, parse_config
 from bot.crypto import Signer
-from bot.deps import Deps, FakeClock
-from bot.runtime import build_deps
+from bot.deps import Deps, FakeClock, build_deps
 from bot.sandbox.driver import SlackDriver
 from bot.sandbox.fake_slack import FakeSlack, Message
 from bot.sandbox.fake_slack import start as start_fake

@@ -97,7 +97,7 @@ async def test_prod_needs_owner_and_security_distinct_people(harness_factory) ->
         c = await changes.get(s, 1)
         assert c is not None
         c.state = ChangeState.PENDING_PROD_APPROVAL
-    from bot import notify
+    from bot.slack import notify
 
     await notify.refresh_card(h.deps, 1)
     await h.slack.click(h.latest(card), "change_approve", user=OWNER)

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from conftest import OWNER, Harness, eventually, make_config
 from icalendar import Calendar
 
-from bot import calendar_image
+from bot.render import calendar_image
 from storage.models import Window, WindowState
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -126,7 +126,7 @@ async def test_calendar_feed_can_require_a_secret_token(harness_factory: Any) ->
     # the routes read the token when the web app is built: build one for this harness's deps
     from aiohttp import web
 
-    from bot import ical
+    from bot.render import ical
     from bot.sandbox.fake_slack import bound_port
 
     app = web.Application()

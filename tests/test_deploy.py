@@ -184,8 +184,8 @@ async def test_unknown_executor_stops_startup() -> None:
     import pytest
 
     from bot.config import Settings
+    from bot.deps import build_deps
     from bot.errors import ConfigError
-    from bot.runtime import build_deps
 
     config = make_config(systems={"web-shop": {"environments": {"test": {"executor": "no-such-thing"}}}})
     with pytest.raises(ConfigError, match="unknown executor 'no-such-thing'"):

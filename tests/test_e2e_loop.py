@@ -16,8 +16,8 @@ from conftest import OWNER, SEC1, Harness, eventually, make_config
 from deploy_support import Script, approved_for_test, book, in_thread, wait_state
 
 from bot.commands import deploy
-from bot.outbox_sender import OutboxSender
 from bot.sandbox.fake_slack import Message
+from bot.slack.outbox_sender import OutboxSender
 from bot.workflows import announcements
 from storage import deployments
 from storage.models import ChangeState, DeploymentStatus

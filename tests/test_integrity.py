@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from bot.errors import ConfigError, VerificationError
-from bot.integrity import (
+from bot.crypto.integrity import (
     ArtifactRef,
     TrustEntry,
     VerifiedArtifact,
@@ -21,6 +20,7 @@ from bot.integrity import (
     reverify,
     verify_minisign,
 )
+from bot.errors import ConfigError, VerificationError
 
 SIGNING = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "signing"
 BUNDLE = SIGNING / "patch-bundle-CHG-12.tar.gz"

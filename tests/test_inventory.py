@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from bot.advisories.inventory import from_config, from_purl, load_cyclonedx, load_inventory, split_ecosystem
 from bot.config import Package, System
 from bot.errors import InputError
-from bot.inventory import from_config, from_purl, load_cyclonedx, load_inventory, split_ecosystem
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SBOM = DATA / "sbom"

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from bot.advisories.matching import MatchIndex, format_matches, load_osv_advisories, match_offline, match_packages
 from bot.errors import InputError
 from bot.feeds.base import parse_osv
 from bot.feeds.model import Advisory, InstalledPackage, Match, MatchStatus, RangeEvent, VersionRange
-from bot.matching import MatchIndex, format_matches, load_osv_advisories, match_offline, match_packages
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 OSV = DATA / "osv"

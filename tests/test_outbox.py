@@ -14,7 +14,7 @@ from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetry
 from sqlalchemy import update
 
 from bot.app import create_client
-from bot.outbox_sender import EVENT_TYPE, OutboxSender
+from bot.slack.outbox_sender import EVENT_TYPE, OutboxSender
 from storage import outbox
 from storage.models import OutboxMessage, OutboxState
 

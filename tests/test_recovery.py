@@ -82,7 +82,7 @@ async def test_card_refused_by_slack_is_posted_by_the_sweep(harness: Harness) ->
 
 
 async def test_a_thread_note_slack_refused_is_delivered_by_the_outbox(harness: Harness) -> None:
-    from bot.outbox_sender import OutboxSender
+    from bot.slack.outbox_sender import OutboxSender
 
     h = harness
     card = await h.request_change()

@@ -16,9 +16,9 @@ from click.testing import CliRunner
 from conftest import BASE_CONFIG, OWNER, Harness, eventually
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import report
 from bot.__main__ import cli
 from bot.config import parse_config
+from bot.render import report
 from storage import db
 from storage.models import (
     AdvisoryMatch,

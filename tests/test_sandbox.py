@@ -139,7 +139,7 @@ def test_serve_without_credentials_starts_the_sandbox(monkeypatch: Any) -> None:
     async def fake_run(port: int, config: Any = None) -> None:
         started.append(port)
 
-    monkeypatch.setattr("bot.cli_commands.sandbox.run_sandbox", fake_run)
+    monkeypatch.setattr("bot.cli.sandbox.run_sandbox", fake_run)
     result = CliRunner().invoke(cli, ["serve", "--port", "3999"])
     assert result.exit_code == 0, result.output
     assert started == [3999] and "sandbox" in result.output

@@ -12,9 +12,9 @@ from zoneinfo import ZoneInfo
 from conftest import OPS1, OTHER, OWNER, Harness, eventually, make_config
 from sqlalchemy import select
 
-from bot import notify
-from bot.outbox_sender import OutboxSender
 from bot.sandbox.fake_slack import Message
+from bot.slack import notify
+from bot.slack.outbox_sender import OutboxSender
 from storage import changes, windows
 from storage.models import AuditEntry, ChangeState, Window, WindowState
 
@@ -245,7 +245,7 @@ async def test_card_lines_flag_an_emergency_window(harness_factory: Any) -> None
     text = json.dumps(lines)
     assert len(lines) == 1 and "emergency bypass" in text and "&lt;b&gt;full&lt;/b&gt;" in text
     # and the change card itself carries the flag once it is refreshed
-    from bot import notify
+    from bot.slack import notify
 
     await notify.refresh_card(h.deps, 1)
     card = await h.card()

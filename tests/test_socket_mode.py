@@ -10,7 +10,7 @@ import pytest
 import yaml
 from conftest import BASE_CONFIG, REQ, eventually
 
-from bot.cli_commands import serve
+from bot.cli import serve
 from bot.sandbox.fake_slack import FakeSlack
 from bot.sandbox.fake_slack import start as start_fake
 

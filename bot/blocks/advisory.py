@@ -6,12 +6,12 @@ import json
 from enum import StrEnum
 from typing import Any
 
+from bot import views
 from bot.blocks.common import Block, clip, context, escape, mention, plain, section, slack_date
 from bot.blocks.modal import _input, _option, _text
 from bot.config import Config
 from bot.feeds.model import Severity
-from bot.workflows import sla
-from bot.workflows.advisory_triage import SNOOZE_CHOICES, AdvisoryView
+from bot.views import SNOOZE_CHOICES, AdvisoryView
 from storage.models import AdvisoryStatus
 
 
@@ -141,7 +141,7 @@ def post(config: Config, v: AdvisoryView) -> list[Block]:
     elif rec.status is not AdvisoryStatus.WITHDRAWN:
         blocks.append(section("*Affected systems*\nNone of our systems is known to be affected."))
     if rec.due is not None and rec.status is not AdvisoryStatus.WITHDRAWN:
-        band = sla.effective_severity(rec.severity, known_exploited=rec.known_exploited)
+        band = views.effective_severity(rec.severity, known_exploited=rec.known_exploited)
         blocks.append(section(f"*SLA due* {slack_date(rec.due, tz=tz)} ({band})"))
     if adv.details and adv.details != adv.summary:
         blocks.append(section(escape(clip(adv.details, 600))))

@@ -16,8 +16,7 @@ from bot.blocks.common import (
     section,
     slack_date,
 )
-from bot.workflows.lifecycle import state_label
-from bot.workflows.views import ChangeSnapshot
+from bot.views import ChangeSnapshot, state_label
 from storage.models import Change, ChangeState, Decision
 
 STATE_ICON = {

@@ -9,7 +9,7 @@ from typing import Any
 from bot.blocks.card import status_text
 from bot.blocks.common import ActionId, Block, clip, context, escape, plain, section, slack_date
 from bot.config import Config
-from bot.workflows.views import ChangeSnapshot
+from bot.views import ChangeSnapshot
 from storage.models import AdvisoryRecord, Change, Window
 
 MAX_PER_SECTION = 10

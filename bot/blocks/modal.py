@@ -7,7 +7,7 @@ from typing import Any
 
 from bot.blocks.common import Block, CallbackId, escape, plain
 from bot.config import Config
-from bot.workflows.changes import ChangeInput
+from bot.views import ChangeInput
 from storage.models import ChangeClass
 
 ACTION = "value"

@@ -7,7 +7,6 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
-from bot import advisory_notify, notify
 from bot.blocks import advisory as blocks
 from bot.blocks import modal
 from bot.blocks.common import escape
@@ -16,6 +15,7 @@ from bot.commands.router import CommandContext, Router, usage_error
 from bot.deps import Deps
 from bot.errors import InputError, UsageError
 from bot.feeds.base import FeedBatch
+from bot.slack import advisory_posts, notify
 from bot.workflows import advisories as flow
 from bot.workflows import advisory_triage as triage
 from bot.workflows import artifacts, lifecycle
@@ -133,7 +133,7 @@ def register(app: AsyncApp, deps: Deps, router: Router) -> None:
                 v = await triage.not_applicable(
                     session, config=config, advisory_id=advisory_id, actor=user, reason=reason, now=deps.clock.now()
                 )
-            await advisory_notify.publish(
+            await advisory_posts.publish(
                 deps, advisory_id, notes=(f"marked not applicable by <@{user}>: {escape(reason)}",)
             )
             await notify.ephemeral(
@@ -159,7 +159,7 @@ def register(app: AsyncApp, deps: Deps, router: Router) -> None:
                     choice=choice,
                     now=deps.clock.now(),
                 )
-            await advisory_notify.publish(deps, v.record.id, notes=(f"snoozed for {choice} by <@{user}>",))
+            await advisory_posts.publish(deps, v.record.id, notes=(f"snoozed for {choice} by <@{user}>",))
 
         await guarded(lambda text: notify.ephemeral(deps, channel=channel, user=user, text=text), work)
 
@@ -181,7 +181,7 @@ def register(app: AsyncApp, deps: Deps, router: Router) -> None:
                 await lifecycle.log(
                     session, config=config, now=now, actor=user, action="advisory_added", advisory=advisory.id
                 )
-            await advisory_notify.publish_all(deps, result.changed)
+            await advisory_posts.publish_all(deps, result.changed)
             await notify.ephemeral(deps, channel=channel, user=user, text=f"Advisory {advisory.id} is recorded.")
 
         await guarded(lambda text: notify.ephemeral(deps, channel=channel, user=user, text=text), work)

@@ -8,12 +8,12 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
-from bot import notify
 from bot.blocks import modal
 from bot.blocks.common import ActionId, CallbackId, escape, mention
 from bot.commands.replies import guarded
 from bot.deps import Deps
 from bot.errors import UsageError
+from bot.slack import notify
 from bot.workflows import approval, lifecycle, views
 from bot.workflows.approval import DecisionResult, Outcome
 

@@ -7,10 +7,10 @@ from datetime import timedelta
 
 from slack_bolt.async_app import AsyncApp
 
-from bot import calendar_image
 from bot.blocks.common import escape
 from bot.commands.router import CommandContext, Router, usage_error
 from bot.deps import Deps
+from bot.render import calendar_image
 from storage import overview
 
 

@@ -10,7 +10,6 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import advisory_notify, notify
 from bot.blocks import card as card_blocks
 from bot.blocks import modal
 from bot.blocks.common import CallbackId, escape, mentions
@@ -18,6 +17,7 @@ from bot.commands.replies import guarded
 from bot.commands.router import CommandContext, Router, usage_error
 from bot.deps import Deps
 from bot.errors import InputError
+from bot.slack import advisory_posts, notify
 from bot.workflows import advisory_triage, lifecycle, views
 from bot.workflows import changes as change_flow
 from storage import changes
@@ -156,7 +156,7 @@ def register(app: AsyncApp, deps: Deps, router: Router) -> None:
                 )
                 return
             if advisory_id is not None:
-                await advisory_notify.publish(deps, advisory_id, notes=(f"{change.key} requested by <@{user}>",))
+                await advisory_posts.publish(deps, advisory_id, notes=(f"{change.key} requested by <@{user}>",))
             await notify.ephemeral(
                 deps,
                 channel=channel,

@@ -14,13 +14,13 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.errors import SlackApiError
 
-from bot import notify
 from bot.blocks import deployment as blocks
 from bot.blocks.common import Block, escape, mention
 from bot.commands.replies import guarded
 from bot.commands.router import CommandContext, Router, usage_error
 from bot.deps import Deps
 from bot.errors import UsageError
+from bot.slack import notify
 from bot.workflows import deployment as flow
 from bot.workflows import due_windows, lifecycle, runner
 from storage import windows

@@ -6,10 +6,10 @@ import asyncio
 
 from slack_bolt.async_app import AsyncApp
 
-from bot import report
 from bot.blocks.common import escape
 from bot.commands.router import CommandContext, Router, usage_error
 from bot.deps import Deps
+from bot.render import report
 
 
 def register(app: AsyncApp, deps: Deps, router: Router) -> None:

@@ -9,13 +9,13 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
-from bot import notify
 from bot.blocks import schedule as schedule_blocks
 from bot.blocks.schedule import BookMode, ScheduleAction
 from bot.commands.replies import guarded
 from bot.commands.router import CommandContext, Router, usage_error
 from bot.deps import Deps
 from bot.errors import UsageError
+from bot.slack import notify
 from bot.windows import Slot, SlotRefusedError, format_slot
 from bot.workflows import lifecycle, scheduling
 from storage.windows import SCHEDULED

@@ -14,7 +14,7 @@ Each poll (CSAF 2.0 §7.1 requirements 11-19):
    (conditional GET) or each ROLIE feed, and take the entries newer than the cursor;
 2. for each new document: fetch it, its ``.sha512`` and ``.sha256`` (at least one must exist, every one that
    exists must match), and its ``.asc`` detached signature, which must verify with a key whose
-   fingerprint is pinned (:mod:`bot.feeds.openpgp`);
+   fingerprint is pinned (:mod:`bot.crypto.openpgp`);
 3. only then parse and map it (:mod:`bot.feeds.csaf_map`).
 
 A document failing any step is not used and is reported in ``quarantined`` with the reason; the poll goes
@@ -39,12 +39,12 @@ import aiohttp
 from pydantic import Field
 
 from bot import crypto
+from bot.crypto.openpgp import PinnedVerifier, normalize_fingerprint, require_gpgv
 from bot.errors import ConfigError, FeedError, VerificationError
 from bot.feeds.base import Feed, FeedBatch, FeedOptions, Quarantined, parse_time
 from bot.feeds.csaf_map import parse_csaf
 from bot.feeds.http import FetchState, fetch, is_http_url, open_session
 from bot.feeds.model import Advisory
-from bot.feeds.openpgp import PinnedVerifier, normalize_fingerprint, require_gpgv
 
 _MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
 

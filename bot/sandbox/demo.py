@@ -14,9 +14,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.advisories.inventory import load_cyclonedx
+from bot.advisories.matching import load_osv_advisories, match_packages
 from bot.config import Config, parse_config
-from bot.inventory import load_cyclonedx
-from bot.matching import load_osv_advisories, match_packages
 from storage.models import AdvisoryMatch, AdvisoryRecord, AdvisoryStatus, InventoryPackage
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "examples" / "demo"

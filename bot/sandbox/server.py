@@ -31,8 +31,7 @@ from bot import app as app_module
 from bot import scheduler
 from bot.config import Config, Settings
 from bot.crypto import Signer
-from bot.deps import Deps, FakeClock
-from bot.runtime import build_deps
+from bot.deps import Deps, FakeClock, build_deps
 from bot.sandbox import demo
 from bot.sandbox.driver import TEAM, SlackDriver
 from bot.sandbox.fake_slack import FakeSlack, Message

@@ -17,11 +17,11 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import inventory as inventory_files
+from bot.advisories import inventory as inventory_files
+from bot.advisories.matching import MatchIndex
 from bot.config import Config
 from bot.feeds.base import FeedBatch
 from bot.feeds.model import Advisory, InstalledPackage, Match, Severity
-from bot.matching import MatchIndex
 from bot.workflows import sla
 from storage import advisories as store
 from storage import inventory as inventory_store

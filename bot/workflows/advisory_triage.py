@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
@@ -21,28 +20,14 @@ from bot.errors import (
 from bot.feeds.base import content_hash
 from bot.feeds.model import Advisory as AdvisoryModel
 from bot.feeds.model import AffectedPackage, RangeEvent, Severity, VersionRange
+from bot.views import SNOOZE_CHOICES, AdvisoryView
 from bot.workflows import lifecycle, sla
 from bot.workflows.advisories import merged
 from bot.workflows.changes import ChangeInput
 from storage import advisories as store
-from storage.models import AdvisoryMatch, AdvisoryRecord, AdvisoryStatus, Change
+from storage.models import AdvisoryRecord, AdvisoryStatus, Change
 
-SNOOZE_CHOICES: dict[str, timedelta] = {"1d": timedelta(days=1), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 TRIAGEABLE = (AdvisoryStatus.OPEN, AdvisoryStatus.SNOOZED)
-
-
-@dataclass(frozen=True)
-class AdvisoryView:
-    """Everything a post or a listing shows about one advisory."""
-
-    record: AdvisoryRecord
-    advisory: AdvisoryModel
-    matches: list[AdvisoryMatch]
-
-    @property
-    def systems(self) -> list[str]:
-        """Affected systems, in match order, without duplicates."""
-        return list(dict.fromkeys(m.system for m in self.matches))
 
 
 async def load(session: AsyncSession, advisory_id: int, *, lock: bool = False) -> AdvisoryRecord:

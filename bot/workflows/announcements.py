@@ -2,7 +2,7 @@
 
 Queuing in the same transaction as the event (booking, deployment step) makes the pair atomic: a
 booking that commits is always announced, a rolled-back one never is, and the outbox key makes a repeat
-call a no-op. The sender (``bot.outbox_sender``) delivers with pacing, retries and exactly-once checks.
+call a no-op. The sender (``bot.slack.outbox_sender``) delivers with pacing, retries and exactly-once checks.
 """
 
 from __future__ import annotations

@@ -21,9 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.blocks.common import escape
 from bot.config import Config
+from bot.crypto.integrity import ArtifactRef, TrustEntry, VerifiedArtifact, fetch_and_verify, parse_trust, reverify
 from bot.deps import Deps
 from bot.errors import ConfigError, IllegalTransitionError, InputError, VerificationError
-from bot.integrity import ArtifactRef, TrustEntry, VerifiedArtifact, fetch_and_verify, parse_trust, reverify
 from bot.workflows import lifecycle
 from storage import artifacts as store
 from storage.models import TERMINAL, Artifact, Change

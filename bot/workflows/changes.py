@@ -4,20 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import crypto
 from bot.config import Config
 from bot.errors import IllegalTransitionError, InputError, PermissionDeniedError
+from bot.views import ChangeInput
 from bot.workflows import lifecycle
 from storage import audit, changes
 from storage.models import EDITABLE, PENDING_APPROVAL, TERMINAL, Change, ChangeClass, ChangeState, stage_of
-
-Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=3000)]
-UserId = Annotated[str, StringConstraints(pattern=r"^[UW][A-Z0-9]{2,}$")]
 
 # Fields whose change requires new approvals (the approvable content), in display order.
 APPROVABLE_FIELDS: dict[str, str] = {
@@ -34,31 +31,6 @@ APPROVABLE_FIELDS: dict[str, str] = {
     "rollback_plan": "Rollback plan",
     "advisory_ref": "Linked advisory",
 }
-
-
-class ChangeInput(BaseModel):
-    """What a person fills in to request (or edit) a change. Field names are the modal's block ids."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    systems: list[str] = Field(min_length=1)
-    title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=200)]
-    details: Text = ""
-    technical: Text = ""
-    change_class: ChangeClass = ChangeClass.NORMAL
-    officer: UserId
-    operator: UserId | None = None
-    planned_test: date | None = None
-    planned_prod: date | None = None
-    expected_downtime: Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)] = ""
-    rollback_plan: Text = ""
-    advisory_ref: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] = ""
-
-    @model_validator(mode="after")
-    def _dates(self) -> ChangeInput:
-        if self.planned_test and self.planned_prod and self.planned_prod < self.planned_test:
-            raise ValueError("planned_prod: the production date must not be before the test date")
-        return self
 
 
 def validate_input(config: Config, raw: dict[str, object]) -> ChangeInput:

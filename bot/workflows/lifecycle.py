@@ -10,15 +10,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import Config
 from bot.errors import ConflictError, IllegalTransitionError, NotFoundError, UsageError
+from bot.views import state_label
 from storage import audit, changes
 from storage.models import PENDING_APPROVAL, TRANSITIONS, Change, ChangeState
 
 _KEY = re.compile(r"^(?:CHG-)?(\d{1,9})$", re.IGNORECASE)
-
-
-def state_label(state: ChangeState) -> str:
-    """Human words for a state: ``pending_test_approval`` → ``pending test approval``."""
-    return state.value.replace("_", " ")
 
 
 def parse_key(text: str) -> int:

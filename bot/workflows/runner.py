@@ -20,8 +20,8 @@ from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.blocks import acceptance as test_blocks
 from bot.blocks import deployment as blocks
-from bot.blocks import test_stage as test_blocks
 from bot.blocks.common import Block, escape
 from bot.config import Config, OnFailedVerify
 from bot.deps import Clock

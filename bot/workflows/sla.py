@@ -15,17 +15,13 @@ from datetime import UTC, date, datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import Config, Policy
+from bot.views import effective_severity
 from bot.workflows import lifecycle
 from storage import advisories as store
 from storage import changes
 from storage.models import TERMINAL, AdvisoryRecord, AdvisoryStatus, ChangeState
 
 ACTIVE = (AdvisoryStatus.OPEN, AdvisoryStatus.CHANGE_REQUESTED)
-
-
-def effective_severity(severity: str, *, known_exploited: bool) -> str:
-    """The band the SLA uses: known-exploited advisories count as critical."""
-    return "critical" if known_exploited else severity
 
 
 def sla_days(policy: Policy, severity: str) -> int:

@@ -3,29 +3,16 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import policy
 from bot.config import Config
+from bot.views import ChangeSnapshot
 from bot.workflows import approval, plan_preview
 from storage import changes, deployments, reports, windows
-from storage.models import Approval, AuditEntry, Change, Deployment, StageReport, Window, stage_of
-
-
-@dataclass(frozen=True)
-class ChangeSnapshot:
-    change: Change
-    stage: str | None
-    progress: policy.StageProgress | None
-    approvals: tuple[Approval, ...]
-    history: tuple[AuditEntry, ...]
-    windows: tuple[Window, ...] = ()
-    deployments: tuple[Deployment, ...] = ()
-    plans: tuple[StageReport, ...] = ()  # executor previews of the current revision and stage
+from storage.models import AuditEntry, Change, stage_of
 
 
 async def snapshot(session: AsyncSession, *, config: Config, change: Change, history: bool = False) -> ChangeSnapshot:

@@ -28,6 +28,7 @@ from typing import Any
 
 from univers import versions as V
 
+from bot.advisories.inventory import load_inventory, split_ecosystem
 from bot.errors import FeedError, InputError
 from bot.feeds.base import parse_osv
 from bot.feeds.model import (
@@ -38,7 +39,6 @@ from bot.feeds.model import (
     MatchStatus,
     VersionRange,
 )
-from bot.inventory import load_inventory, split_ecosystem
 
 ECOSYSTEM_VERSION_CLASS: dict[str, type[Any]] = {
     "PyPI": V.PypiVersion,

@@ -7,15 +7,15 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
-from bot import notify
-from bot.blocks import test_stage as blocks
+from bot.blocks import acceptance as blocks
 from bot.blocks.common import escape, mention, mentions
 from bot.commands.replies import guarded
 from bot.deps import Deps
 from bot.errors import InputError, UsageError
+from bot.slack import notify
+from bot.workflows import acceptance as flow
 from bot.workflows import deployment, lifecycle
-from bot.workflows import test_stage as flow
-from bot.workflows.test_stage import Next, StageStep
+from bot.workflows.acceptance import Next, StageStep
 
 
 def _change_id(value: Any) -> int:

@@ -43,7 +43,7 @@ async def run_sandbox(port: int, config: Config | None = None) -> None:
 )
 def sandbox(port: int, config_path: str | None) -> None:
     """Try patchwarden without Slack: a local workspace on 127.0.0.1 with a demo organisation."""
-    from bot.cli_commands import common
+    from bot.cli import common
 
     config = common.config(common.settings(), config_path) if config_path else None
     with contextlib.suppress(KeyboardInterrupt):

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
+from bot.advisories.matching import format_matches, match_offline
 from bot.errors import PatchwardenError
-from bot.matching import format_matches, match_offline
 
 
 @click.group()

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from bot.cli_commands import common
+from bot.cli import common
 from bot.errors import NotFoundError
 from bot.workflows import lifecycle, views
 from storage import changes as change_store

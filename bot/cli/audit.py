@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import click
 
-from bot.cli_commands import common
-from bot.runtime import load_signer
+from bot.cli import common
+from bot.deps import load_signer
 from bot.workflows import audit as audit_flow
 
 

@@ -9,7 +9,7 @@ import aiohttp
 import click
 from aiohttp import web
 
-from bot.cli_commands import common
+from bot.cli import common
 from bot.errors import PatchwardenError
 
 log = logging.getLogger(__name__)
@@ -23,7 +23,7 @@ def serve(host: str, port: int, socket_mode: bool) -> None:
     """Run the bot (with no Slack credentials at all: the local sandbox workspace instead)."""
     s = common.settings()
     if not socket_mode and s.slack_bot_token is None and s.slack_signing_secret is None:
-        from bot.cli_commands.sandbox import sandbox
+        from bot.cli.sandbox import sandbox
 
         click.echo("No SLACK_BOT_TOKEN or SLACK_SIGNING_SECRET set: starting the local sandbox (127.0.0.1 only).")
         sandbox.callback(port=port, config_path=None)  # type: ignore[misc]
@@ -38,7 +38,9 @@ def serve(host: str, port: int, socket_mode: bool) -> None:
 
 async def _serve(host: str, port: int, socket_mode: bool) -> None:
     from bot import app as app_module
-    from bot import runtime, scheduler
+    from bot import deps as runtime
+    from bot import scheduler
+    from bot.workflows import startup
 
     s = common.settings()
     s.require("slack_bot_token", "slack_signing_secret", *(["slack_app_token"] if socket_mode else []))
@@ -50,7 +52,7 @@ async def _serve(host: str, port: int, socket_mode: bool) -> None:
     )
     deps = runtime.build_deps(s, config, client=client, signer=runtime.load_signer(s))
     await runtime.check_database(deps)
-    await runtime.record_config_loaded(deps, config_text=s.config_path.read_bytes())
+    await startup.record_config_loaded(deps, config_text=s.config_path.read_bytes())
     bolt = app_module.create_app(deps, signing_secret=s.slack_signing_secret.get_secret_value())
     web_app = app_module.create_web_app(bolt, deps)
     sched = scheduler.create_scheduler(deps)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import click
 
-from bot import report
-from bot.cli_commands import common
+from bot.cli import common
 from bot.deps import Clock
+from bot.render import report
 
 
 @click.command("report")

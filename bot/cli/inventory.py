@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
-from bot.cli_commands import common
+from bot.advisories.inventory import load_cyclonedx
+from bot.cli import common
 from bot.deps import Clock
-from bot.inventory import load_cyclonedx
 from bot.workflows import advisories as advisory_flow
 from storage import inventory as inventory_store
 

@@ -15,7 +15,7 @@ Trust store entries (``trust.<name>``)::
 Schemes: minisign (Ed25519; the default pre-hashed ``ED`` form signs BLAKE2b-512 of the file, the legacy
 ``Ed`` form the file itself; both carry a trusted comment covered by a second, "global" signature; format at
 https://jedisct1.github.io/minisign/), verified with ``bot.crypto.verify_ed25519``; OpenPGP detached
-signatures, verified by ``gpgv`` against the pinned fingerprint (``bot.feeds.openpgp``; no OpenPGP parsing
+signatures, verified by ``gpgv`` against the pinned fingerprint (``bot.crypto.openpgp``; no OpenPGP parsing
 here). Every failure raises ``VerificationError``: wrong hash, bad signature, unknown or unpinned key,
 unsupported scheme, oversized download, HTTP error. There is no "accept anyway".
 """
@@ -47,8 +47,8 @@ from pydantic import (
 )
 
 from bot import crypto
+from bot.crypto.openpgp import PinnedVerifier, normalize_fingerprint
 from bot.errors import ConfigError, VerificationError
-from bot.feeds.openpgp import PinnedVerifier, normalize_fingerprint
 
 MAX_ARTIFACT_BYTES = 1 << 30
 MAX_SIGNATURE_BYTES = 64 << 10

@@ -1,0 +1,1 @@
+"""The advisory domain: OSV semantics, matching installed packages, SBOM inventory import."""

@@ -1,0 +1,1 @@
+"""Renderers outside Slack: the compliance report, the calendar picture, the iCalendar feed."""

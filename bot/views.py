@@ -1,0 +1,95 @@
+"""Read models shared by workflows and renderers: what a card, a post or a listing shows.
+
+Workflows build these; ``bot/blocks`` renders them. Nothing here touches the database or Slack.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from bot import policy
+from bot.feeds.model import Advisory as AdvisoryModel
+from storage.models import (
+    AdvisoryMatch,
+    AdvisoryRecord,
+    Approval,
+    AuditEntry,
+    Change,
+    ChangeClass,
+    ChangeState,
+    Deployment,
+    StageReport,
+    Window,
+)
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=3000)]
+UserId = Annotated[str, StringConstraints(pattern=r"^[UW][A-Z0-9]{2,}$")]
+
+SNOOZE_CHOICES: dict[str, timedelta] = {"1d": timedelta(days=1), "7d": timedelta(days=7), "30d": timedelta(days=30)}
+
+
+def state_label(state: ChangeState) -> str:
+    """Human words for a state: ``pending_test_approval`` → ``pending test approval``."""
+    return state.value.replace("_", " ")
+
+
+def effective_severity(severity: str, *, known_exploited: bool) -> str:
+    """The band the SLA uses: known-exploited advisories count as critical."""
+    return "critical" if known_exploited else severity
+
+
+@dataclass(frozen=True)
+class ChangeSnapshot:
+    """A change with everything its card and status reply show, loaded in one go."""
+
+    change: Change
+    stage: str | None
+    progress: policy.StageProgress | None
+    approvals: tuple[Approval, ...]
+    history: tuple[AuditEntry, ...]
+    windows: tuple[Window, ...] = ()
+    deployments: tuple[Deployment, ...] = ()
+    plans: tuple[StageReport, ...] = ()  # executor previews of the current revision and stage
+
+
+@dataclass(frozen=True)
+class AdvisoryView:
+    """Everything a post or a listing shows about one advisory."""
+
+    record: AdvisoryRecord
+    advisory: AdvisoryModel
+    matches: list[AdvisoryMatch]
+
+    @property
+    def systems(self) -> list[str]:
+        """Affected systems, in match order, without duplicates."""
+        return list(dict.fromkeys(m.system for m in self.matches))
+
+
+class ChangeInput(BaseModel):
+    """What a person fills in to request (or edit) a change. Field names are the modal's block ids."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    systems: list[str] = Field(min_length=1)
+    title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=200)]
+    details: Text = ""
+    technical: Text = ""
+    change_class: ChangeClass = ChangeClass.NORMAL
+    officer: UserId
+    operator: UserId | None = None
+    planned_test: date | None = None
+    planned_prod: date | None = None
+    expected_downtime: Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)] = ""
+    rollback_plan: Text = ""
+    advisory_ref: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] = ""
+
+    @model_validator(mode="after")
+    def _dates(self) -> ChangeInput:
+        if self.planned_test and self.planned_prod and self.planned_prod < self.planned_test:
+            raise ValueError("planned_prod: the production date must not be before the test date")
+        return self
