@@ -14,6 +14,7 @@ from bot.commands.replies import guarded
 from bot.deps import Deps
 from bot.errors import UsageError
 from bot.slack import notify
+from bot.views import ChangeSnapshot
 from bot.workflows import approval, lifecycle, views
 from bot.workflows.approval import DecisionResult, Outcome
 
@@ -29,7 +30,7 @@ def parse_value(value: str) -> tuple[int, str, int]:
         raise UsageError(f"bad button value {value!r}", user_message="This button is out of date.") from exc
 
 
-async def announce(deps: Deps, result: DecisionResult, user: str, snap: views.ChangeSnapshot | None = None) -> None:
+async def announce(deps: Deps, result: DecisionResult, user: str, snap: ChangeSnapshot | None = None) -> None:
     """Update the card and tell the thread (and the requester) what the decision means."""
     change = result.change
     if result.outcome in (Outcome.REFUSED, Outcome.ALREADY, Outcome.NOT_PENDING):

@@ -18,6 +18,7 @@ from bot.commands.router import CommandContext, Router, usage_error
 from bot.deps import Deps
 from bot.errors import InputError
 from bot.slack import advisory_posts, notify
+from bot.views import state_label
 from bot.workflows import advisory_triage, lifecycle, views
 from bot.workflows import changes as change_flow
 from storage import changes
@@ -113,8 +114,7 @@ def register(app: AsyncApp, deps: Deps, router: Router) -> None:
             await ctx.respond(text=f"No changes ({scope}).", response_type="ephemeral")
             return
         lines = [
-            f"• *{c.key}* {escape(c.title)} — {lifecycle.state_label(c.state)} ({', '.join(c.systems)})"
-            for c in open_rows[:30]
+            f"• *{c.key}* {escape(c.title)} — {state_label(c.state)} ({', '.join(c.systems)})" for c in open_rows[:30]
         ]
         more = f"\n…and {len(open_rows) - 30} more" if len(open_rows) > 30 else ""
         await ctx.respond(text=f"*Changes ({scope})*\n" + "\n".join(lines) + more, response_type="ephemeral")

@@ -21,6 +21,7 @@ from bot.commands.router import CommandContext, Router, usage_error
 from bot.deps import Deps
 from bot.errors import UsageError
 from bot.slack import notify
+from bot.views import state_label
 from bot.workflows import deployment as flow
 from bot.workflows import due_windows, lifecycle, runner
 from storage import windows
@@ -244,7 +245,7 @@ def register(app: AsyncApp, deps: Deps, router: Router) -> None:
                         note="Post-deployment checks reported problems; the owner kept the update.",
                     )
             await sink.refresh()
-            state = lifecycle.state_label(kept.state)
+            state = state_label(kept.state)
             await sink.post(
                 f"{mention(user)} kept {kept.key} ({stage}) despite the failed verification; it is now *{state}*."
             )

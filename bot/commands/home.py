@@ -12,6 +12,7 @@ from slack_sdk.errors import SlackApiError
 from bot.blocks import home as home_blocks
 from bot.config import Config
 from bot.deps import Deps
+from bot.views import ChangeSnapshot
 from bot.windows import occurrences
 from bot.workflows import views
 from storage import overview
@@ -66,7 +67,7 @@ async def refresh_home(deps: Deps, user: str) -> None:
         log.exception("home of %s not published", user)
 
 
-def people_of(config: Config, snap: views.ChangeSnapshot) -> set[str]:
+def people_of(config: Config, snap: ChangeSnapshot) -> set[str]:
     """Everyone whose Home shows this change: requester, editor, officer, operator, owners, approvers."""
     c = snap.change
     people = {c.requester, c.last_editor, c.officer, *(p for p in [c.operator] if p)}
@@ -77,7 +78,7 @@ def people_of(config: Config, snap: views.ChangeSnapshot) -> set[str]:
     return people
 
 
-async def refresh_involved(deps: Deps, snap: views.ChangeSnapshot) -> None:
+async def refresh_involved(deps: Deps, snap: ChangeSnapshot) -> None:
     """Queue a Home refresh for everyone involved in the change (coalesced, off the click's path)."""
 
     async def publish(user: str) -> None:

@@ -15,6 +15,7 @@ from bot.blocks import card as card_blocks
 from bot.blocks.common import mentions
 from bot.commands import home as home_commands
 from bot.deps import Deps
+from bot.views import ChangeSnapshot
 from bot.workflows import plan_preview, views
 from storage import changes, outbox
 from storage.models import PENDING_APPROVAL, Change
@@ -22,7 +23,7 @@ from storage.models import PENDING_APPROVAL, Change
 log = logging.getLogger(__name__)
 
 
-async def load_snapshot(deps: Deps, change_id: int) -> views.ChangeSnapshot | None:
+async def load_snapshot(deps: Deps, change_id: int) -> ChangeSnapshot | None:
     """A fresh snapshot of the change, read in its own short transaction."""
     async with deps.sessions.begin() as session:
         change = await changes.get(session, change_id)
@@ -31,7 +32,7 @@ async def load_snapshot(deps: Deps, change_id: int) -> views.ChangeSnapshot | No
         return await views.snapshot(session, config=deps.config, change=change)
 
 
-async def post_card(deps: Deps, change_id: int) -> views.ChangeSnapshot | None:
+async def post_card(deps: Deps, change_id: int) -> ChangeSnapshot | None:
     """Post the card in the approvals channel, remember its ts, and mention the pending approvers."""
     snap = await load_snapshot(deps, change_id)
     if snap is None:
@@ -58,7 +59,7 @@ async def post_card(deps: Deps, change_id: int) -> views.ChangeSnapshot | None:
     return snap
 
 
-def _want_preview(deps: Deps, snap: views.ChangeSnapshot) -> None:
+def _want_preview(deps: Deps, snap: ChangeSnapshot) -> None:
     """Queue a plan preview when the card awaits approval and has none for this revision yet."""
     if snap.stage is not None and not snap.plans and snap.change.state in PENDING_APPROVAL.values():
 
@@ -82,9 +83,7 @@ async def preview_plans(deps: Deps, change_id: int) -> None:
     await refresh_card(deps, change_id)
 
 
-async def refresh_card(
-    deps: Deps, change_id: int, *, snap: views.ChangeSnapshot | None = None
-) -> views.ChangeSnapshot | None:
+async def refresh_card(deps: Deps, change_id: int, *, snap: ChangeSnapshot | None = None) -> ChangeSnapshot | None:
     """Re-render the card in place (after every decision, edit or transition).
 
     Pass ``snap`` when the caller already built it inside its own transaction: it saves a database round trip

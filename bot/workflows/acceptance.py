@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import Config
+from bot.views import state_label
 from bot.workflows import deployment, lifecycle
 from storage import reports
 from storage.models import Change, ChangeState, StageReport
@@ -52,7 +53,7 @@ class StageStep:
 
 
 def _is(change: Change) -> str:
-    return f"{change.key} is *{lifecycle.state_label(change.state)}*"
+    return f"{change.key} is *{state_label(change.state)}*"
 
 
 def security_group(config: Config) -> str:

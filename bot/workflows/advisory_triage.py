@@ -20,10 +20,9 @@ from bot.errors import (
 from bot.feeds.base import content_hash
 from bot.feeds.model import Advisory as AdvisoryModel
 from bot.feeds.model import AffectedPackage, RangeEvent, Severity, VersionRange
-from bot.views import SNOOZE_CHOICES, AdvisoryView
+from bot.views import SNOOZE_CHOICES, AdvisoryView, ChangeInput, effective_severity
 from bot.workflows import lifecycle, sla
 from bot.workflows.advisories import merged
-from bot.workflows.changes import ChangeInput
 from storage import advisories as store
 from storage.models import AdvisoryRecord, AdvisoryStatus, Change
 
@@ -55,7 +54,7 @@ def should_post(config: Config, v: AdvisoryView) -> bool:
         return False
     if v.matches:
         return True
-    band = sla.effective_severity(v.record.severity, known_exploited=v.record.known_exploited)
+    band = effective_severity(v.record.severity, known_exploited=v.record.known_exploited)
     return config.advisories.post_unmatched_critical and band == "critical"
 
 

@@ -17,6 +17,7 @@ from bot.blocks import schedule as schedule_blocks
 from bot.blocks.announcement import AnnouncementKind
 from bot.blocks.common import escape, mention
 from bot.config import Config
+from bot.views import state_label
 from bot.workflows import lifecycle
 from storage import changes, outbox, windows
 from storage.models import Change, ChangeClass, Window, WindowState, stage_of
@@ -174,7 +175,7 @@ async def sweep_windows(session: AsyncSession, *, config: Config, now: datetime)
         cancelled += 1
         if change is None:
             continue
-        state = lifecycle.state_label(change.state)
+        state = state_label(change.state)
         await lifecycle.log(
             session,
             config=config,

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot import policy
 from bot.config import Config
 from bot.errors import AlreadyDoneError, PatchwardenError, PermissionDeniedError
+from bot.views import state_label
 from bot.workflows import lifecycle
 from storage import changes
 from storage.models import APPROVED, PENDING_APPROVAL, Approval, Change, ChangeState, Decision
@@ -112,7 +113,7 @@ async def _open_stage(
 ) -> tuple[Change, DecisionResult | None]:
     change = await lifecycle.load(session, change_id, lock=True)
     if change.state is not PENDING_APPROVAL.get(stage):
-        state = lifecycle.state_label(change.state)
+        state = state_label(change.state)
         return change, DecisionResult(
             Outcome.NOT_PENDING, change, f"{change.key} is not awaiting {stage} approval (it is *{state}*)."
         )

@@ -24,6 +24,7 @@ from bot.config import Config
 from bot.crypto.integrity import ArtifactRef, TrustEntry, VerifiedArtifact, fetch_and_verify, parse_trust, reverify
 from bot.deps import Deps
 from bot.errors import ConfigError, IllegalTransitionError, InputError, VerificationError
+from bot.views import state_label
 from bot.workflows import lifecycle
 from storage import artifacts as store
 from storage.models import TERMINAL, Artifact, Change
@@ -47,7 +48,7 @@ async def attach(
     if change.state in TERMINAL:
         raise IllegalTransitionError(
             f"{change.key} is {change.state}",
-            user_message=f"{change.key} is *{lifecycle.state_label(change.state)}*; artifacts can no longer be added.",
+            user_message=f"{change.key} is *{state_label(change.state)}*; artifacts can no longer be added.",
         )
     unknown = sorted(set(options) - set(OPTION_KEYS))
     if unknown:

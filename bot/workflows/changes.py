@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot import crypto
 from bot.config import Config
 from bot.errors import IllegalTransitionError, InputError, PermissionDeniedError
-from bot.views import ChangeInput
+from bot.views import ChangeInput, state_label
 from bot.workflows import lifecycle
 from storage import audit, changes
 from storage.models import EDITABLE, PENDING_APPROVAL, TERMINAL, Change, ChangeClass, ChangeState, stage_of
@@ -160,7 +160,7 @@ async def edit(
     if change.state not in EDITABLE:
         raise IllegalTransitionError(
             f"{change.key} not editable in {change.state}",
-            user_message=f"{change.key} is *{lifecycle.state_label(change.state)}* and can no longer be edited.",
+            user_message=f"{change.key} is *{state_label(change.state)}* and can no longer be edited.",
         )
     old, new = _fields(as_input(change)), _fields(data)
     changed = tuple(APPROVABLE_FIELDS[k] for k in APPROVABLE_FIELDS if old[k] != new[k])
@@ -227,7 +227,7 @@ async def cancel(
     if change.state in TERMINAL:
         raise IllegalTransitionError(
             f"{change.key} already {change.state}",
-            user_message=f"{change.key} is already *{lifecycle.state_label(change.state)}*.",
+            user_message=f"{change.key} is already *{state_label(change.state)}*.",
         )
     await lifecycle.transition(
         session, config=config, change=change, to=ChangeState.CANCELLED, actor=actor, now=now, reason=reason

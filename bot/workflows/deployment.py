@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import Config
 from bot.executors.base import StepResult
+from bot.views import state_label
 from bot.workflows import lifecycle
 from storage import deployments, windows
 from storage.models import (
@@ -91,7 +92,7 @@ def owners(config: Config, change: Change) -> frozenset[str]:
 
 
 def _state_refusal(change: Change, stage: str) -> str:
-    state = lifecycle.state_label(change.state)
+    state = state_label(change.state)
     if change.state in (DEPLOYING[stage], VERIFYING[stage]):
         return f"{change.key} is already being deployed to {stage} (it is *{state}*)."
     if stage == "prod" and stage_of(change.state) == "test":

@@ -28,6 +28,7 @@ from bot.deps import Clock
 from bot.errors import ConfigError
 from bot.executors import registry
 from bot.executors.base import DeploymentRequest, Executor, Step, StepResult
+from bot.views import state_label
 from bot.workflows import announcements, lifecycle
 from bot.workflows import deployment as flow
 from bot.workflows.announcements import AnnouncementKind
@@ -342,7 +343,7 @@ async def rollback(
             )
     await sink.refresh()
     words = "rolled back" if all(ok.values()) else "NOT fully rolled back (see the results above)"
-    await sink.post(f"{change.key} ({run.stage}) is {words}; it is now *{lifecycle.state_label(change.state)}*.")
+    await sink.post(f"{change.key} ({run.stage}) is {words}; it is now *{state_label(change.state)}*.")
     if run.stage == "test":
         owners = sorted(flow.owners(config, change))
         await sink.post(

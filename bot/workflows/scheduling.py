@@ -18,6 +18,7 @@ from bot.blocks.announcement import AnnouncementKind
 from bot.blocks.schedule import BookMode
 from bot.config import Config
 from bot.errors import AlreadyDoneError, IllegalTransitionError, PermissionDeniedError, UsageError
+from bot.views import state_label
 from bot.windows import Booking, Slot, SlotRefusedError
 from bot.workflows import announcements, lifecycle
 from storage import windows
@@ -94,7 +95,7 @@ def _mode(change: Change, stage: str) -> BookMode:
         return BookMode.MOVE
     raise IllegalTransitionError(
         f"{change.key} is {change.state}, cannot schedule {stage}",
-        user_message=f"{change.key} is *{lifecycle.state_label(change.state)}*; the {stage} stage can be "
+        user_message=f"{change.key} is *{state_label(change.state)}*; the {stage} stage can be "
         f"scheduled once it is approved for {stage}.",
     )
 
