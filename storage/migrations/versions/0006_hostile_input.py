@@ -1,0 +1,26 @@
+"""hostile input: issue 14 part 2 (replay de-duplication, durable runs)
+
+Revision ID: 0006
+Revises: 0005
+Create Date: 2026-12-03
+
+Reserved in the linear chain so that parallel work lands without competing heads; empty until filled.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa  # noqa: F401
+from alembic import op  # noqa: F401
+
+revision = "0006"
+down_revision = "0005"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass

@@ -1,0 +1,26 @@
+"""people: issue 12 (e-mail, presence, scenarios, docs, step-up, delegation)
+
+Revision ID: 0007
+Revises: 0006
+Create Date: 2026-12-03
+
+Reserved in the linear chain so that parallel work lands without competing heads; empty until filled.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa  # noqa: F401
+from alembic import op  # noqa: F401
+
+revision = "0007"
+down_revision = "0006"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
