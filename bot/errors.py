@@ -80,3 +80,7 @@ class FeedError(PatchwardenError):
 
 class VerificationError(PatchwardenError):
     """A hash or signature check failed (artifact, advisory document, checkpoint)."""
+
+
+class CredentialError(PatchwardenError):
+    """A just-in-time credential could not be issued or revoked; the run must not start without it."""
