@@ -1,0 +1,37 @@
+"""Loading credential providers from the ``patchwarden.credentials`` entry-point group.
+
+Installed is not enabled: a provider is imported only when an environment names it; an unknown, broken or
+misconfigured provider stops startup with a ``ConfigError`` naming the key path. Duplicates are refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from importlib.metadata import entry_points
+from typing import Any
+
+from bot.credentials.base import CredentialProvider, ProviderOptions
+from bot.errors import ConfigError
+
+GROUP = "patchwarden.credentials"
+
+
+def create(options: Mapping[str, Any], *, key_path: str) -> CredentialProvider[ProviderOptions]:
+    """The provider named by ``options["provider"]``, created with the remaining options."""
+    opts = dict(options)
+    name = str(opts.pop("provider", "") or "")
+    found = {ep.value: ep for ep in entry_points(group=GROUP) if ep.name == name}
+    if not found:
+        known = ", ".join(sorted({ep.name for ep in entry_points(group=GROUP)})) or "(none installed)"
+        raise ConfigError(f"{key_path}.provider: unknown credential provider {name!r}; installed: {known}")
+    if len(found) > 1:
+        raise ConfigError(f"{key_path}.provider: {name!r} is registered more than once ({', '.join(found)})")
+    ep = next(iter(found.values()))
+    try:
+        cls = ep.load()
+    except Exception as exc:
+        raise ConfigError(f"{key_path}.provider: {name!r} ({ep.value}) failed to load: {exc}") from exc
+    if not (isinstance(cls, type) and issubclass(cls, CredentialProvider)):
+        raise ConfigError(f"{key_path}.provider: {name!r} ({ep.value}) is not a CredentialProvider")
+    provider: CredentialProvider[ProviderOptions] = cls(opts, key_path=key_path)
+    return provider
