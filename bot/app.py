@@ -24,6 +24,7 @@ from sqlalchemy import text
 from bot.commands import acceptance as test_stage_commands
 from bot.commands import advisories as advisory_commands
 from bot.commands import approvals, changes, patch
+from bot.commands import auto_approval as auto_approval_commands
 from bot.commands import calendar as calendar_commands
 from bot.commands import deploy as deploy_commands
 from bot.commands import home as home_commands
@@ -81,6 +82,7 @@ def create_app(deps: Deps, *, signing_secret: str) -> AsyncApp:
     patch.register(app, deps, router)
     changes.register(app, deps, router)
     approvals.register(app, deps)
+    auto_approval_commands.register(app, deps)
     advisory_commands.register(app, deps, router)
     home_commands.register(app, deps)
     calendar_commands.register(app, deps, router)

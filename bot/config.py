@@ -122,6 +122,55 @@ class OnFailedVerify(StrEnum):
     ROLLBACK = "rollback"
 
 
+class AutoApproveRule(Strict):
+    """Approve a stage by policy after a delay, unless someone vetoes (``policy.auto_approve``).
+
+    The delay runs from the release of the advisory the change addresses, else from the request. The veto
+    window is the last ``veto`` before that moment; it is announced in the thread when it opens.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    stage: str
+    change_class: str | None = Field(default=None, alias="class")
+    priority: str | None = None
+    after: Duration
+    veto: Duration = timedelta(0)
+
+    @field_validator("stage")
+    @classmethod
+    def _stage(cls, value: str) -> str:
+        if value not in ("test", "prod"):
+            raise ValueError(f"unknown stage {value!r}; the stages are test and prod")
+        return value
+
+    @field_validator("change_class")
+    @classmethod
+    def _class(cls, value: str | None) -> str | None:
+        if value == "emergency":
+            raise ValueError("emergency changes are never approved automatically")
+        if value not in (None, "standard", "normal"):
+            raise ValueError(f"unknown class {value!r}; write standard or normal")
+        return value
+
+    @model_validator(mode="after")
+    def _veto_fits(self) -> AutoApproveRule:
+        if self.veto > self.after:
+            raise ValueError("veto: the veto window cannot be longer than the delay ('after')")
+        return self
+
+    def describe(self, index: int) -> str:
+        """The rule as the control log and the card name it: ``auto_approve[2] (prod, routine, after 7d)``."""
+        parts = [
+            self.stage,
+            *(p for p in (self.change_class, self.priority) if p),
+            f"after {format_duration(self.after)}",
+        ]
+        if self.veto:
+            parts.append(f"veto {format_duration(self.veto)}")
+        return f"auto_approve[{index}] ({', '.join(parts)})"
+
+
 class Policy(Strict):
     """The approval and scheduling policy. ``version`` is stamped on every control-log entry."""
 
@@ -138,6 +187,7 @@ class Policy(Strict):
     on_failed_verify: OnFailedVerify = OnFailedVerify.ASK
     sla_days: dict[str, int] = Field(default_factory=lambda: {"critical": 30, "high": 90, "medium": 90, "low": 90})
     kev_due_date: bool = True
+    auto_approve: list[AutoApproveRule] = Field(default_factory=list)  # first match wins; none: explicit only
 
     @field_validator("stages")
     @classmethod

@@ -13,11 +13,11 @@ from datetime import timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from bot.blocks.common import mentions, slack_date
+from bot.blocks.common import escape, mentions, slack_date
 from bot.commands import deploy
 from bot.deps import Deps
 from bot.slack import advisory_posts, notify, outbox_sender
-from bot.workflows import announcements, recovery, reminders
+from bot.workflows import announcements, approval, auto_approval, recovery, reminders
 from bot.workflows import audit as audit_flow
 from storage import changes
 from storage.models import Change
@@ -100,6 +100,32 @@ async def run_recovery(deps: Deps) -> int:
     return len(closed)
 
 
+async def run_auto_approvals(deps: Deps) -> int:
+    """Book, announce and apply the policy's auto-approvals (``policy.auto_approve``). Returns events."""
+    async with deps.sessions.begin() as session:
+        happened = await auto_approval.sweep(session, config=deps.config, now=deps.clock.now())
+        notes = []
+        for h in happened:
+            progress = await approval.progress_of(session, config=deps.config, change=h.change, stage=h.stage)
+            notes.append((h, mentions(sorted(progress.pending_people()))))
+    for h, people in notes:
+        change, row = h.change, h.row
+        if h.event is auto_approval.Event.VETO_OPEN:
+            text = (
+                f":robot_face: The veto window is open: {change.key} approves itself for *{h.stage}* "
+                f"{slack_date(row.at)} by policy (_{escape(row.rule)}_). {people}: press *Veto* on the card "
+                "if it must wait for explicit approval."
+            )
+        else:
+            text = (
+                f":white_check_mark: {mentions([change.requester])} {change.key} is approved for *{h.stage}* "
+                f"by policy (_{escape(row.rule)}_); nobody vetoed. Next: `/patch schedule {change.key} {h.stage}`."
+            )
+        await notify.refresh_card(deps, change.id)
+        await notify.thread(deps, change, text)
+    return len(notes)
+
+
 def owners_of(deps: Deps, change: Change) -> list[str]:
     """The owners of the change's systems, and its update officer."""
     return [deps.config.systems[s].owner for s in change.systems if s in deps.config.systems] + [change.officer]
@@ -125,6 +151,7 @@ def create_scheduler(deps: Deps) -> AsyncIOScheduler:
     # what falls due first, then what it produces (deployments, announcements), the outbox last.
     jobs: list[tuple[str, Callable[[Deps], Awaitable[object]], timedelta]] = [
         ("sweep", run_sweep, SWEEP_EVERY),  # approval expiry and reminders, cards never posted
+        ("auto_approvals", run_auto_approvals, SWEEP_EVERY),  # approve-after-N-days, veto windows
         ("window_sweep", run_window_sweep, WINDOW_SWEEP_EVERY),  # window reminders, orphaned bookings
         # due windows: each is claimed by compare-and-set, so replicas running this together deploy once
         ("due_windows", deploy.run_due_windows, SWEEP_EVERY),

@@ -6,7 +6,7 @@ Workflows build these; ``bot/blocks`` renders them. Nothing here touches the dat
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
@@ -43,6 +43,25 @@ def effective_severity(severity: str, *, known_exploited: bool) -> str:
 
 
 @dataclass(frozen=True)
+class AutoStatus:
+    """The policy's auto-approval of a stage: booked or only planned, announced, vetoed or applied."""
+
+    rule: str
+    stage: str
+    at: datetime
+    veto_from: datetime
+    vetoed_by: str | None = None
+    veto_reason: str = ""
+    announced: bool = False
+    applied: bool = False
+
+    def to_json(self) -> dict[str, object]:
+        """``changes show --json`` ``auto_approval``: ``{rule, at, veto_until, vetoed_by}``."""
+        at = self.at.isoformat()
+        return {"rule": self.rule, "at": at, "veto_until": at, "vetoed_by": self.vetoed_by}
+
+
+@dataclass(frozen=True)
 class ChangeSnapshot:
     """A change with everything its card and status reply show, loaded in one go."""
 
@@ -54,6 +73,7 @@ class ChangeSnapshot:
     windows: tuple[Window, ...] = ()
     deployments: tuple[Deployment, ...] = ()
     plans: tuple[StageReport, ...] = ()  # executor previews of the current revision and stage
+    auto: AutoStatus | None = None  # the policy's auto-approval of the awaited stage, if a rule applies
 
 
 @dataclass(frozen=True)

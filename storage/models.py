@@ -511,3 +511,23 @@ class Artifact(Base):
     verified_at: Mapped[datetime | None]
     status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | verified | refused
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class AutoApproval(Base):
+    """A stage that approves itself by policy at ``at`` unless vetoed; one row per change, stage and revision."""
+
+    __tablename__ = "auto_approvals"
+    __table_args__ = (UniqueConstraint("change_id", "stage", "revision", name="uq_auto_approval_once"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    change_id: Mapped[int] = mapped_column(ForeignKey("changes.id"), index=True)
+    stage: Mapped[str] = mapped_column(String(8))
+    revision: Mapped[int]
+    rule: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(index=True)
+    veto_from: Mapped[datetime]
+    announced_at: Mapped[datetime | None]
+    vetoed_by: Mapped[str | None] = mapped_column(String(32))
+    veto_reason: Mapped[str] = mapped_column(Text, default="")
+    vetoed_at: Mapped[datetime | None]
+    applied_at: Mapped[datetime | None]

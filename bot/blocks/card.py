@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bot.blocks import auto_approval as auto_blocks
 from bot.blocks import deployment as deployment_blocks
 from bot.blocks import schedule as schedule_blocks
 from bot.blocks.common import (
@@ -177,6 +178,7 @@ def card(snap: ChangeSnapshot) -> list[Block]:
     if snap.deployments:
         blocks.append(section("*Deployments*\n" + "\n".join(deployment_blocks.card_lines(snap.deployments))))
     blocks.extend(_approval_section(snap))
+    blocks.extend(auto_blocks.card_blocks(snap.auto, change_id=change.id, revision=change.revision))
     blocks.extend(_buttons(snap))
     blocks.append(
         context(

@@ -16,12 +16,14 @@ MAX_SECTION_TEXT = 3000
 class ActionId(StrEnum):
     APPROVE = "change_approve"
     REJECT = "change_reject"
+    VETO = "auto_approval_veto"
 
 
 class CallbackId(StrEnum):
     REQUEST = "change_request"
     EDIT = "change_edit"
     REJECT = "change_reject_reason"
+    VETO = "auto_approval_veto_reason"
 
 
 def escape(text: str) -> str:

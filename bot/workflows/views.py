@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import Config
 from bot.views import ChangeSnapshot
-from bot.workflows import approval, plan_preview
+from bot.workflows import approval, auto_approval, plan_preview
 from storage import changes, deployments, reports, windows
 from storage.models import AuditEntry, Change, stage_of
 
@@ -31,7 +31,8 @@ async def snapshot(session: AsyncSession, *, config: Config, change: Change, his
             await reports.for_change(session, change.id, kind=plan_preview.KIND), change=change, stage=stage
         )
     )
-    return ChangeSnapshot(change, stage, progress, rows, entries, booked, deployed, plans)
+    auto = await auto_approval.status(session, config=config, change=change) if config.policy.auto_approve else None
+    return ChangeSnapshot(change, stage, progress, rows, entries, booked, deployed, plans, auto)
 
 
 def to_json(snap: ChangeSnapshot) -> dict[str, Any]:
@@ -92,6 +93,7 @@ def to_json(snap: ChangeSnapshot) -> dict[str, Any]:
             }
             for d in snap.deployments
         ],
+        "auto_approval": snap.auto.to_json() if snap.auto else None,
         "history": [
             {
                 "seq": e.seq,
