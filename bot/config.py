@@ -236,11 +236,57 @@ class WindowRule(Strict):
         return value
 
 
+class Gate(Strict):
+    """What a ring must show before the next ring starts."""
+
+    min_success: int | None = Field(default=None, ge=1)
+    min_success_rate: float | None = Field(default=None, gt=0, le=1)
+    soak: Duration = timedelta(0)  # verify again after this long; the next ring waits for it
+
+
+class Ring(Strict):
+    """One wave of a rollout: these targets, then the gate."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9._-]{1,40}$")
+    targets: list[str] = Field(min_length=1)
+    gate: Gate = Field(default_factory=Gate)
+
+
+class Reboot(StrEnum):
+    IF_REQUIRED = "if_required"
+    ALWAYS = "always"
+    NEVER = "never"
+
+
 class Environment(BaseModel):
-    """A deployment target of a system. Executor-specific keys are validated by the executor plugin."""
+    """A deployment target of a system. Executor-specific keys are validated by the executor plugin.
+
+    The keys declared here are patchwarden's own (rollout, pacing, credentials); everything else is the
+    executor's."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
     executor: str
+    rings: list[Ring] | None = None
+    max_parallel: int = Field(default=10, ge=1, le=1000)  # targets at once
+    cutoff: Duration = timedelta(0)  # no target or ring starts later than this before the window ends
+    max_duration: Duration | None = None  # a step still running then is stopped and reported
+    jitter: Duration = timedelta(0)  # random delay before each target
+    pre: list[str] | None = None  # argv run before the first target; failing stops the deployment
+    post: list[str] | None = None  # argv run after the last target
+    reboot: Reboot = Reboot.IF_REQUIRED
+    credentials: dict[str, Any] | None = None  # {provider: ssh-cert | webhook | <plugin>, ...options}
+
+    @field_validator("rings")
+    @classmethod
+    def _rings(cls, value: list[Ring] | None) -> list[Ring] | None:
+        if value is not None:
+            names = [r.name for r in value]
+            hosts = [t for r in value for t in r.targets]
+            if len(set(names)) != len(names):
+                raise ValueError("ring names must be unique")
+            if len(set(hosts)) != len(hosts):
+                raise ValueError("a target may be in one ring only")
+        return value
 
 
 class Package(Strict):
