@@ -10,6 +10,8 @@ SQLite file migrated with ``storage.migrate.upgrade``; it disappears with the sa
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import itertools
 import json
 import logging
@@ -17,7 +19,7 @@ import secrets
 import shutil
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,7 +34,9 @@ from bot import scheduler
 from bot.config import Config, Settings
 from bot.crypto import Signer
 from bot.deps import Deps, FakeClock, build_deps
+from bot.errors import PortInUseError
 from bot.sandbox import demo
+from bot.sandbox.clockwork import Clockwork, NoWindowError
 from bot.sandbox.driver import TEAM, SlackDriver
 from bot.sandbox.fake_slack import FakeSlack, Message
 from bot.sandbox.fake_slack import start as start_fake
@@ -41,6 +45,7 @@ from storage import migrate
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
+STOP_GRACE = 5.0  # seconds a job in flight may take to finish when the sandbox stops
 HOST = "127.0.0.1"  # never anything else: the sandbox has no authentication
 BANNER = (
     "SANDBOX: a local fake Slack workspace on this machine. Nothing here reaches Slack; "
@@ -247,10 +252,7 @@ class Workspace:
         return {"ok": status == 200}
 
 
-SkipAhead = Callable[[timedelta], Awaitable[datetime]]
-
-
-def page_app(ws: Workspace, *, now: Callable[[], datetime], skip_ahead: SkipAhead) -> web.Application:
+def page_app(ws: Workspace, *, now: Callable[[], datetime], clockwork: Clockwork) -> web.Application:
     """The page and its JSON API (same origin, loopback only)."""
 
     async def index(_r: web.Request) -> web.FileResponse:
@@ -276,10 +278,17 @@ def page_app(ws: Workspace, *, now: Callable[[], datetime], skip_ahead: SkipAhea
         if kind == "home":
             return web.json_response(await ws.open_home(user))
         if kind == "clock":  # skip ahead: windows open, reminders fall due, the scheduler's jobs run
+            if body.get("next_window"):
+                try:
+                    moved = await clockwork.jump_to_next_window()
+                except NoWindowError:
+                    error = "No window is booked ahead: book one with /patch schedule CHG-n test|prod."
+                    return web.json_response({"ok": False, "error": error})
+                return web.json_response({"ok": True, "now": moved.isoformat()})
             hours = float(body.get("hours", 0))
             if not 0 < hours <= 24 * 31:
                 return web.json_response({"ok": False, "error": "skip between a minute and a month"}, status=400)
-            moved = await skip_ahead(timedelta(hours=hours))
+            moved = await clockwork.skip(timedelta(hours=hours))
             return web.json_response({"ok": True, "now": moved.isoformat()})
         raise web.HTTPNotFound()
 
@@ -311,11 +320,15 @@ class Sandbox:
     http: aiohttp.ClientSession
     tmpdir: Path
     scheduler: Scheduler | None = None
+    clockwork: Clockwork | None = None
 
     async def stop(self) -> None:
         """Stop every server, close the database and delete the temporary directory."""
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
+        if self.clockwork is not None:  # let a job or skip in flight finish its transaction first
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.clockwork.lock.acquire(), timeout=STOP_GRACE)
         await self.http.close()
         for runner in reversed(self.runners):
             await runner.cleanup()
@@ -327,7 +340,13 @@ async def _serve(app: web.Application, port: int) -> tuple[web.AppRunner, int]:
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, HOST, port)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUseError(port) from exc
+        raise
     server = site._server
     sockets = getattr(server, "sockets", None) or []
     return runner, int(sockets[0].getsockname()[1]) if sockets else port
@@ -358,15 +377,14 @@ async def start_sandbox(*, port: int = 0, config: Config | None = None, seed: bo
     channels = channels_of(cfg)
     ws = Workspace(cfg, fake, driver, bot_url, demo.people_of(cfg), channels)
     sched = scheduler.create_scheduler(deps)  # the real jobs: outbox, windows, deployments, reminders...
+    clockwork = Clockwork(deps, clock, sched)  # skips play every due event in order (bot/sandbox/clockwork.py)
     sched.start()
-    jobs_lock = asyncio.Lock()
-
-    async def skip_ahead(delta: timedelta) -> datetime:
-        clock.advance(delta)
-        async with jobs_lock:
-            await scheduler.run_jobs_now(sched)
-        return clock.now()
-
-    page_runner, page_port = await _serve(page_app(ws, now=clock.now, skip_ahead=skip_ahead), port)
+    box = Sandbox("", bot_url, ws, deps, runners, http, tmpdir, sched, clockwork)
+    try:
+        page_runner, page_port = await _serve(page_app(ws, now=clock.now, clockwork=clockwork), port)
+    except BaseException:
+        await box.stop()  # a busy port: close what started (no "Unclosed client session"), then say so
+        raise
     runners.append(page_runner)
-    return Sandbox(f"http://{HOST}:{page_port}/", bot_url, ws, deps, runners, http, tmpdir, sched)
+    box.url = f"http://{HOST}:{page_port}/"
+    return box
