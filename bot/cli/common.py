@@ -63,8 +63,13 @@ async def until_stopped() -> str:
     lets the caller shut down in order: no CancelledError from a database call cut in half."""
     loop = asyncio.get_running_loop()
     stopped: asyncio.Future[str] = loop.create_future()
+
+    def stop(sig: signal.Signals) -> None:
+        if not stopped.done():
+            stopped.set_result(sig.name)
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, lambda s=sig: stopped.done() or stopped.set_result(s.name))
+        loop.add_signal_handler(sig, stop, sig)
     try:
         return await stopped
     finally:
