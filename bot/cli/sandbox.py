@@ -36,7 +36,9 @@ async def run_sandbox(port: int, config: Config | None = None) -> None:
 
 
 @click.command("sandbox")
-@click.option("--port", default=3000, show_default=True, type=int, help="port of the page on 127.0.0.1")
+@click.option(
+    "--port", default=3000, show_default=True, type=int, envvar="PORT", help="port of the page on 127.0.0.1 (or PORT)"
+)
 @click.option(
     "--config",
     "config_path",

@@ -20,7 +20,7 @@ SHUTDOWN_GRACE = 25.0  # seconds: Heroku-style platforms send SIGKILL 30 s after
 
 @click.command()
 @click.option("--host", default="0.0.0.0", show_default=True, help="address to listen on")  # noqa: S104
-@click.option("--port", default=3000, show_default=True, type=int)
+@click.option("--port", default=3000, show_default=True, type=int, envvar="PORT", help="port to listen on (or PORT)")
 @click.option("--socket-mode", is_flag=True, help="connect to Slack over Socket Mode (needs SLACK_APP_TOKEN)")
 def serve(host: str, port: int, socket_mode: bool) -> None:
     """Run the bot (with no Slack credentials at all: the local sandbox workspace instead)."""
