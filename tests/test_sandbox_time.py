@@ -8,6 +8,7 @@ Drives the page's JSON API (what the page's JavaScript sends) through the whole 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -101,3 +102,44 @@ async def test_skipping_days_and_weeks_plays_each_window_once_in_order(sandbox: 
         final = everything(await page.state(demo.OLGA))
         assert "missed" not in final and "rebooked" not in final and "moved" not in final
         assert sandbox.clockwork is not None and sandbox.clockwork.steps > 2
+
+
+async def test_welcome_reset_jump_calendar_and_reply_order(sandbox: Sandbox) -> None:
+    async with aiohttp.ClientSession() as http:
+        page = Page(sandbox, http)
+        first = await page.state(demo.DANA)
+        welcome = first["messages"][demo.OPS][0]
+        assert "Welcome" in welcome["text"] and "sandbox_reset" in str(welcome["blocks"])
+        assert "/patch request web-shop" in str(welcome["blocks"]) and "Dana" in str(welcome["blocks"])
+        assert len(first["messages"][demo.ADVISORIES]) >= 3  # the advisories are already posted
+        assert "announce_notice: 1h" in first["policy_note"]
+
+        # nothing booked: the jump says what to do instead of moving time
+        answer = await page.post("clock", user=demo.OLGA, next_window=True)
+        assert not answer["ok"] and "/patch schedule" in answer["error"]
+
+        # an unknown command's reply sits below the command's place, and later messages below the reply
+        await page.post("command", user=demo.OLGA, channel=demo.OPS, text="/patch frobnicate")
+        await page.until(demo.OLGA, lambda s: len(s["messages"][demo.OPS]) == 2, "usage reply")
+        await page.post("command", user=demo.OLGA, channel=demo.OPS, text="/patch calendar web-shop")
+        msgs = await page.until(
+            demo.OLGA, lambda s: [m for m in s["messages"][demo.OPS] if m["files"]] and s["messages"][demo.OPS], "file"
+        )
+        assert msgs[1]["ephemeral"] and "frobnicate" in msgs[1]["text"].lower() and msgs[-1]["files"]
+
+        async with http.get(f"{sandbox.url}calendar.ics") as resp:  # on the page's port, not the bot's
+            assert resp.status == 200 and b"BEGIN:VCALENDAR" in await resp.read()
+
+        # Reset: back to the welcome alone, real time, no changes
+        await page.post("clock", user=demo.OLGA, hours=5)
+        reset = {"type": "button", "action_id": "sandbox_reset", "value": "reset"}
+        answer = await page.post(
+            "action", user=demo.OLGA, source="message", channel=demo.OPS, ts=welcome["ts"], action=reset
+        )
+        assert answer == {"ok": True, "reset": True}
+        after = await page.state(demo.OLGA)
+        assert [m["text"] for m in after["messages"][demo.OPS]] == [welcome["text"]]
+        assert sandbox.deps.clock.now() - datetime.now(UTC) < timedelta(minutes=1)
+        await page.post("command", user=demo.DANA, channel=demo.OPS, text="/patch list all")
+        listing = await page.until(demo.DANA, lambda s: len(s["messages"][demo.OPS]) > 1 and s, "list reply")
+        assert "CHG-" not in str(listing["messages"][demo.OPS][1:])
