@@ -59,7 +59,11 @@ def check_config(file: str | None) -> None:
         integrity.parse_trust(config.trust)
     except PatchwardenError as exc:
         raise click.ClickException(exc.user_message) from exc
-    click.echo(f"OK: {len(config.systems)} system(s), {len(config.groups)} group(s), policy v{config.policy.version}")
+    warnings = common.warn_policy(config)
+    click.echo(
+        f"OK: {len(config.systems)} system(s), {len(config.groups)} group(s), policy v{config.policy.version}"
+        + (f", {warnings} policy warning(s)" if warnings else "")
+    )
 
 
 @cli.group()

@@ -81,3 +81,13 @@ def exit_port_in_use(exc: PortInUseError) -> NoReturn:
     """One line naming the port and ``--port``, exit status 2 (no traceback)."""
     click.secho(f"Error: {exc.user_message}", fg="red", err=True)
     sys.exit(2)
+
+
+def warn_policy(config: Config) -> int:
+    """Print a warning per stage some requester could never get approved (or that reminds nobody); the count."""
+    from bot import policy_check
+
+    found = policy_check.check(config)
+    for warning in found:
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
+    return len(found)

@@ -50,6 +50,8 @@ def sandbox(port: int, config_path: str | None) -> None:
     from bot.cli import common
 
     config = common.config(common.settings(), config_path) if config_path else None
+    if config is not None:
+        common.warn_policy(config)
     try:
         asyncio.run(run_sandbox(port, config))
     except PortInUseError as exc:

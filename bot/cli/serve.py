@@ -48,6 +48,7 @@ async def _serve(host: str, port: int, socket_mode: bool) -> None:
     s = common.settings()
     s.require("slack_bot_token", "slack_signing_secret", *(["slack_app_token"] if socket_mode else []))
     config = common.config(s)
+    common.warn_policy(config)  # a stage nobody can approve is said at start, not when a change is stuck
     assert s.slack_bot_token is not None and s.slack_signing_secret is not None
     slack_http = aiohttp.ClientSession(trust_env=True)  # one connection pool for every Web API call
     client = app_module.create_client(
