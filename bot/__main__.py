@@ -17,10 +17,30 @@ from bot.errors import PatchwardenError
 
 
 @click.group()
-@click.option("--log-level", default="INFO", show_default=True, help="DEBUG, INFO, WARNING or ERROR")
+@click.option(
+    "--log-level",
+    default="WARNING",
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    help="INFO adds patchwarden's own progress lines; DEBUG also the scheduler's and every HTTP request",
+)
 def cli(log_level: str) -> None:
     """patchwarden: team-driven patch and change approval in Slack."""
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(log_level)
+
+
+# Chatty at INFO: a "Running job ... executed successfully" pair every 2 s, a line per HTTP request.
+CHATTY_LOGGERS = ("apscheduler", "aiohttp.access", "slack_bolt", "slack_sdk")
+
+
+def configure_logging(level: str) -> None:
+    """Quiet by default: warnings, and what a person must read (printed, not logged).
+
+    Below DEBUG the chatty libraries stay at WARNING, so ``--log-level INFO`` shows patchwarden's lines only."""
+    numeric = logging.getLevelName(level.upper())
+    logging.basicConfig(level=numeric, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for name in CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(numeric if numeric <= logging.DEBUG else max(numeric, logging.WARNING))
 
 
 @cli.command("check-config")
@@ -39,7 +59,11 @@ def check_config(file: str | None) -> None:
         integrity.parse_trust(config.trust)
     except PatchwardenError as exc:
         raise click.ClickException(exc.user_message) from exc
-    click.echo(f"OK: {len(config.systems)} system(s), {len(config.groups)} group(s), policy v{config.policy.version}")
+    warnings = common.warn_policy(config)
+    click.echo(
+        f"OK: {len(config.systems)} system(s), {len(config.groups)} group(s), policy v{config.policy.version}"
+        + (f", {warnings} policy warning(s)" if warnings else "")
+    )
 
 
 @cli.group()

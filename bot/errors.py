@@ -84,3 +84,15 @@ class VerificationError(PatchwardenError):
 
 class CredentialError(PatchwardenError):
     """A just-in-time credential could not be issued or revoked; the run must not start without it."""
+
+
+class PortInUseError(PatchwardenError):
+    """The port to listen on is taken by another process; the CLI says which and exits 2."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(
+            f"port {port} in use",
+            user_message=f"Port {port} is already in use (another sandbox or bot?): stop it, or pick another "
+            "port with --port, e.g. --port 3001.",
+        )
+        self.port = port

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 import click
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import Config, Settings, load_config
-from bot.errors import PatchwardenError
+from bot.errors import PatchwardenError, PortInUseError
 from storage import db
 
 T = TypeVar("T")
@@ -52,3 +54,40 @@ async def session(s: Settings) -> AsyncIterator[AsyncSession]:
             yield sess
     finally:
         await engine.dispose()
+
+
+async def until_stopped() -> str:
+    """Wait for Ctrl-C (SIGINT) or SIGTERM (how Procfile platforms stop a process); returns the signal's name.
+
+    Handling the signals in the event loop, instead of letting KeyboardInterrupt cancel whatever runs,
+    lets the caller shut down in order: no CancelledError from a database call cut in half."""
+    loop = asyncio.get_running_loop()
+    stopped: asyncio.Future[str] = loop.create_future()
+
+    def stop(sig: signal.Signals) -> None:
+        if not stopped.done():
+            stopped.set_result(sig.name)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop, sig)
+    try:
+        return await stopped
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def exit_port_in_use(exc: PortInUseError) -> NoReturn:
+    """One line naming the port and ``--port``, exit status 2 (no traceback)."""
+    click.secho(f"Error: {exc.user_message}", fg="red", err=True)
+    sys.exit(2)
+
+
+def warn_policy(config: Config) -> int:
+    """Print a warning per stage some requester could never get approved (or that reminds nobody); the count."""
+    from bot import policy_check
+
+    found = policy_check.check(config)
+    for warning in found:
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
+    return len(found)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 import click
 
 from bot.config import Config
+from bot.errors import PortInUseError
 
 log = logging.getLogger(__name__)
 WARNING = (
@@ -18,23 +18,27 @@ WARNING = (
 
 
 async def run_sandbox(port: int, config: Config | None = None) -> None:
-    """Start the sandbox, print its URL and a warning, and serve until interrupted."""
+    """Start the sandbox, print its URL and a warning, and serve until Ctrl-C or SIGTERM."""
+    from bot.cli.common import until_stopped
     from bot.sandbox.server import start_sandbox
 
     sandbox = await start_sandbox(port=port, config=config)
-    click.secho(WARNING, fg="red", bold=True, err=True)
-    click.echo(
-        f"patchwarden sandbox: open {sandbox.url}  (bot at {sandbox.bot_url}, calendar feed "
-        f"{sandbox.bot_url}/calendar.ics)"
-    )
     try:
-        await asyncio.Event().wait()
+        click.secho(WARNING, fg="red", bold=True, err=True)
+        click.echo(f"patchwarden sandbox: open {sandbox.url}  (calendar feed {sandbox.url}calendar.ics)")
+        click.echo(
+            "Its database is temporary and migrated by the sandbox itself: no `db upgrade` needed. Ctrl-C stops."
+        )
+        signame = await until_stopped()
+        click.echo(f"{signame}: stopping the sandbox...", err=True)
     finally:
         await sandbox.stop()
 
 
 @click.command("sandbox")
-@click.option("--port", default=3000, show_default=True, type=int, help="port of the page on 127.0.0.1")
+@click.option(
+    "--port", default=3000, show_default=True, type=int, envvar="PORT", help="port of the page on 127.0.0.1 (or PORT)"
+)
 @click.option(
     "--config",
     "config_path",
@@ -46,5 +50,9 @@ def sandbox(port: int, config_path: str | None) -> None:
     from bot.cli import common
 
     config = common.config(common.settings(), config_path) if config_path else None
-    with contextlib.suppress(KeyboardInterrupt):
+    if config is not None:
+        common.warn_policy(config)
+    try:
         asyncio.run(run_sandbox(port, config))
+    except PortInUseError as exc:
+        common.exit_port_in_use(exc)

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+from typing import Any
 
 import aiohttp
 import click
 from aiohttp import web
 
 from bot.cli import common
-from bot.errors import PatchwardenError
+from bot.errors import PatchwardenError, PortInUseError
 
 log = logging.getLogger(__name__)
+SHUTDOWN_GRACE = 25.0  # seconds: Heroku-style platforms send SIGKILL 30 s after SIGTERM
 
 
 @click.command()
 @click.option("--host", default="0.0.0.0", show_default=True, help="address to listen on")  # noqa: S104
-@click.option("--port", default=3000, show_default=True, type=int)
+@click.option("--port", default=3000, show_default=True, type=int, envvar="PORT", help="port to listen on (or PORT)")
 @click.option("--socket-mode", is_flag=True, help="connect to Slack over Socket Mode (needs SLACK_APP_TOKEN)")
 def serve(host: str, port: int, socket_mode: bool) -> None:
     """Run the bot (with no Slack credentials at all: the local sandbox workspace instead)."""
@@ -30,10 +33,10 @@ def serve(host: str, port: int, socket_mode: bool) -> None:
         return
     try:
         asyncio.run(_serve(host, port, socket_mode))
+    except PortInUseError as exc:
+        common.exit_port_in_use(exc)
     except PatchwardenError as exc:
         raise click.ClickException(exc.user_message) from exc
-    except KeyboardInterrupt:
-        pass
 
 
 async def _serve(host: str, port: int, socket_mode: bool) -> None:
@@ -45,6 +48,7 @@ async def _serve(host: str, port: int, socket_mode: bool) -> None:
     s = common.settings()
     s.require("slack_bot_token", "slack_signing_secret", *(["slack_app_token"] if socket_mode else []))
     config = common.config(s)
+    common.warn_policy(config)  # a stage nobody can approve is said at start, not when a change is stuck
     assert s.slack_bot_token is not None and s.slack_signing_secret is not None
     slack_http = aiohttp.ClientSession(trust_env=True)  # one connection pool for every Web API call
     client = app_module.create_client(
@@ -59,16 +63,47 @@ async def _serve(host: str, port: int, socket_mode: bool) -> None:
     sched.start()
     runner = web.AppRunner(web_app)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    log.info("patchwarden listening on http://%s:%d (POST /slack/events, GET /healthz)", host, port)
     try:
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUseError(port) from exc
+            raise
+        click.echo(f"patchwarden listening on http://{host}:{port} (POST /slack/events, GET /healthz); Ctrl-C stops")
+        stop = asyncio.create_task(common.until_stopped())
+        waits: set[asyncio.Task[Any]] = {stop}
         if socket_mode:
             assert s.slack_app_token is not None
-            await app_module.run_socket_mode(bolt, app_token=s.slack_app_token.get_secret_value())
-        else:
-            await asyncio.Event().wait()
+            token = s.slack_app_token.get_secret_value()
+            waits.add(asyncio.create_task(app_module.run_socket_mode(bolt, app_token=token)))
+        done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for task in waits - done:
+            task.cancel()
+        if stop in done:
+            click.echo(f"{stop.result()}: stopping...", err=True)
     finally:
         sched.shutdown(wait=False)
+        await finish_deployments(SHUTDOWN_GRACE)
         await runner.cleanup()
         await deps.engine.dispose()
         await slack_http.close()
+
+
+async def finish_deployments(grace: float) -> None:
+    """Let running deployment steps finish within ``grace`` seconds; cancel the rest.
+
+    A cancelled run stays unfinished in the database; the recovery sweep at the next start closes it as
+    interrupted, unlocks its system and says so in its thread (``bot/workflows/recovery.py``)."""
+    from bot.commands import deploy
+
+    running = [t for t in deploy.running_tasks() if not t.done()]
+    if not running:
+        return
+    click.echo(f"waiting up to {grace:.0f} s for {len(running)} running deployment(s) to finish...", err=True)
+    _, late = await asyncio.wait(running, timeout=grace)
+    for task in late:
+        task.cancel()
+    if late:
+        await asyncio.wait(late, timeout=5)
+        log.warning("%d deployment(s) interrupted by shutdown; the next start closes them as interrupted", len(late))

@@ -86,6 +86,11 @@ def launch(deps: Deps, run: flow.Run) -> asyncio.Task[Change]:
     return task
 
 
+def running_tasks() -> list[asyncio.Task[Change]]:
+    """Deployments running in this process (the sandbox's clock waits for them between events)."""
+    return list(_tasks)
+
+
 def _finished(task: asyncio.Task[Change]) -> None:
     _tasks.discard(task)
     if not task.cancelled() and task.exception() is not None:

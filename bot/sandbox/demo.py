@@ -21,6 +21,7 @@ from storage.models import AdvisoryMatch, AdvisoryRecord, AdvisoryStatus, Invent
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "examples" / "demo"
 ALICE, BOB, SAM, OLGA, DANA = "U0ALICE", "U0BOB", "U0SAM", "U0OLGA", "U0DANA"
+PRIYA = "U0PRIYA"  # the second security approver: with one, an owner's own change could never reach prod
 APPROVALS, ADVISORIES, AUDIT, SHOP_USERS, BILLING_USERS, OPS = (
     "C0APPROVALS",
     "C0ADVISORIES",
@@ -34,6 +35,8 @@ SBOMS = {
     "billing": "python-app.cdx.json",
     "legacy-erp": "debian9-legacy-host.cdx.json",
 }
+# Shortened so a window can be booked for tonight; production policies announce at least 24 h ahead.
+DEMO_NOTICE = "1h"
 KNOWN_EXPLOITED = frozenset({"CVE-2020-11023"})  # jQuery, in CISA's KEV catalog
 
 
@@ -51,6 +54,7 @@ DEMO_PEOPLE = (
     Person(ALICE, "Alice", "owner of web-shop and legacy-erp"),
     Person(BOB, "Bob", "owner of billing"),
     Person(SAM, "Sam", "security approver"),
+    Person(PRIYA, "Priya", "security approver"),
     Person(OLGA, "Olga", "operator"),
 )
 DEMO_CHANNELS = {
@@ -69,7 +73,7 @@ def demo_config(today: date) -> Config:
     envs = {"test": {"executor": "dry-run"}, "prod": {"executor": "dry-run"}}
     data: dict[str, Any] = {
         "slack": {"approvals_channel": APPROVALS, "advisories_channel": ADVISORIES, "audit_channel": AUDIT},
-        "groups": {"security": [SAM], "operators": [OLGA]},
+        "groups": {"security": [SAM, PRIYA], "operators": [OLGA]},
         "systems": {
             "web-shop": {
                 "owner": ALICE,
@@ -111,7 +115,7 @@ def demo_config(today: date) -> Config:
                 "test": [{"role": "owner", "count": 1}],
                 "prod": [{"role": "owner", "count": 1}, {"group": "security", "count": 1}],
             },
-            "announce_notice": "1h",
+            "announce_notice": DEMO_NOTICE,
         },
     }
     return parse_config(data, source="sandbox demo configuration")

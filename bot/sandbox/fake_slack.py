@@ -24,6 +24,7 @@ class Call:
     method: str
     params: dict[str, Any]
     at: float
+    seq: int = 0  # the same counter as message ts: orders replies among messages (the sandbox page)
 
 
 @dataclass
@@ -113,6 +114,24 @@ class FakeSlack:
         )
 
     # ---- the API ------------------------------------------------------------------------------------
+
+    def post(self, channel: str, text: str, blocks: list[dict[str, Any]]) -> Message:
+        """Put a message into ``channel`` directly, as another app would (the sandbox's welcome post)."""
+        message = Message(channel, self._next_ts(), text, blocks, None, user="USANDBOX")
+        self.messages[message.ts] = message
+        return message
+
+    def next_seq(self) -> int:
+        """The next number of the counter that orders messages (``ts`` is ``<seconds>.<counter>``)."""
+        return next(self._ts)
+
+    def reset(self) -> None:
+        """Forget every message, view, Home tab, file and recorded call (the sandbox's Reset)."""
+        for store in (self.calls, self.responses, self.socket_acks):
+            store.clear()
+        for mapping in (self.messages, self.views, self.home, self.view_triggers, self.files, self.failures):
+            mapping.clear()
+        self._last_post.clear()
 
     def _next_ts(self) -> str:
         return f"{int(time.time())}.{next(self._ts):06d}"
@@ -338,7 +357,12 @@ class FakeSlack:
         self.responses.append(body)
         # the id travels in the call record so the sandbox can tell whose reply it was
         self.calls.append(
-            Call("response_url", {**body, "response_url_id": request.match_info["rid"]}, time.monotonic())
+            Call(
+                "response_url",
+                {**body, "response_url_id": request.match_info["rid"]},
+                time.monotonic(),
+                seq=self.next_seq(),
+            )
         )
         return web.Response(text="ok")
 

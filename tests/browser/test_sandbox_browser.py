@@ -1,10 +1,11 @@
 """The sandbox page in a real browser (Debian's chromium, headless, driven by Playwright for Python).
 
-Plays the loop by clicking as different people: the requester fills the form (an inline error first),
-the owner approves from the card, the operator books a proposed test window, the owner's Home tab shows
-it, and the calendar picture renders. (Deploying needs the booked window to arrive, or an emergency
-change; the sandbox runs on the real clock, so the browser test stops at the booking.) Screenshots go to
-``test-artifacts/`` (gitignored) so a failed CI run can be looked at.
+Plays the whole loop by clicking as different people: the welcome post, the requester fills the form
+(an inline error first), the owner approves from the card, the operator books a proposed test window, the
+owner's Home tab shows it, the calendar picture renders, **Jump to the next window** opens the test window
+and deploys, the owner records the result, owner and security approve production, the operator books it,
+and **+1 day** then **+1 week** play the production window: one announcement of each kind, in order, and
+no "missed" notice. Screenshots go to ``test-artifacts/`` (gitignored) so a failed CI run can be looked at.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import pytest_asyncio
 
 from bot.sandbox import demo
 from bot.sandbox.server import Sandbox, start_sandbox
-from storage import windows
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -71,6 +71,13 @@ async def test_browser_plays_request_approve_schedule_home_and_calendar(sandbox:
             await page.goto(f"{sandbox.url}?user={demo.DANA}&channel={demo.OPS}")
             await expect(page.locator("#banner")).to_contain_text("SANDBOX")
             await expect(page.locator("#who")).to_have_value(demo.DANA)
+            # the welcome post says what to try first and as whom, and offers Reset
+            timeline = page.get_by_test_id("timeline")
+            await expect(timeline).to_contain_text("Welcome to the patchwarden sandbox")
+            await expect(timeline).to_contain_text("/patch request web-shop")
+            await expect(timeline.locator('button[data-action-id="sandbox_reset"]')).to_be_visible()
+            await expect(page.get_by_test_id("policy-note")).to_contain_text("announce_notice: 1h")
+            await expect(page.get_by_test_id("skip-next-window")).to_be_visible()
             await shot("01-start")
 
             # the requester (Dana) types the command; the form opens; a missing title is shown inline
@@ -89,7 +96,6 @@ async def test_browser_plays_request_approve_schedule_home_and_calendar(sandbox:
 
             # the card appears in #patch-approvals with the Approve button
             await page.locator(f'a[data-channel="{demo.APPROVALS}"]').click()
-            timeline = page.get_by_test_id("timeline")
             await expect(timeline).to_contain_text("CHG-1 · Update jQuery to 3.5.0")
             await shot("03-card")
 
@@ -134,21 +140,14 @@ async def test_browser_plays_request_approve_schedule_home_and_calendar(sandbox:
             assert width >= 800
             await shot("07-calendar")
 
-            async def skip_to_window(stage: str) -> None:
-                """Skip sandbox time to just after the booked window of ``stage`` opens (what the page's
-                skip-ahead buttons send, with the exact number of hours)."""
-                async with sandbox.deps.sessions.begin() as s:
-                    booked = [w for w in await windows.for_change(s, 1) if w.stage == stage]
-                hours = (booked[-1].start - sandbox.deps.clock.now()).total_seconds() / 3600 + 0.05
-                answer = await page.evaluate(
-                    "async ([user, hours]) => (await fetch('/api/clock', {method: 'POST', headers: "
-                    "{'Content-Type': 'application/json'}, body: JSON.stringify({user, hours})})).json()",
-                    [demo.OLGA, hours],
-                )
-                assert answer["ok"], answer
+            async def press(testid: str) -> None:
+                """Press a sandbox-time button and wait until the skip has played (the buttons re-enable)."""
+                button = page.get_by_test_id(testid)
+                await button.click()
+                await expect(button).to_be_enabled(timeout=60_000)
 
-            # time passes: the test window opens, the dry-run deployment runs, results land in the thread
-            await skip_to_window("test")
+            # time passes with the sidebar's button: the test window opens, the dry-run deploys
+            await press("skip-next-window")
             await page.locator(f'a[data-channel="{demo.APPROVALS}"]').click()
             await expect(timeline).to_contain_text("Deploying CHG-1 to test")
             await page.select_option("#who", demo.ALICE)
@@ -163,7 +162,7 @@ async def test_browser_plays_request_approve_schedule_home_and_calendar(sandbox:
             await timeline.locator('button[data-action-id="change_approve"]').first.click()
             await expect(timeline).to_contain_text("Approved for prod")
 
-            # the operator books production (≥ 24 h notice); the shop's users are told in their channel
+            # the operator books production; the shop's users are told in their channel
             await page.select_option("#who", demo.OLGA)
             await page.locator(f'a[data-channel="{demo.OPS}"]').click()
             await box.fill("/patch schedule CHG-1 prod")
@@ -176,10 +175,25 @@ async def test_browser_plays_request_approve_schedule_home_and_calendar(sandbox:
             await expect(timeline).to_contain_text("CHG-1")
             await shot("09-announced")
 
-            # the production window opens: deployed, verified, completed, and the users hear it is over
-            await skip_to_window("prod")
+            # a day passes over the production window, then a week over the next ones: it deploys once,
+            # is announced once of each kind in order, and nothing is "missed" or moved by nobody
+            await press("skip-1d")
+            await press("skip-1w")
             await page.locator(f'a[data-channel="{demo.APPROVALS}"]').click()
             await expect(timeline).to_contain_text("Completed", timeout=20_000)
+            await expect(timeline).not_to_contain_text("missed")
+            await expect(timeline).not_to_contain_text("moved the")
             await shot("10-completed")
+            await page.locator(f'a[data-channel="{demo.SHOP_USERS}"]').click()
+            await expect(timeline).to_contain_text("Maintenance completed")
+            shop = await timeline.locator("div.msg").all_inner_texts()
+            kinds = ("Planned maintenance", "Reminder", "Maintenance has started", "Maintenance completed")
+            seen = [k for text in shop for k in kinds if k in text]
+            assert seen == list(kinds), shop
+            assert not any("missed" in text for text in shop)
+            # the clock shows its zone; a window time in the announcement is rendered, with its zone
+            await expect(page.get_by_test_id("clock")).to_contain_text("(")
+            assert "<!date" not in "".join(shop) and "**" not in "".join(shop)
+            await shot("11-shop-users")
         finally:
             await browser.close()

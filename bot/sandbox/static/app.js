@@ -8,6 +8,9 @@ const EMOJI = {
   heavy_multiplication_x: "✖️", large_blue_circle: "🔵", rocket: "🚀", calendar: "📅", lock: "🔒",
   mega: "📣", construction: "🚧", white_circle: "⚪", red_circle: "🔴", large_green_circle: "🟢",
   arrows_counterclockwise: "🔄", hammer_and_wrench: "🛠️", mag: "🔍", test_tube: "🧪", shield: "🛡️",
+  memo: "📝", scales: "⚖️", grey_question: "❔", question: "❓", large_yellow_circle: "🟡",
+  large_orange_circle: "🟠", clipboard: "📋", electric_plug: "🔌", heavy_minus_sign: "➖",
+  leftwards_arrow_with_hook: "↩️", no_entry_sign: "🚫", package: "📦", zzz: "💤", wave: "👋",
 };
 
 const $ = (sel) => document.querySelector(sel);
@@ -42,20 +45,46 @@ function token(inner) {
   }
   if (inner.startsWith("!date^")) {
     const [spec, fallback] = inner.split("|");
-    const seconds = Number(spec.split("^")[1]);
-    const local = Number.isFinite(seconds) ? new Date(seconds * 1000).toLocaleString() : "";
-    return `<span title="${escapeText(fallback || "")}">${escapeText(local || fallback || "")}</span>`;
+    const [, secs, fmt] = spec.split("^");
+    const seconds = Number(secs);
+    const local = Number.isFinite(seconds) ? slackDate(new Date(seconds * 1000), fmt || "{date_short} {time}") : "";
+    return `<span class="date" title="${escapeText(fallback || "")}">${escapeText(local || fallback || "")}</span>`;
   }
   if (inner.startsWith("!")) return `<b>@${escapeText(inner.slice(1).split("|")[0])}</b>`;
   const [url, label] = inner.split("|");
   if (/^https?:\/\//.test(url)) return `<a href="${escapeText(url)}" target="_blank" rel="noopener">${escapeText(label || url)}</a>`;
   return escapeText(`<${inner}>`);
 }
+// Slack's <!date^SECONDS^FORMAT|fallback> tokens, in the reader's zone (the zone is named, as Slack shows it)
+const ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone;
+function slackDate(d, fmt) {
+  const day = (opts) => d.toLocaleDateString(undefined, opts);
+  const now = S.state && S.state.now ? new Date(S.state.now) : new Date();
+  const dayDiff = Math.round((new Date(d).setHours(0, 0, 0, 0) - new Date(now).setHours(0, 0, 0, 0)) / 864e5);
+  const pretty = (opts) => (dayDiff === 0 ? "today" : dayDiff === 1 ? "tomorrow" : dayDiff === -1 ? "yesterday" : day(opts));
+  const mins = Math.round((d - now) / 6e4);
+  const ago = Math.abs(mins) < 60 ? `${Math.abs(mins)} minutes` : Math.abs(mins) < 2880 ? `${Math.round(Math.abs(mins) / 60)} hours` : `${Math.round(Math.abs(mins) / 1440)} days`;
+  const parts = {
+    date_num: d.toISOString().slice(0, 10),
+    date: day({ year: "numeric", month: "long", day: "numeric" }),
+    date_short: day({ year: "numeric", month: "short", day: "numeric" }),
+    date_long: day({ weekday: "long", year: "numeric", month: "long", day: "numeric" }),
+    date_pretty: pretty({ year: "numeric", month: "long", day: "numeric" }),
+    date_short_pretty: pretty({ year: "numeric", month: "short", day: "numeric" }),
+    date_long_pretty: pretty({ weekday: "long", year: "numeric", month: "long", day: "numeric" }),
+    time: d.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" }),
+    time_secs: d.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit" }),
+    ago: mins >= 0 ? `in ${ago}` : `${ago} ago`,
+  };
+  const out = fmt.replace(/\{(\w+)\}/g, (m, name) => (name in parts ? parts[name] : m));
+  return /\{time(_secs)?\}/.test(fmt) ? `${out} (${ZONE})` : out;
+}
 function mrkdwn(text) {
   if (!text) return "";
-  const parts = text.split(/<([^<>]+)>/);
-  let html = "";
-  parts.forEach((part, i) => { html += i % 2 ? token(part) : format(escapeText(part)); });
+  // tokens become placeholders first, so *bold* and _italics_ around a <!date> or <@user> still apply
+  const tokens = [];
+  const held = text.replace(/<([^<>]+)>/g, (m, inner) => { tokens.push(token(inner)); return `\u0000${tokens.length - 1}\u0000`; });
+  const html = format(escapeText(held)).replace(/\u0000(\d+)\u0000/g, (m, i) => tokens[Number(i)]);
   return html.replace(/\n/g, "<br>");
 }
 function format(t) {
@@ -82,17 +111,19 @@ async function api(kind, body) {
 async function refresh(force = false) {
   const resp = await fetch(`/api/state?user=${encodeURIComponent(S.me || "")}`);
   const state = await resp.json();
-  const json = JSON.stringify(state);
+  S.state = state;
+  renderClock();
+  const { now, ...rest } = state;  // the clock moves every poll; only a real change re-renders the timeline
+  const json = JSON.stringify(rest);
   if (!force && json === S.lastJson) return;
   S.lastJson = json;
-  S.state = state;
   render();
 }
 
 // ---- Block Kit -----------------------------------------------------------------------------------------
 function interactive(element, block, ctx) {
   const send = (action) => api("action", { ...ctx, block_id: block.block_id, action: { type: element.type, action_id: element.action_id, ...action } })
-    .then(() => refresh());
+    .then((answer) => { if (answer && answer.reset) { S.modalKey = "-"; S.lastJson = ""; } return refresh(true); });
   if (element.type === "button") {
     return el("button", {
       class: element.style || "", "data-action-id": element.action_id,
@@ -234,6 +265,11 @@ function renderModal() {
 }
 
 // ---- page ----------------------------------------------------------------------------------------------
+function renderClock() {
+  const st = S.state;
+  const text = st && st.now ? `${new Date(st.now).toLocaleString()} (${ZONE})` : "";
+  if ($("#clock").textContent !== text) $("#clock").textContent = text;
+}
 function render() {
   const st = S.state;
   $("#banner").textContent = st.banner;
@@ -245,8 +281,9 @@ function render() {
     who.value = S.me;
   }
   $("#role").textContent = S.people[S.me] ? S.people[S.me].role : "";
-  $("#ics").href = `${st.bot_url}/calendar.ics`;
-  $("#clock").textContent = st.now ? new Date(st.now).toLocaleString() : "";
+  $("#ics").href = "/calendar.ics";  // served on the page's own port (the sandbox forwards it to the bot)
+  $("#policy-note").textContent = st.policy_note || "";
+  renderClock();
   const list = $("#channels");
   list.innerHTML = "";
   for (const c of st.channels) {
@@ -291,11 +328,13 @@ async function main() {
     await refresh(true);
   });
   $("#home-link").addEventListener("click", (e) => { e.preventDefault(); openHome(); });
-  for (const button of document.querySelectorAll("[data-hours]")) {
+  for (const button of document.querySelectorAll("[data-hours], [data-next-window]")) {
     button.addEventListener("click", async () => {
-      button.disabled = true;
-      const answer = await api("clock", { hours: Number(button.dataset.hours) });
-      button.disabled = false;
+      const buttons = document.querySelectorAll("#skip button");
+      buttons.forEach((b) => { b.disabled = true; });
+      const body = button.dataset.nextWindow !== undefined ? { next_window: true } : { hours: Number(button.dataset.hours) };
+      const answer = await api("clock", body);
+      buttons.forEach((b) => { b.disabled = false; });
       if (answer.error) alert(answer.error);
       await refresh(true);
     });
@@ -306,6 +345,7 @@ async function main() {
     if (!text) return;
     box.value = "";
     if (!text.startsWith("/")) { alert("The sandbox only sends slash commands: try /patch help"); return; }
+    if (S.view === "home" || !S.channels[S.view]) { alert("Pick a channel first: commands are typed in a channel."); return; }
     const answer = await api("command", { channel: S.view, text });
     if (answer.error) alert(answer.error);
     await refresh(true);

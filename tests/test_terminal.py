@@ -1,0 +1,87 @@
+"""The terminal a newcomer sees (issue 13): quiet by default, a busy port in one line, clean Ctrl-C/SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+ENV = {k: v for k, v in os.environ.items() if not k.startswith("SLACK_")} | {"PYTHONUNBUFFERED": "1"}
+
+
+def start(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "bot", *args],
+        cwd=REPO,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for_url(proc: subprocess.Popen[str], limit: float = 60.0) -> str:
+    """Read stdout until the sandbox prints its URL (polling with a deadline)."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + limit
+    seen = []
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line and proc.poll() is not None:
+            break
+        seen.append(line)
+        if "open http://127.0.0.1:" in line:
+            return line
+    proc.kill()
+    raise AssertionError(f"no URL line; got {seen!r}")
+
+
+def test_busy_port_says_which_and_how_to_pick_another_exit_2() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "bot", "sandbox", "--port", str(port)],
+            cwd=REPO,
+            env=ENV,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert result.returncode == 2, result
+    err = result.stderr.strip().splitlines()
+    assert [line for line in err if "SANDBOX" not in line and "Nothing reaches" not in line] == [
+        f"Error: Port {port} is already in use (another sandbox or bot?): stop it, or pick another port with "
+        "--port, e.g. --port 3001."
+    ], result.stderr
+    assert "Traceback" not in result.stderr and "Unclosed" not in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_sandbox_is_quiet_and_stops_cleanly_and_quickly(sig: signal.Signals) -> None:
+    proc = start("sandbox", "--port", "0")
+    try:
+        url = wait_for_url(proc)
+        assert "calendar.ics" in url
+        # not waiting for work: an observation period in which the 2 s outbox ticks would have been logged
+        time.sleep(4.5)
+        sent = time.monotonic()
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=15)
+        took = time.monotonic() - sent
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "CancelledError" not in err and "Unclosed" not in err, err
+    assert "Running job" not in err and "executed successfully" not in err and '"GET ' not in err, err
+    assert f"{sig.name}: stopping the sandbox" in err
+    assert took < 5.0, f"shutdown took {took:.1f} s"
