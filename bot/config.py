@@ -22,6 +22,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     SecretStr,
+    StringConstraints,
     ValidationError,
     field_validator,
     model_validator,
@@ -224,6 +225,14 @@ class AdvisorySettings(Strict):
     quarantine_dir: Path | None = None  # where patch artifacts are verified; default: a temp folder
 
 
+class OutboundSettings(Strict):
+    """Internal networks (CIDR) or host names that artifacts, feeds and webhooks may reach (see bot.outbound)."""
+
+    allow: list[Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]] = Field(
+        default_factory=list
+    )
+
+
 class Config(Strict):
     """The whole YAML configuration."""
 
@@ -235,6 +244,7 @@ class Config(Strict):
     feeds: dict[str, dict[str, Any]] = Field(default_factory=dict)
     trust: dict[str, dict[str, Any]] = Field(default_factory=dict)
     advisories: AdvisorySettings = Field(default_factory=AdvisorySettings)
+    outbound: OutboundSettings = Field(default_factory=OutboundSettings)
 
     @model_validator(mode="after")
     def _references(self) -> Config:

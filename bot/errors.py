@@ -80,3 +80,7 @@ class FeedError(PatchwardenError):
 
 class VerificationError(PatchwardenError):
     """A hash or signature check failed (artifact, advisory document, checkpoint)."""
+
+
+class OutboundRefusedError(PatchwardenError):
+    """The outbound-URL policy refuses a URL (internal address, credentials, cross-origin redirect)."""

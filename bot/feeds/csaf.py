@@ -38,7 +38,7 @@ from urllib.parse import urljoin
 import aiohttp
 from pydantic import Field
 
-from bot import crypto
+from bot import crypto, outbound
 from bot.crypto.openpgp import PinnedVerifier, normalize_fingerprint, require_gpgv
 from bot.errors import ConfigError, FeedError, VerificationError
 from bot.feeds.base import Feed, FeedBatch, FeedOptions, Quarantined, parse_time
@@ -229,8 +229,9 @@ def _changes_csv(body: bytes, url: str) -> list[_Entry]:
             updated = parse_time(row[1].strip(), field="changes.csv")
         except FeedError:
             continue
-        if updated is not None and row[0].endswith(".json"):
-            entries.append(_Entry(urljoin(url, row[0].strip()), updated, url))
+        target = urljoin(url, row[0].strip())
+        if updated is not None and row[0].endswith(".json") and outbound.same_origin(url, target):
+            entries.append(_Entry(target, updated, url))  # another origin is refused (its trust is not ours)
     return entries
 
 
