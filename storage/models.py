@@ -511,3 +511,12 @@ class Artifact(Base):
     verified_at: Mapped[datetime | None]
     status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | verified | refused
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class SlackDelivery(Base):
+    """A signed interaction already handled (modal submission or click): a replay of it is dropped."""
+
+    __tablename__ = "slack_deliveries"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    at: Mapped[datetime] = mapped_column(index=True)
