@@ -184,6 +184,14 @@ class WindowRule(Strict):
             rrulestr(value, dtstart=datetime(2026, 1, 1))
         except (ValueError, TypeError) as exc:
             raise ValueError(f"not a valid RFC 5545 recurrence rule: {exc}") from exc
+        # a window more often than once a minute is a mistake, and expanding it would freeze the bot
+        upper = value.upper().replace(" ", "")
+        bysecond = re.search(r"BYSECOND=([0-9,]+)", upper)
+        if "FREQ=SECONDLY" in upper or (bysecond is not None and "," in bysecond.group(1)):
+            raise ValueError("windows more often than once a minute (FREQ=SECONDLY, several BYSECOND) are refused")
+        count = re.search(r"COUNT=(\d+)", upper)
+        if count is not None and int(count.group(1)) > 100_000:
+            raise ValueError("COUNT above 100000 is refused (use UNTIL, or no end)")
         return value
 
 
