@@ -10,6 +10,7 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.response import BoltResponse
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
@@ -33,6 +34,7 @@ from bot.commands import schedule as schedule_commands
 from bot.commands.router import Router
 from bot.deps import Deps
 from bot.render import ical
+from bot.workflows import replay
 
 log = logging.getLogger(__name__)
 DEPS_KEY: web.AppKey[Deps] = web.AppKey("deps", Deps)
@@ -78,6 +80,18 @@ def create_client(*, token: str, base_url: str, session: aiohttp.ClientSession |
 def create_app(deps: Deps, *, signing_secret: str) -> AsyncApp:
     """The bolt app with every listener registered."""
     app = AsyncApp(client=deps.client, signing_secret=signing_secret, logger=logging.getLogger("slack_bolt"))
+
+    @app.middleware
+    async def drop_replays(body: dict[str, Any], next: Any) -> BoltResponse | None:
+        # after bolt checked the signature: a replayed submission or click is answered 200 and dropped
+        async with deps.sessions.begin() as session:
+            first = await replay.first_delivery(session, body=body, now=deps.clock.now())
+        if not first:
+            log.warning("dropped a replayed %s interaction", body.get("type"))
+            return BoltResponse(status=200, body="")
+        await next()
+        return None
+
     router = Router()
     patch.register(app, deps, router)
     changes.register(app, deps, router)

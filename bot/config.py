@@ -22,6 +22,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     SecretStr,
+    StringConstraints,
     ValidationError,
     field_validator,
     model_validator,
@@ -233,6 +234,14 @@ class WindowRule(Strict):
             rrulestr(value, dtstart=datetime(2026, 1, 1))
         except (ValueError, TypeError) as exc:
             raise ValueError(f"not a valid RFC 5545 recurrence rule: {exc}") from exc
+        # a window more often than once a minute is a mistake, and expanding it would freeze the bot
+        upper = value.upper().replace(" ", "")
+        bysecond = re.search(r"BYSECOND=([0-9,]+)", upper)
+        if "FREQ=SECONDLY" in upper or (bysecond is not None and "," in bysecond.group(1)):
+            raise ValueError("windows more often than once a minute (FREQ=SECONDLY, several BYSECOND) are refused")
+        count = re.search(r"COUNT=(\d+)", upper)
+        if count is not None and int(count.group(1)) > 100_000:
+            raise ValueError("COUNT above 100000 is refused (use UNTIL, or no end)")
         return value
 
 
@@ -320,6 +329,14 @@ class AdvisorySettings(Strict):
     quarantine_dir: Path | None = None  # where patch artifacts are verified; default: a temp folder
 
 
+class OutboundSettings(Strict):
+    """Internal networks (CIDR) or host names that artifacts, feeds and webhooks may reach (see bot.outbound)."""
+
+    allow: list[Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]] = Field(
+        default_factory=list
+    )
+
+
 class Config(Strict):
     """The whole YAML configuration."""
 
@@ -331,6 +348,7 @@ class Config(Strict):
     feeds: dict[str, dict[str, Any]] = Field(default_factory=dict)
     trust: dict[str, dict[str, Any]] = Field(default_factory=dict)
     advisories: AdvisorySettings = Field(default_factory=AdvisorySettings)
+    outbound: OutboundSettings = Field(default_factory=OutboundSettings)
 
     @model_validator(mode="after")
     def _references(self) -> Config:

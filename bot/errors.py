@@ -96,3 +96,7 @@ class PortInUseError(PatchwardenError):
             "port with --port, e.g. --port 3001.",
         )
         self.port = port
+
+
+class OutboundRefusedError(PatchwardenError):
+    """The outbound-URL policy refuses a URL (internal address, credentials, cross-origin redirect)."""

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from bot import policy
+from bot.blocks.common import strip_invisible
 from bot.feeds.model import Advisory as AdvisoryModel
 from storage.models import (
     AdvisoryMatch,
@@ -96,7 +97,10 @@ class ChangeInput(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     systems: list[str] = Field(min_length=1)
-    title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=200)]
+    # bidi overrides and zero-width characters are removed before the length check (display spoofing)
+    title: Annotated[
+        str, AfterValidator(strip_invisible), StringConstraints(strip_whitespace=True, min_length=3, max_length=200)
+    ]
     details: Text = ""
     technical: Text = ""
     change_class: ChangeClass = ChangeClass.NORMAL

@@ -531,3 +531,12 @@ class AutoApproval(Base):
     veto_reason: Mapped[str] = mapped_column(Text, default="")
     vetoed_at: Mapped[datetime | None]
     applied_at: Mapped[datetime | None]
+
+
+class SlackDelivery(Base):
+    """A signed interaction already handled (modal submission or click): a replay of it is dropped."""
+
+    __tablename__ = "slack_deliveries"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    at: Mapped[datetime] = mapped_column(index=True)

@@ -49,6 +49,7 @@ OWNER, STAKE, SEC1, SEC2, OPS1, OPS2, REQ, OTHER = (
 
 BASE_CONFIG: dict[str, Any] = {
     "slack": {"approvals_channel": "C0APPROVALS", "advisories_channel": "C0ADVISORIES"},
+    "outbound": {"allow": ["127.0.0.1"]},  # the local test servers; everything internal else is refused
     "groups": {"security": [SEC1, SEC2], "operators": [OPS1, OPS2]},
     "systems": {
         "web-shop": {

@@ -7,7 +7,19 @@ from enum import StrEnum
 from typing import Any
 
 from bot import views
-from bot.blocks.common import Block, clip, context, escape, mention, plain, section, slack_date
+from bot.blocks.common import (
+    Block,
+    clip,
+    context,
+    escape,
+    link,
+    mention,
+    plain,
+    safe_url,
+    section,
+    slack_date,
+    strip_invisible,
+)
 from bot.blocks.modal import _input, _option, _text
 from bot.config import Config
 from bot.feeds.model import Severity
@@ -91,7 +103,7 @@ def _zone(config: Config, v: AdvisoryView) -> str:
 def fallback_text(v: AdvisoryView) -> str:
     """Notification text."""
     kev = " [known exploited]" if v.record.known_exploited else ""
-    return f"{v.record.primary_id} ({v.record.severity}{kev}): {clip(v.advisory.summary, 150)}"
+    return f"{escape(v.record.primary_id)} ({v.record.severity}{kev}): {escape(clip(v.advisory.summary, 150))}"
 
 
 def _controls(v: AdvisoryView) -> list[Block]:
@@ -132,7 +144,10 @@ def post(config: Config, v: AdvisoryView) -> list[Block]:
     tz = _zone(config, v)
     rec, adv = v.record, v.advisory
     blocks: list[Block] = [
-        {"type": "header", "text": plain(clip(f"{rec.primary_id} · {adv.summary or 'Security advisory'}", 150))},
+        {
+            "type": "header",
+            "text": plain(clip(strip_invisible(f"{rec.primary_id} · {adv.summary or 'Advisory'}"), 150)),
+        },
         section(f"{severity_text(v)}\n{status_text(v, tz=tz)}"),
     ]
     lines = match_lines(config, v)
@@ -147,7 +162,8 @@ def post(config: Config, v: AdvisoryView) -> list[Block]:
         blocks.append(section(escape(clip(adv.details, 600))))
     blocks.extend(_controls(v))
     aliases = ", ".join(escape(a) for a in adv.aliases[:8]) or "none"
-    refs = f" · <{adv.references[0]}|reference>" if adv.references and adv.references[0].startswith("https://") else ""
+    ref_url = next((u for u in (safe_url(r) for r in adv.references) if u), None)
+    refs = f" · {link(ref_url, 'reference')}" if ref_url else ""
     blocks.append(context(f"Sources: {escape(adv.source)} · aliases: {aliases}{refs}"))
     return blocks
 

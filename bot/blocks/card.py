@@ -16,6 +16,7 @@ from bot.blocks.common import (
     plain,
     section,
     slack_date,
+    strip_invisible,
 )
 from bot.views import ChangeSnapshot, state_label
 from storage.models import Change, ChangeState, Decision
@@ -43,7 +44,7 @@ def status_text(change: Change) -> str:
 
 def fallback_text(change: Change) -> str:
     """Notification text (shown where blocks are not)."""
-    return f"{change.key}: {change.title} ({state_label(change.state)})"
+    return f"{change.key}: {escape(change.title)} ({state_label(change.state)})"
 
 
 def _fields(change: Change) -> Block:
@@ -151,7 +152,7 @@ def card(snap: ChangeSnapshot) -> list[Block]:
     """The full card: what, who, when, status, per-stage progress and the decision buttons."""
     change = snap.change
     blocks: list[Block] = [
-        {"type": "header", "text": plain(clip(f"{change.key} · {change.title}", 150))},
+        {"type": "header", "text": plain(clip(f"{change.key} · {strip_invisible(change.title)}", 150))},
         section(status_text(change)),
         _fields(change),
     ]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
+from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo
 
 Block = dict[str, Any]
@@ -26,9 +28,44 @@ class CallbackId(StrEnum):
     VETO = "auto_approval_veto_reason"
 
 
+# Bidi overrides/isolates and zero-width characters: invisible, they make a title read as something else.
+_INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\u061c\u180e]")
+
+
+def strip_invisible(text: str) -> str:
+    """Remove bidi-override and zero-width characters (display spoofing) from ``text``."""
+    return _INVISIBLE.sub("", text)
+
+
 def escape(text: str) -> str:
-    """Escape user text for Slack mrkdwn: ``&``, ``<`` and ``>`` (so no mention, link or command sneaks in)."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """Make user or feed text inert in Slack mrkdwn (blocks and the top-level ``text`` alike).
+
+    ``&``, ``<`` and ``>`` become entities, so no ``<!channel>``, ``<@U…>``, ``<!subteam^…>`` or
+    ``<url|label>`` sneaks in; bidi-override and zero-width characters are removed.
+    """
+    return strip_invisible(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def safe_url(url: str) -> str | None:
+    """``url`` fit for a ``<url|label>`` link: http(s) only, with ``<``, ``>``, ``|`` and spaces percent-encoded.
+
+    Returns None for anything else (``javascript:``, ``mailto:``, relative or unparsable URLs).
+    """
+    url = strip_invisible(url).strip()
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return None
+    return quote(url, safe="/:?#[]@!$&'()*+,;=%~-._")
+
+
+def link(url: str, label: str) -> str:
+    """A mrkdwn link with an escaped label, or the escaped label alone when ``url`` is not a safe http(s) URL."""
+    target = safe_url(url)
+    label = escape(label).replace("|", "¦")
+    return f"<{target}|{label}>" if target else label
 
 
 def clip(text: str, limit: int) -> str:

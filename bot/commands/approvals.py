@@ -66,6 +66,8 @@ def register(app: AsyncApp, deps: Deps) -> None:
         async def reply(text: str) -> None:
             await notify.ephemeral(deps, channel=channel, user=user, text=text)
 
+        done = [False]
+
         async def work() -> None:
             change_id, stage, revision = parse_value(action["value"])
             async with deps.sessions.begin() as session:
@@ -79,10 +81,11 @@ def register(app: AsyncApp, deps: Deps) -> None:
                     now=deps.clock.now(),
                 )
                 snap = await views.snapshot(session, config=deps.config, change=result.change)
+            done[0] = True
             # the card (seen by everyone) and the clicker's note go out together, not one after the other
             await asyncio.gather(announce(deps, result, user, snap), reply(result.message))
 
-        await guarded(reply, work)
+        await guarded(reply, work, committed=lambda: done[0])
 
     @app.action(ActionId.REJECT.value)
     async def handle_reject_click(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
@@ -116,6 +119,8 @@ def register(app: AsyncApp, deps: Deps) -> None:
         async def reply(text: str) -> None:
             await notify.ephemeral(deps, channel=channel, user=user, text=text)
 
+        done = [False]
+
         async def work() -> None:
             change_id, stage, revision = parse_value(meta.get("value", ""))
             async with deps.sessions.begin() as session:
@@ -129,9 +134,10 @@ def register(app: AsyncApp, deps: Deps) -> None:
                     reason=reason,
                     now=deps.clock.now(),
                 )
+            done[0] = True
             await reply(result.message)
             await announce(deps, result, user)
             if result.outcome is Outcome.REJECTED:
                 await notify.thread(deps, result.change, f"Reason: {escape(reason)}")
 
-        await guarded(reply, work)
+        await guarded(reply, work, committed=lambda: done[0])

@@ -10,6 +10,10 @@ from bot.errors import PatchwardenError
 
 log = logging.getLogger(__name__)
 UNEXPECTED = "Something went wrong on our side; nothing was changed. The operators can find details in the bot's log."
+AFTER_COMMIT = (
+    "Your action was recorded, but Slack did not take every update just now; the card and the thread will "
+    "catch up shortly."
+)
 
 
 def user_text(exc: BaseException) -> str:
@@ -20,12 +24,24 @@ def user_text(exc: BaseException) -> str:
     return f":warning: {UNEXPECTED}"
 
 
-async def guarded(reply: Callable[[str], Awaitable[Any]], work: Callable[[], Awaitable[None]]) -> None:
-    """Run ``work``; any error becomes one ephemeral reply."""
+async def guarded(
+    reply: Callable[[str], Awaitable[Any]],
+    work: Callable[[], Awaitable[None]],
+    *,
+    committed: Callable[[], bool] | None = None,
+) -> None:
+    """Run ``work``; any error becomes one ephemeral reply.
+
+    ``committed`` tells whether ``work`` got past its commit: an error after that point never says
+    "nothing was changed" (it was), only that Slack is catching up.
+    """
     try:
         await work()
     except Exception as exc:  # the one place errors become user text
+        after = committed is not None and committed()
+        if after:
+            log.exception("error after commit (the change stands; Slack catches up)", exc_info=exc)
         try:
-            await reply(user_text(exc))
+            await reply(f":hourglass: {AFTER_COMMIT}" if after else user_text(exc))
         except Exception:
             log.exception("could not deliver an error reply")

@@ -46,9 +46,9 @@ from pydantic import (
     model_validator,
 )
 
-from bot import crypto
+from bot import crypto, outbound
 from bot.crypto.openpgp import PinnedVerifier, normalize_fingerprint
-from bot.errors import ConfigError, VerificationError
+from bot.errors import ConfigError, OutboundRefusedError, VerificationError
 
 MAX_ARTIFACT_BYTES = 1 << 30
 MAX_SIGNATURE_BYTES = 64 << 10
@@ -246,27 +246,35 @@ async def verify_openpgp(data_path: Path, signature: bytes, entry: OpenPGPTrust)
     return await PinnedVerifier([entry.fingerprint]).verify(data, signature, keys=[key])
 
 
-async def _download(session: aiohttp.ClientSession, url: str, target: Path, limit: int) -> tuple[str, str]:
-    """Stream ``url`` into ``target`` (created exclusively, 0600); return (sha256, sha512) hex."""
+async def _download(
+    session: aiohttp.ClientSession, url: str, target: Path, limit: int, policy: outbound.OutboundPolicy | None
+) -> tuple[str, str]:
+    """Stream ``url`` into ``target`` (created exclusively, 0600); return (sha256, sha512) hex.
+
+    Redirects are followed only within the URL's origin; ``policy`` refuses internal addresses.
+    """
     sha256, sha512 = hashlib.sha256(), hashlib.sha512()
+    shown = outbound.redact(url)
     try:
-        async with session.get(url, allow_redirects=True) as resp:
+        async with await outbound.get(session, url, policy=policy) as resp:
             if resp.status != 200:
-                raise VerificationError(f"download of {url} failed: HTTP {resp.status}")
+                raise VerificationError(f"download of {shown} failed: HTTP {resp.status}")
             if resp.content_length is not None and resp.content_length > limit:
-                raise VerificationError(f"{url} is larger than the {limit}-byte limit")
+                raise VerificationError(f"{shown} is larger than the {limit}-byte limit")
             size = 0
             fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as fh:
                 async for chunk in resp.content.iter_chunked(_CHUNK):
                     size += len(chunk)
                     if size > limit:
-                        raise VerificationError(f"{url} is larger than the {limit}-byte limit")
+                        raise VerificationError(f"{shown} is larger than the {limit}-byte limit")
                     sha256.update(chunk)
                     sha512.update(chunk)
                     fh.write(chunk)
+    except OutboundRefusedError as exc:
+        raise VerificationError(str(exc)) from exc
     except (aiohttp.ClientError, TimeoutError) as exc:
-        raise VerificationError(f"download of {url} failed: {exc.__class__.__name__}") from exc
+        raise VerificationError(f"download of {shown} failed: {exc.__class__.__name__}") from exc
     return sha256.hexdigest(), sha512.hexdigest()
 
 
@@ -277,11 +285,14 @@ async def fetch_and_verify(
     trust: Mapping[str, TrustEntry],
     session: aiohttp.ClientSession | None = None,
     max_bytes: int = MAX_ARTIFACT_BYTES,
+    policy: outbound.OutboundPolicy | None = None,
 ) -> VerifiedArtifact:
     """Download ``artifact`` into ``quarantine`` and verify it; raise ``VerificationError`` on any failure.
 
     Without ``session`` a fresh ``aiohttp.ClientSession(trust_env=True)`` is used, so HTTP(S)_PROXY and
-    NO_PROXY are honoured; pass the bot's shared session to use its proxy and CA bundle settings.
+    NO_PROXY are honoured; pass the bot's shared session to use its proxy and CA bundle settings. With
+    ``policy`` (the configured outbound-URL policy) internal addresses are refused at connect time; the
+    session's own connector is used as is, so pass a session built with ``outbound.connector`` too.
     """
     # 1. The signer must be pinned before anything is downloaded.
     entry: TrustEntry | None = None
@@ -294,21 +305,26 @@ async def fetch_and_verify(
     partial = quarantine / f".partial-{token}"
     sig_file = quarantine / f".partial-{token}.sig"
     own_session = session is None
-    http = session or aiohttp.ClientSession(trust_env=True, timeout=aiohttp.ClientTimeout(total=600))
+    http = session or aiohttp.ClientSession(
+        trust_env=True,
+        timeout=aiohttp.ClientTimeout(total=600),
+        connector=outbound.connector(policy) if policy is not None else None,
+    )
     try:
         # 2. Download to an exclusive file in quarantine, hashing while streaming.
-        sha256, sha512 = await _download(http, artifact.url, partial, max_bytes)
+        sha256, sha512 = await _download(http, artifact.url, partial, max_bytes, policy)
         # 3. Every stated digest must match (constant-time comparison).
         for algorithm, actual in (("sha256", sha256), ("sha512", sha512)):
             expected = getattr(artifact, algorithm)
             if expected is not None and not crypto.hmac_equal(actual, expected.lower()):
                 raise VerificationError(
-                    f"{algorithm} of {artifact.url} is {actual[:16]}…, expected {expected[:16]}…; refusing"
+                    f"{algorithm} of {outbound.redact(artifact.url)} is {actual[:16]}…, "
+                    f"expected {expected[:16]}…; refusing"
                 )
         # 4. The signature, by the pinned key of the named signer.
         scheme, detail = "sha512" if artifact.sha256 is None else "sha256", ""
         if entry is not None and artifact.signature_url is not None:
-            await _download(http, artifact.signature_url, sig_file, MAX_SIGNATURE_BYTES)
+            await _download(http, artifact.signature_url, sig_file, MAX_SIGNATURE_BYTES, policy)
             signature = await asyncio.to_thread(sig_file.read_bytes)
             if isinstance(entry, MinisignTrust):
                 scheme = "minisign"

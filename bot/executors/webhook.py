@@ -196,7 +196,8 @@ class WebhookExecutor(Executor):
         async with self._session() as session:
             await ctx.emit(f"POST {url} ({ctx.step})")
             try:
-                async with session.post(url, data=body, headers=headers) as resp:
+                # never follow a redirect: the signature headers would go along to wherever it points
+                async with session.post(url, data=body, headers=headers, allow_redirects=False) as resp:
                     if resp.status >= 300:
                         raise ExecutorError(f"{url} answered HTTP {resp.status} to the {ctx.step} request")
                     report = await self._read_report(resp, url)
@@ -221,7 +222,7 @@ class WebhookExecutor(Executor):
         """One signed status GET; None on a transient failure (5xx, connection error, request timeout)."""
         headers = sign(self._secret, url.raw_path_qs.encode())
         try:
-            async with session.get(url, headers=headers) as resp:
+            async with session.get(url, headers=headers, allow_redirects=False) as resp:
                 if resp.status >= 500:
                     return None
                 if resp.status >= 300:

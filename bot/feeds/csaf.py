@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -38,9 +37,10 @@ from urllib.parse import urljoin
 import aiohttp
 from pydantic import Field
 
-from bot import crypto
+from bot import crypto, outbound
 from bot.crypto.openpgp import PinnedVerifier, normalize_fingerprint, require_gpgv
 from bot.errors import ConfigError, FeedError, VerificationError
+from bot.feeds import limits
 from bot.feeds.base import Feed, FeedBatch, FeedOptions, Quarantined, parse_time
 from bot.feeds.csaf_map import parse_csaf
 from bot.feeds.http import FetchState, fetch, is_http_url, open_session
@@ -108,10 +108,7 @@ class CsafFeed(Feed):
 
     async def _json(self, url: str, session: aiohttp.ClientSession) -> Mapping[str, Any]:
         body = (await fetch(url, state=None, settings=self.http, session=session)).body
-        try:
-            data = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise FeedError(f"{url} is not valid JSON") from exc
+        data = limits.load_json(body, where=url)
         if not isinstance(data, dict):
             raise FeedError(f"{url} is not a JSON object")
         return data
@@ -189,11 +186,11 @@ class CsafFeed(Feed):
             return self._refuse(url, f"signature check failed: {exc}")
         # Step 3: parse only what was verified.
         try:
-            return parse_csaf(json.loads(doc.body), source=self.name)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            return self._refuse(url, f"not valid JSON: {exc}")
+            return parse_csaf(limits.load_json(doc.body, where="document"), source=self.name)
         except FeedError as exc:
-            return self._refuse(url, str(exc))
+            return self._refuse(url, str(exc).removeprefix("document: "))
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+            return self._refuse(url, f"malformed document ({type(exc).__name__})")
 
     def _refuse(self, url: str, reason: str) -> Quarantined:
         return Quarantined(source=self.name, document=url, reason=reason)
@@ -229,16 +226,17 @@ def _changes_csv(body: bytes, url: str) -> list[_Entry]:
             updated = parse_time(row[1].strip(), field="changes.csv")
         except FeedError:
             continue
-        if updated is not None and row[0].endswith(".json"):
-            entries.append(_Entry(urljoin(url, row[0].strip()), updated, url))
+        target = urljoin(url, row[0].strip())
+        if updated is not None and row[0].endswith(".json") and outbound.same_origin(url, target):
+            entries.append(_Entry(target, updated, url))  # another origin is refused (its trust is not ours)
     return entries
 
 
 def _rolie(body: bytes, url: str) -> list[_Entry]:
     # Requirement 15: a ROLIE (Atom in JSON) feed; each entry links its document as "self".
     try:
-        feed = json.loads(body)["feed"]
-    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        feed = limits.load_json(body, where=url)["feed"]
+    except (FeedError, KeyError, TypeError) as exc:
         raise FeedError(f"{url} is not a ROLIE feed") from exc
     entries = []
     for entry in feed.get("entry") or [] if isinstance(feed, Mapping) else []:

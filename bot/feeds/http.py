@@ -19,7 +19,8 @@ from urllib.parse import urlsplit
 import aiohttp
 from pydantic import BaseModel, ConfigDict, Field
 
-from bot.errors import FeedError
+from bot import outbound
+from bot.errors import FeedError, OutboundRefusedError
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +120,8 @@ async def fetch(
     for attempt in range(settings.retries + 1):
         delay = settings.backoff * (2**attempt)
         try:
-            async with session.get(url, headers=headers, proxy=_explicit_proxy(url, settings)) as resp:
+            # redirects stay within the origin (bot.outbound); another origin is refused
+            async with await outbound.get(session, url, headers=headers, proxy=_explicit_proxy(url, settings)) as resp:
                 if resp.status == 304:
                     return FetchResult(url=url, status=304, not_modified=True, state=state or FetchState())
                 if missing_ok and resp.status in (404, 410):
@@ -133,6 +135,8 @@ async def fetch(
                 body = await _read_limited(resp, settings.max_bytes, safe_url)
                 new_state = FetchState(etag=resp.headers.get("ETag"), last_modified=resp.headers.get("Last-Modified"))
                 return FetchResult(url=url, status=resp.status, body=body, state=new_state)
+        except OutboundRefusedError as exc:
+            raise FeedError(str(exc)) from exc
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
             if attempt >= settings.retries:
                 raise FeedError(f"GET {safe_url}: {type(exc).__name__} after {attempt + 1} attempt(s)") from exc

@@ -13,7 +13,6 @@ de-duplicates by ``content_hash``.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from bot.errors import ConfigError, FeedError
+from bot.feeds import limits
 from bot.feeds.base import Feed, FeedBatch, FeedOptions, Quarantined, content_hash
 from bot.feeds.http import FetchState, fetch, is_http_url
 from bot.feeds.model import Advisory
@@ -68,10 +68,7 @@ def parse_kev_entry(entry: Mapping[str, Any], *, source: str = "kev") -> Advisor
 
 def parse_catalog(raw: bytes, *, source: str = "kev", document: str = "catalog") -> FeedBatch:
     """Parse a whole KEV catalogue; malformed entries are quarantined, the rest accepted."""
-    try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise FeedError(f"KEV catalogue {document} is not valid JSON: {exc}") from exc
+    data = limits.load_json(raw, where=f"KEV catalogue {document}")
     entries = data.get("vulnerabilities") if isinstance(data, dict) else None
     if not isinstance(entries, list):
         raise FeedError(f"KEV catalogue {document} has no 'vulnerabilities' list")
@@ -81,7 +78,7 @@ def parse_catalog(raw: bytes, *, source: str = "kev", document: str = "catalog")
         label = entry.get("cveID") if isinstance(entry, dict) else None
         try:
             advisories.append(parse_kev_entry(entry, source=source))
-        except FeedError as exc:
+        except (FeedError, ValueError, TypeError) as exc:
             quarantined.append(Quarantined(source=source, document=f"{document}#{label or i}", reason=str(exc)))
     return FeedBatch(advisories=tuple(advisories), quarantined=tuple(quarantined))
 

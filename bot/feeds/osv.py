@@ -19,10 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import io
-import json
-import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -32,6 +29,7 @@ from urllib.parse import quote
 import aiohttp
 
 from bot.errors import ConfigError, FeedError
+from bot.feeds import limits
 from bot.feeds.base import Feed, FeedBatch, FeedOptions, Quarantined, parse_osv, parse_time
 from bot.feeds.http import FetchState, fetch, is_http_url, open_session
 from bot.feeds.model import Advisory
@@ -59,16 +57,17 @@ class _Collector:
         self.advisories: list[Advisory] = []
         self.quarantined: list[Quarantined] = []
 
-    def add(self, document: str, raw: bytes) -> None:
+    def add(self, document: str, raw: bytes | FeedError) -> None:
+        # each record on its own (bot.feeds.limits): a hostile one is quarantined, never the whole poll
         try:
-            data = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            self.quarantine(document, f"not valid JSON: {exc}")
-            return
-        try:
+            if isinstance(raw, FeedError):
+                raise raw
+            data = limits.load_json(raw, where=document, max_bytes=_MAX_RECORD_BYTES)
             self.advisories.append(parse_osv(data, source=self.source))
         except FeedError as exc:
-            self.quarantine(document, str(exc))
+            self.quarantine(document, str(exc).removeprefix(f"{document}: "))
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+            self.quarantine(document, f"malformed record ({type(exc).__name__})")
 
     def quarantine(self, document: str, reason: str) -> None:
         self.quarantined.append(Quarantined(source=self.source, document=document, reason=reason))
@@ -132,14 +131,16 @@ class OsvFeed(Feed):
         return self._poll_local_all(path, cursor)
 
     def _poll_local_all(self, path: Path, cursor: dict[str, str]) -> FeedBatch:
+        docs: list[tuple[str, bytes | FeedError]]
         if path.is_dir():
             files = sorted(p for p in path.rglob("*.json") if p.is_file())
             docs = [(str(p.relative_to(path)), p.read_bytes()) for p in files]
         else:
-            docs = list(_zip_members(path.read_bytes(), str(path), self.http.max_bytes))
+            docs = _zip_members(path.read_bytes(), path.name, self.http.max_bytes)
         digest = hashlib.sha256()
         for name, raw in docs:
-            digest.update(f"{name}\0{hashlib.sha256(raw).hexdigest()}\n".encode())
+            mark = hashlib.sha256(raw).hexdigest() if isinstance(raw, bytes) else str(raw)
+            digest.update(f"{name}\0{mark}\n".encode())
         new_cursor = {**cursor, "digest": digest.hexdigest()}
         if cursor.get("digest") == new_cursor["digest"]:
             return FeedBatch(cursor=new_cursor)
@@ -170,7 +171,7 @@ class OsvFeed(Feed):
         if result.not_modified:
             return FeedBatch(cursor=cursor)
         new_cursor = _with_state(cursor, result.state)
-        docs = await asyncio.to_thread(lambda: list(_zip_members(result.body, url, self.http.max_bytes)))
+        docs = await asyncio.to_thread(_zip_members, result.body, url, self.http.max_bytes)
         out = _Collector(self.name)
         for name, raw in docs:
             out.add(name, raw)
@@ -203,18 +204,12 @@ class OsvFeed(Feed):
         return None if result.status in (404, 410) else result.body
 
 
-def _zip_members(data: bytes, where: str, limit: int) -> Iterator[tuple[str, bytes]]:
+def _zip_members(data: bytes, where: str, limit: int) -> list[tuple[str, bytes | FeedError]]:
+    # Each member bounded on its own whatever its header says; a zip that is no zip is one bad document.
     try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile as exc:
-        raise FeedError(f"{where}: not a zip file") from exc
-    with archive:
-        infos = [i for i in archive.infolist() if not i.is_dir() and i.filename.endswith(".json")]
-        # Refuse zip bombs before decompressing anything.
-        if sum(i.file_size for i in infos) > limit:
-            raise FeedError(f"{where}: uncompressed size exceeds the {limit}-byte limit")
-        for info in sorted(infos, key=lambda i: i.filename):
-            yield info.filename, archive.read(info)
+        return list(limits.zip_members(data, where=where, member_limit=_MAX_RECORD_BYTES, total_limit=limit))
+    except FeedError as exc:
+        return [(where, exc)]
 
 
 def _state(cursor: dict[str, str]) -> FetchState:

@@ -294,6 +294,8 @@ class FakeSlack:
     async def _view(self, p: dict[str, Any]) -> web.Response:
         view = p.get("view") or {}
         view_id = p.get("view_id") or f"V{next(self._ts):08d}"
+        if isinstance(view, dict):
+            view["id"] = view_id  # as Slack does: the submission payload carries the view's id
         self.views[view_id] = view
         return web.json_response({"ok": True, "view": {**view, "id": view_id, "hash": "h"}})
 

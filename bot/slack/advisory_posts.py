@@ -62,7 +62,7 @@ async def publish(deps: Deps, advisory_id: int, *, notes: tuple[str, ...] = ()) 
         )
         if notes:
             await _post_text(
-                deps, record, f":arrows_counterclockwise: {escape(record.primary_id)}: {'; '.join(notes)}."
+                deps, record, f":arrows_counterclockwise: {escape(record.primary_id)}: {escape('; '.join(notes))}."
             )
         return
     channel = config.slack.advisories_channel

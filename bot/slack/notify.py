@@ -92,15 +92,39 @@ async def refresh_card(deps: Deps, change_id: int, *, snap: ChangeSnapshot | Non
         snap = await load_snapshot(deps, change_id)
     if snap is None or not snap.change.thread_ts or not snap.change.channel:
         return snap
+    try:
+        await update_card(deps, snap)
+    except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
+        # the decision is committed: the card catches up through the outbox, never "nothing changed"
+        log.warning("card of %s deferred to the outbox: %s", snap.change.key, type(exc).__name__)
+        now = deps.clock.now()
+        async with deps.sessions.begin() as session:
+            await outbox.enqueue(
+                session,
+                key=f"{CARD_REFRESH}{snap.change.id}:{now.isoformat()}",
+                channel=snap.change.channel,
+                text="",
+                now=now,
+                thread_ts=snap.change.thread_ts,
+                change_id=snap.change.id,
+            )
+    await home_commands.refresh_involved(deps, snap)  # Home tabs show pending approvals and open changes
+    _want_preview(deps, snap)
+    return snap
+
+
+CARD_REFRESH = "card-refresh:"  # outbox key prefix: re-render the change's card (an update, not a post)
+
+
+async def update_card(deps: Deps, snap: ChangeSnapshot) -> None:
+    """``chat.update`` the card with ``snap`` (raises Slack's errors; callers decide what a failure means)."""
+    assert snap.change.channel and snap.change.thread_ts
     await deps.client.chat_update(
         channel=snap.change.channel,
         ts=snap.change.thread_ts,
         text=card_blocks.fallback_text(snap.change),
         blocks=card_blocks.card(snap),
     )
-    await home_commands.refresh_involved(deps, snap)  # Home tabs show pending approvals and open changes
-    _want_preview(deps, snap)
-    return snap
 
 
 async def thread(deps: Deps, change: Change, text: str) -> None:

@@ -33,6 +33,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 
 from bot.deps import Deps
+from bot.slack import notify
 from storage import changes, outbox
 from storage.outbox import Claim
 
@@ -119,7 +120,26 @@ class OutboxSender:
         if wait > 0:
             await asyncio.sleep(wait)
 
+    async def _refresh_card(self, claim: Claim, result: SweepResult) -> None:
+        # An update is idempotent and renders the state of now: no history lookup, no metadata key.
+        snap = await notify.load_snapshot(self.deps, claim.change_id) if claim.change_id is not None else None
+        try:
+            if snap is not None and snap.change.channel and snap.change.thread_ts:
+                await notify.update_card(self.deps, snap)
+        except SlackApiError as exc:
+            await self._on_slack_error(claim, result, exc, maybe_posted=False)
+            return
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            await self._retry_or_fail(claim, result, error=f"{type(exc).__name__}: {exc}", maybe_posted=False)
+            return
+        async with self.deps.sessions.begin() as session:
+            await outbox.mark_sent(session, claim.id, owner=self.owner, ts=claim.thread_ts or "")
+        result.sent += 1
+
     async def _deliver(self, claim: Claim, result: SweepResult) -> None:
+        if claim.key.startswith(notify.CARD_REFRESH):
+            await self._refresh_card(claim, result)
+            return
         if claim.recovered:
             try:
                 found = await self._find_posted(claim)
@@ -160,7 +180,9 @@ class OutboxSender:
                 log.warning("outbox: lease on %s was lost while posting; the next holder checks history", claim.key)
         result.sent += 1
 
-    async def _on_slack_error(self, claim: Claim, result: SweepResult, exc: SlackApiError) -> None:
+    async def _on_slack_error(
+        self, claim: Claim, result: SweepResult, exc: SlackApiError, *, maybe_posted: bool = True
+    ) -> None:
         status = getattr(exc.response, "status_code", 200)
         error = str(exc.response.get("error") or status)
         if status == 429:
@@ -170,7 +192,7 @@ class OutboxSender:
             await self._release(claim, result, error="ratelimited", maybe_posted=False, delay=retry_after, refund=True)
             return
         # A 5xx may have posted; an error code (channel_not_found, ...) certainly did not.
-        await self._retry_or_fail(claim, result, error=error, maybe_posted=status >= 500)
+        await self._retry_or_fail(claim, result, error=error, maybe_posted=maybe_posted and status >= 500)
 
     async def _retry_or_fail(self, claim: Claim, result: SweepResult, *, error: str, maybe_posted: bool) -> None:
         if claim.attempts < self.max_attempts:

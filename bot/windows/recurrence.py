@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from dateutil.rrule import rrule, rruleset, rrulestr
 
 from bot.config import Blackout, Config, System, WindowRule, format_duration
-from bot.errors import ConfigError, NotFoundError
+from bot.errors import ConfigError, NotFoundError, SchedulingError
 from bot.windows.model import BlackoutPeriod, Slot, aware_utc
 
 # Fields a rule leaves out (weekday of a plain WEEKLY rule, minute, second, the phase of INTERVAL and
@@ -24,6 +24,13 @@ from bot.windows.model import BlackoutPeriod, Slot, aware_utc
 ANCHOR = datetime(2024, 1, 1, 0, 0)
 # Local and UTC bounds differ by at most the zone's offset (< 1 day); widen queries so no edge is lost.
 _MARGIN = timedelta(days=1)
+# Every expansion is bounded: a rule that needs more steps than this for one query is refused (a
+# COUNT=99999999 or a dense rule must not hold the event loop; config refuses sub-minute ones outright).
+MAX_STEPS = 50_000
+# Fixed-length periods a rule without COUNT or DTSTART may be re-anchored by (its phase stays the same),
+# so that expanding near today does not walk every occurrence since the anchor.
+_PERIODS = {"WEEKLY": timedelta(weeks=1), "DAILY": timedelta(days=1), "HOURLY": timedelta(hours=1)}
+_PERIODS["MINUTELY"] = timedelta(minutes=1)
 UTC_ZONE = ZoneInfo("UTC")
 
 _DAYS = {
@@ -55,26 +62,58 @@ def local_to_utc(value: datetime, zone: ZoneInfo) -> datetime:
 
 
 @functools.lru_cache(maxsize=256)
-def _parsed(text: str) -> tuple[rrule | rruleset, bool]:
+def _parsed(text: str, anchor: datetime = ANCHOR) -> tuple[rrule | rruleset, bool]:
     """The parsed rule and whether it yields aware datetimes (a DTSTART with TZID or Z)."""
     try:
-        parsed = rrulestr(text, dtstart=ANCHOR, cache=True)
+        parsed = rrulestr(text, dtstart=anchor)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"maintenance window rule {text!r} is not a valid RFC 5545 rule: {exc}") from exc
     first = next(iter(parsed), None)
     return parsed, first is not None and first.tzinfo is not None
 
 
+def _anchor_near(text: str, lo: datetime) -> datetime:
+    """ANCHOR moved forward by whole periods of the rule to just before ``lo`` (same phase), if allowed."""
+    parts = _rrule_parts(text)
+    period = _PERIODS.get(parts.get("FREQ", ""))
+    if period is None or "COUNT" in parts or "DTSTART" in text.upper() or "\n" in text.strip():
+        return ANCHOR
+    try:
+        step = period * max(1, int(parts.get("INTERVAL", "1") or "1"))
+    except ValueError:
+        return ANCHOR
+    # whole periods keep the phase: a week keeps the anchor's weekday (and its parity for INTERVAL=2)
+    whole = (lo - ANCHOR - timedelta(days=1)) // step  # a day of slack for BYxxx before the anchor's time
+    return ANCHOR + step * whole if whole > 0 else ANCHOR
+
+
+def _bounded_between(parsed: rrule | rruleset, lo: datetime, hi: datetime, *, text: str) -> list[datetime]:
+    """``parsed.between(lo, hi, inc=True)`` in at most ``MAX_STEPS`` steps, else ``SchedulingError``."""
+    found: list[datetime] = []
+    for steps, value in enumerate(parsed):
+        if value > hi:
+            break
+        if value >= lo:
+            found.append(value)
+        if steps >= MAX_STEPS:
+            raise SchedulingError(
+                f"window rule {text!r} needs more than {MAX_STEPS} steps to expand",
+                user_message=f"The maintenance window rule `{text.strip()[:200]}` is too dense to expand (more "
+                f"than {MAX_STEPS:,} occurrences to walk); ask an administrator to simplify it.",
+            )
+    return found
+
+
 def _rule_starts(rule: WindowRule, zone: ZoneInfo, start: datetime, end: datetime) -> list[datetime]:
     """UTC starts of ``rule`` whose occurrence may overlap ``[start, end)`` (a superset; caller filters)."""
-    parsed, aware = _parsed(rule.rrule)
     lo, hi = start - rule.duration - _MARGIN, end + _MARGIN
+    naive_lo = lo.astimezone(zone).replace(tzinfo=None)
+    naive_hi = hi.astimezone(zone).replace(tzinfo=None)
+    parsed, aware = _parsed(rule.rrule, _anchor_near(rule.rrule, naive_lo))
     if aware:
-        found = parsed.between(lo, hi, inc=True)
+        found = _bounded_between(parsed, lo, hi, text=rule.rrule)
     else:
-        naive_lo = lo.astimezone(zone).replace(tzinfo=None)
-        naive_hi = hi.astimezone(zone).replace(tzinfo=None)
-        found = parsed.between(naive_lo, naive_hi, inc=True)
+        found = _bounded_between(parsed, naive_lo, naive_hi, text=rule.rrule)
     return [local_to_utc(dt, zone) for dt in found]
 
 

@@ -19,11 +19,12 @@ import aiohttp
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot import outbound
 from bot.blocks.common import escape
 from bot.config import Config
 from bot.crypto.integrity import ArtifactRef, TrustEntry, VerifiedArtifact, fetch_and_verify, parse_trust, reverify
 from bot.deps import Deps
-from bot.errors import ConfigError, IllegalTransitionError, InputError, VerificationError
+from bot.errors import ConfigError, IllegalTransitionError, InputError, OutboundRefusedError, VerificationError
 from bot.views import state_label
 from bot.workflows import lifecycle
 from storage import artifacts as store
@@ -59,6 +60,13 @@ async def attach(
     except ValidationError as exc:
         problem = exc.errors()[0]["msg"].removeprefix("Value error, ")
         raise InputError(f"invalid artifact: {problem}") from exc
+    policy = outbound.OutboundPolicy(tuple(config.outbound.allow))
+    for target in (ref.url, ref.signature_url):
+        try:
+            if target is not None:
+                policy.check_url(target)
+        except OutboundRefusedError as exc:
+            raise InputError(f"invalid artifact: {exc}") from exc
     if ref.signer is not None and ref.signer not in config.trust:
         known = ", ".join(sorted(config.trust)) or "none configured"
         raise InputError(f"signer {ref.signer!r} is not in the trust store (known: {known})")
@@ -89,7 +97,12 @@ def _ref(row: Artifact) -> ArtifactRef:
 
 
 async def _verify_one(
-    row: Artifact, *, folder: Path, trust: Mapping[str, TrustEntry], http: aiohttp.ClientSession | None
+    row: Artifact,
+    *,
+    folder: Path,
+    trust: Mapping[str, TrustEntry],
+    http: aiohttp.ClientSession | None,
+    policy: outbound.OutboundPolicy,
 ) -> VerifiedArtifact:
     # 1. A copy verified earlier is reused only if it still hashes to what was verified (checked below);
     #    otherwise download and verify afresh.
@@ -97,7 +110,7 @@ async def _verify_one(
     if row.status == "verified" and earlier and row.verified_sha256 and await asyncio.to_thread(earlier.is_file):
         verified = VerifiedArtifact(path=earlier, sha256=row.verified_sha256, signer=row.signer or "")
     else:
-        verified = await fetch_and_verify(_ref(row), quarantine=folder, trust=trust, session=http)
+        verified = await fetch_and_verify(_ref(row), quarantine=folder, trust=trust, session=http, policy=policy)
     # 2. Re-hash immediately before handing the path out (time of check = time of use).
     reverify(verified)
     return verified
@@ -135,12 +148,14 @@ async def verified_paths(
                 trust = parse_trust(config.trust, base_dir=deps.settings.config_path.parent)
             except ConfigError as exc:
                 raise VerificationError(f"the trust store is invalid: {exc}") from exc
-            verified = await _verify_one(row, folder=folder, trust=trust, http=http)
+            policy = outbound.OutboundPolicy(tuple(config.outbound.allow))
+            verified = await _verify_one(row, folder=folder, trust=trust, http=http, policy=policy)
         except VerificationError as exc:
             await _refused(deps, change=change, row=row, reason=str(exc), actor=actor, notify_thread=notify_thread)
             raise VerificationError(
-                f"{change.key}: artifact {row.url} refused: {exc}",
-                user_message=f"{change.key}: artifact `{row.url}` failed verification ({exc}); the deployment "
+                f"{change.key}: artifact {outbound.redact(row.url)} refused: {exc}",
+                user_message=f"{change.key}: artifact `{escape(outbound.redact(row.url))}` failed verification "
+                f"({exc}); the deployment "
                 "is refused.",
             ) from exc
         async with deps.sessions.begin() as session:
@@ -175,7 +190,7 @@ async def _refused(deps: Deps, *, change: Change, row: Artifact, reason: str, ac
             await deps.client.chat_postMessage(
                 channel=change.channel or config_channel(deps),
                 thread_ts=change.thread_ts,
-                text=f":no_entry: Artifact `{escape(row.url)}` of {change.key} failed verification: "
+                text=f":no_entry: Artifact `{escape(outbound.redact(row.url))}` of {change.key} failed verification: "
                 f"{escape(reason)}. The deployment is refused.",
                 unfurl_links=False,
             )

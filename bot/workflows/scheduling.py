@@ -7,6 +7,8 @@ control log, and the announcements — all in the caller's transaction, so they 
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -120,14 +122,19 @@ async def propose(
     _check_allowed(config, change, user)
     mode = _mode(change, stage)
     notice = notice_for(config, change.systems, stage)
-    slots = rules.next_free_slots(
-        config,
-        change.systems,
-        now=now,
-        bookings=await _bookings(session, change, now),
-        notice=notice,
-        count=count,
-        exclude_change=change.key,
+    bookings = await _bookings(session, change, now)
+    # rule expansion is CPU work: off the event loop, so acks and /healthz keep answering meanwhile
+    slots = await asyncio.to_thread(
+        functools.partial(
+            rules.next_free_slots,
+            config,
+            change.systems,
+            now=now,
+            bookings=bookings,
+            notice=notice,
+            count=count,
+            exclude_change=change.key,
+        )
     )
     return Proposal(change, stage, slots, notice, timezone_of(config, change), mode)
 
@@ -183,23 +190,26 @@ async def book(
     bookings = await _bookings(session, change, now)
     notice = notice_for(config, change.systems, stage)
 
-    def verify(*, bypass: bool) -> None:
-        rules.check_slot(
-            config,
-            change.systems,
-            chosen,
-            now=now,
-            bookings=bookings,
-            notice=notice,
-            emergency=bypass,
-            exclude_change=change.key,
+    async def verify(*, bypass: bool) -> None:
+        await asyncio.to_thread(
+            functools.partial(
+                rules.check_slot,
+                config,
+                change.systems,
+                chosen,
+                now=now,
+                bookings=bookings,
+                notice=notice,
+                emergency=bypass,
+                exclude_change=change.key,
+            )
         )
 
-    verify(bypass=emergency)
+    await verify(bypass=emergency)
     bypassed = ""
     if emergency:
         try:
-            verify(bypass=False)
+            await verify(bypass=False)
         except SlotRefusedError as exc:
             bypassed = exc.rule.value  # what the emergency skipped, for the control log
     previous = await windows.active(session, change_id=change.id, stage=stage) if mode is BookMode.MOVE else None

@@ -1,0 +1,33 @@
+"""After a commit, Slack failures are delivered later (outbox), never reported as "nothing was changed"."""
+
+from __future__ import annotations
+
+from conftest import OWNER, REQ, Harness, eventually
+
+from bot.slack.outbox_sender import OutboxSender
+from storage import changes
+from storage.models import ChangeState
+
+
+async def test_card_update_failing_after_an_approval_is_retried_and_never_says_nothing_changed(
+    harness: Harness,
+) -> None:
+    h = harness
+    card = await h.request_change()
+    h.fake.fail("chat.update", status=500, times=50)  # every card update 5xx, retries included
+    status, _ = await h.slack.click(card, "change_approve", user=OWNER)
+    assert status == 200
+    # the thread note is not lost
+    await eventually(
+        lambda: any(f"<@{REQ}>" in m.text and "approved" in m.text for m in h.thread(card)), what="thread note"
+    )
+    notes = await eventually(lambda: h.fake.ephemerals(OWNER), what="the approver's note")
+    assert not any("nothing was changed" in n for n in notes), notes
+    async with h.deps.sessions.begin() as s:
+        change = await changes.get(s, 1)
+        assert change is not None and change.state is ChangeState.APPROVED_FOR_TEST
+    assert "Approved for test" not in str(h.latest(card).blocks)  # Slack refused every update so far
+
+    h.fake.failures.pop("chat.update", None)  # Slack is back
+    await OutboxSender(h.deps, channel_gap=0.01).drain()
+    await eventually(lambda: "Approved for test" in str(h.latest(card).blocks), what="the card catching up")
