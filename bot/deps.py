@@ -15,6 +15,7 @@ from bot.config import Config, Settings
 from bot.crypto import Signer
 from bot.errors import DatabaseNotReadyError
 from bot.executors import registry
+from bot.metrics import Metrics
 from bot.tasks import Coalescer
 from storage import db, migrate
 
@@ -52,6 +53,7 @@ class Deps:
     signer: Signer | None = None
     homes: Coalescer = field(default_factory=Coalescer)  # App Home tabs waiting to be re-published
     plans: Coalescer = field(default_factory=lambda: Coalescer(delay=0.0))  # cards waiting for a plan preview
+    metrics: Metrics = field(default_factory=Metrics)  # GET /metrics (issue 14)
 
 
 def load_signer(settings: Settings) -> Signer:
@@ -85,6 +87,7 @@ def build_deps(
     client: AsyncWebClient,
     clock: Clock | None = None,
     signer: Signer | None = None,
+    metrics: Metrics | None = None,
 ) -> Deps:
     """Create the engine and session factory and bundle everything long-lived.
 
@@ -108,6 +111,7 @@ def build_deps(
         client=client,
         clock=clock or Clock(),
         signer=signer,
+        metrics=metrics or Metrics(),
     )
 
 

@@ -221,9 +221,13 @@ def _check_head(head: PublishedHead, epochs: list[_Epoch]) -> None:
     key = _key_for(epochs, head.seq)
     if head.key_id != key_id(key):
         raise VerificationError(f"signed by key {head.key_id}, but key {key_id(key)} was in force there")
+    try:
+        signature = base64.b64decode(head.signature, validate=True)
+    except ValueError as exc:
+        raise VerificationError("the signature is not base64") from exc
     crypto.verify_ed25519(
         key,
-        signature=base64.b64decode(head.signature),
+        signature=signature,
         message=checkpoint_message(head.seq, head.hash, head.signed_at, kind=head.kind),
     )
 
