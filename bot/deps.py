@@ -15,6 +15,7 @@ from bot.config import Config, Settings
 from bot.crypto import Signer
 from bot.errors import DatabaseNotReadyError
 from bot.executors import registry
+from bot.leader import Leadership
 from bot.metrics import Metrics
 from bot.tasks import Coalescer
 from storage import db, migrate
@@ -54,6 +55,7 @@ class Deps:
     homes: Coalescer = field(default_factory=Coalescer)  # App Home tabs waiting to be re-published
     plans: Coalescer = field(default_factory=lambda: Coalescer(delay=0.0))  # cards waiting for a plan preview
     metrics: Metrics = field(default_factory=Metrics)  # GET /metrics (issue 14)
+    leader: Leadership | None = None  # one replica per job runs the sweeps (issue 14)
 
 
 def load_signer(settings: Settings) -> Signer:
@@ -112,6 +114,7 @@ def build_deps(
         clock=clock or Clock(),
         signer=signer,
         metrics=metrics or Metrics(),
+        leader=Leadership(engine),
     )
 
 

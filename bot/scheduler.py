@@ -129,7 +129,12 @@ def create_scheduler(deps: Deps) -> AsyncIOScheduler:
         jobs.insert(0, ("feeds_poll", run_feeds_poll, deps.config.advisories.poll_every))
     for job_id, fn, every in jobs:
         scheduler.add_job(
-            _safe(fn), "interval", args=[deps], id=job_id, seconds=every.total_seconds(), replace_existing=True
+            _safe(_led(job_id, fn)),
+            "interval",
+            args=[deps],
+            id=job_id,
+            seconds=every.total_seconds(),
+            replace_existing=True,
         )
     return scheduler
 
@@ -140,6 +145,16 @@ async def run_jobs_now(scheduler: AsyncIOScheduler) -> None:
     The very jobs the scheduler runs, not copies: what the sandbox shows is what production does."""
     for job in scheduler.get_jobs():
         await job.func(*job.args)
+
+
+def _led(job_id: str, fn: Callable[[Deps], Awaitable[object]]) -> Callable[[Deps], Awaitable[object]]:
+    """Run the job only on the replica that leads it (bot.leader); always when there is no leadership."""
+
+    async def wrapper(deps: Deps) -> object:
+        return await fn(deps) if deps.leader is None else await deps.leader.run(job_id, lambda: fn(deps))
+
+    wrapper.__name__ = getattr(fn, "__name__", job_id)
+    return wrapper
 
 
 def _safe(fn: Callable[[Deps], Awaitable[object]]) -> Callable[[Deps], Awaitable[None]]:

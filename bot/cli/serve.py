@@ -71,6 +71,8 @@ async def _serve(host: str, port: int, socket_mode: bool) -> None:
             await asyncio.Event().wait()
     finally:
         sched.shutdown(wait=False)
+        if deps.leader is not None:
+            await deps.leader.close()  # hands the sweeps to another replica now, not at connection timeout
         await runner.cleanup()
         await deps.engine.dispose()
         await slack_http.close()
