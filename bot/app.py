@@ -7,6 +7,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
@@ -33,6 +34,7 @@ from bot.commands import report as report_commands
 from bot.commands import schedule as schedule_commands
 from bot.commands.router import Router
 from bot.deps import Deps
+from bot.metrics import CONTENT_TYPE, CountingRetryHandler, Metrics
 from bot.render import ical
 from bot.workflows import replay
 
@@ -60,16 +62,20 @@ class IdempotentServerErrorRetryHandler(AsyncServerErrorRetryHandler):
         return bool(await super()._can_retry_async(state=state, request=request, response=response, error=error))
 
 
-def create_client(*, token: str, base_url: str, session: aiohttp.ClientSession | None = None) -> AsyncWebClient:
+def create_client(
+    *, token: str, base_url: str, session: aiohttp.ClientSession | None = None, metrics: Metrics | None = None
+) -> AsyncWebClient:
     """The Web API client: rate-limit (429 + Retry-After), 5xx and connection retries switched on.
 
     Pass a shared ``session`` (created inside the running loop, closed at shutdown): without one, slack_sdk
-    opens and closes a connection pool for every single API call."""
+    opens and closes a connection pool for every single API call. With ``metrics``, 429s and errors are
+    counted for ``/metrics``."""
     return AsyncWebClient(
         token=token,
         base_url=base_url,
         session=session,
         retry_handlers=[
+            *([CountingRetryHandler(metrics)] if metrics is not None else []),
             AsyncConnectionErrorRetryHandler(max_retry_count=1),
             AsyncRateLimitErrorRetryHandler(max_retry_count=5),
             IdempotentServerErrorRetryHandler(max_retry_count=2),
@@ -127,8 +133,14 @@ def create_web_app(app: AsyncApp, deps: Deps) -> web.Application:
         }
         return web.json_response(body)
 
+    async def metrics(_request: web.Request) -> web.Response:
+        async with deps.sessions.begin() as session:
+            await deps.metrics.refresh(session, now=deps.clock.now())
+        return web.Response(body=deps.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
     web_app = web.Application()
     web_app[DEPS_KEY] = deps
+    web_app.router.add_get("/metrics", metrics)
     web_app.router.add_post("/slack/events", slack_events)
     web_app.router.add_get("/healthz", healthz)
     web_app.router.add_routes(ical.routes(deps))  # GET /calendar.ics, /calendar/<system>.ics
@@ -142,3 +154,32 @@ async def run_socket_mode(app: AsyncApp, *, app_token: str) -> None:
         await handler.start_async()  # type: ignore[no-untyped-call]
     finally:
         await handler.close_async()  # type: ignore[no-untyped-call]
+
+
+class RedactingAccessLogger(AbstractAccessLogger):
+    """Access log lines without query strings: ``/calendar.ics?token=...`` carries a secret in its URL.
+
+    The query is replaced by ``?[redacted]`` (that there was one may matter); the Referer, which can repeat
+    the URL, is not logged.
+    """
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        query = "?[redacted]" if request.query_string else ""
+        self.logger.info(
+            '%s "%s %s%s HTTP/%d.%d" %d %d %.3fs "%s"',
+            request.remote or "-",
+            request.method,
+            request.path,
+            query,
+            request.version.major,
+            request.version.minor,
+            response.status,
+            response.body_length,
+            time,
+            request.headers.get("User-Agent", "-"),
+        )
+
+
+def create_runner(web_app: web.Application) -> web.AppRunner:
+    """The runner serving the web app, with the redacting access log."""
+    return web.AppRunner(web_app, access_log_class=RedactingAccessLogger)

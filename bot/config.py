@@ -337,6 +337,29 @@ class OutboundSettings(Strict):
     )
 
 
+class AuditStream(Strict):
+    """``audit.stream:``: where every control-log entry and signed checkpoint is copied (a SIEM)."""
+
+    url: str | None = None  # NDJSON lines POSTed to this URL
+    syslog: str | None = None  # host:port of an RFC 5424 syslog receiver (UDP)
+    batch: int = Field(default=500, ge=1, le=10_000)
+
+
+class AuditSettings(Strict):
+    """``audit:``: the control log's trust anchors, checkpoint cadence and witnesses (issue 14, item 1).
+
+    ``trusted_keys`` are base64 raw Ed25519 public keys; the key of ``PATCHWARDEN_AUDIT_KEY`` or the key file is
+    trusted as well. Nothing in the database is ever trusted as a key.
+    """
+
+    trusted_keys: list[str] = Field(default_factory=list)
+    checkpoint_every: int = Field(default=100, ge=1, le=1_000_000)
+    checkpoint_interval: Duration = timedelta(hours=1)
+    witness_file: Path | None = None  # append-only JSON lines of every signed checkpoint
+    witness_url: str | None = None  # each signed checkpoint is POSTed here as JSON
+    stream: AuditStream = Field(default_factory=AuditStream)
+
+
 class Config(Strict):
     """The whole YAML configuration."""
 
@@ -349,6 +372,8 @@ class Config(Strict):
     trust: dict[str, dict[str, Any]] = Field(default_factory=dict)
     advisories: AdvisorySettings = Field(default_factory=AdvisorySettings)
     outbound: OutboundSettings = Field(default_factory=OutboundSettings)
+
+    audit: AuditSettings = Field(default_factory=AuditSettings)
 
     @model_validator(mode="after")
     def _references(self) -> Config:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -14,6 +15,8 @@ from bot.config import Config, Settings
 from bot.crypto import Signer
 from bot.errors import DatabaseNotReadyError
 from bot.executors import registry
+from bot.leader import Leadership
+from bot.metrics import Metrics
 from bot.tasks import Coalescer
 from storage import db, migrate
 
@@ -51,6 +54,8 @@ class Deps:
     signer: Signer | None = None
     homes: Coalescer = field(default_factory=Coalescer)  # App Home tabs waiting to be re-published
     plans: Coalescer = field(default_factory=lambda: Coalescer(delay=0.0))  # cards waiting for a plan preview
+    metrics: Metrics = field(default_factory=Metrics)  # GET /metrics (issue 14)
+    leader: Leadership | None = None  # one replica per job runs the sweeps (issue 14)
 
 
 def load_signer(settings: Settings) -> Signer:
@@ -60,6 +65,23 @@ def load_signer(settings: Settings) -> Signer:
     return Signer.load_or_create(settings.audit_key_file)
 
 
+def existing_signer(settings: Settings) -> Signer | None:
+    """The audit key if one is configured or its file exists (never creates one)."""
+    if settings.audit_key is not None and settings.audit_key.get_secret_value().strip():
+        return Signer.from_base64(settings.audit_key.get_secret_value())
+    return Signer.load_or_create(settings.audit_key_file) if settings.audit_key_file.exists() else None
+
+
+def trusted_audit_keys(settings: Settings, config: Config | None) -> list[bytes]:
+    """The control log's trust anchors: ``audit.trusted_keys`` and the audit key's own public key.
+
+    Never read from the database. The key file is not created here (verification must not mint a key).
+    """
+    keys = [base64.b64decode(k) for k in (config.audit.trusted_keys if config else [])]
+    signer = existing_signer(settings)
+    return keys + ([signer.public_bytes] if signer is not None else [])
+
+
 def build_deps(
     settings: Settings,
     config: Config,
@@ -67,6 +89,7 @@ def build_deps(
     client: AsyncWebClient,
     clock: Clock | None = None,
     signer: Signer | None = None,
+    metrics: Metrics | None = None,
 ) -> Deps:
     """Create the engine and session factory and bundle everything long-lived.
 
@@ -77,14 +100,21 @@ def build_deps(
 
     runner.prime(config, registry.validate_config(config))
     engine = db.create_engine(settings.database_url)
+    sessions = db.session_factory(engine)
+    if signer is not None:  # commits sign a checkpoint every audit.checkpoint_every entries
+        from bot.workflows import audit as audit_flow
+
+        sessions.configure(info=audit_flow.session_info(signer, every=config.audit.checkpoint_every))
     return Deps(
         settings=settings,
         config=config,
         engine=engine,
-        sessions=db.session_factory(engine),
+        sessions=sessions,
         client=client,
         clock=clock or Clock(),
         signer=signer,
+        metrics=metrics or Metrics(),
+        leader=Leadership(engine),
     )
 
 

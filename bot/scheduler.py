@@ -17,8 +17,7 @@ from bot.blocks.common import escape, mentions, slack_date
 from bot.commands import deploy
 from bot.deps import Deps
 from bot.slack import advisory_posts, notify, outbox_sender
-from bot.workflows import announcements, approval, auto_approval, recovery, reminders
-from bot.workflows import audit as audit_flow
+from bot.workflows import announcements, approval, audit_publish, auto_approval, recovery, reminders
 from storage import changes
 from storage.models import Change
 
@@ -26,7 +25,8 @@ log = logging.getLogger(__name__)
 Scheduler = AsyncIOScheduler  # for type annotations elsewhere, without importing apscheduler there
 SWEEP_EVERY = timedelta(minutes=1)
 CARD_GRACE = timedelta(minutes=2)  # a card younger than this may still be on its way
-CHECKPOINT_EVERY = timedelta(hours=1)
+CHECKPOINT_EVERY = timedelta(minutes=5)  # signs only once audit.checkpoint_interval has passed
+AUDIT_PUBLISH_EVERY = timedelta(seconds=5)
 OUTBOX_EVERY = timedelta(seconds=2)
 WINDOW_SWEEP_EVERY = timedelta(seconds=30)
 
@@ -63,17 +63,8 @@ async def run_sweep(deps: Deps) -> int:
 
 
 async def run_checkpoint(deps: Deps) -> None:
-    """Write a signed checkpoint of the control log and post it to the audit channel if configured."""
-    if deps.signer is None:
-        return
-    async with deps.sessions.begin() as session:
-        cp = await audit_flow.write_checkpoint(session, signer=deps.signer, now=deps.clock.now())
-    if cp is not None and deps.config.slack.audit_channel:
-        await deps.client.chat_postMessage(
-            channel=deps.config.slack.audit_channel,
-            text=f"Control-log checkpoint: entry {cp.seq} hash `{cp.hash}` signed by key `{cp.key_id}` "
-            f"(signature `{cp.signature}`). Keep this message: it proves the log's length.",
-        )
+    """Sign the control log's head hourly and publish it (witnesses, audit channel, stream)."""
+    await audit_publish.run_checkpoint(deps)
 
 
 async def run_window_sweep(deps: Deps) -> tuple[int, int]:
@@ -158,13 +149,19 @@ def create_scheduler(deps: Deps) -> AsyncIOScheduler:
         ("recovery", run_recovery, SWEEP_EVERY),  # deployments interrupted by a crash
         ("advisory_sweep", advisory_posts.run_advisory_sweep, advisory_posts.SWEEP_EVERY),
         ("checkpoint", run_checkpoint, CHECKPOINT_EVERY),
+        ("audit_publish", audit_publish.run_publish, AUDIT_PUBLISH_EVERY),  # heads to witnesses, log to the SIEM
         ("outbox", run_outbox, OUTBOX_EVERY),
     ]
     if feeds:
         jobs.insert(0, ("feeds_poll", run_feeds_poll, deps.config.advisories.poll_every))
     for job_id, fn, every in jobs:
         scheduler.add_job(
-            _safe(fn), "interval", args=[deps], id=job_id, seconds=every.total_seconds(), replace_existing=True
+            _safe(_led(job_id, fn)),
+            "interval",
+            args=[deps],
+            id=job_id,
+            seconds=every.total_seconds(),
+            replace_existing=True,
         )
     return scheduler
 
@@ -175,6 +172,16 @@ async def run_jobs_now(scheduler: AsyncIOScheduler) -> None:
     The very jobs the scheduler runs, not copies: what the sandbox shows is what production does."""
     for job in scheduler.get_jobs():
         await job.func(*job.args)
+
+
+def _led(job_id: str, fn: Callable[[Deps], Awaitable[object]]) -> Callable[[Deps], Awaitable[object]]:
+    """Run the job only on the replica that leads it (bot.leader); always when there is no leadership."""
+
+    async def wrapper(deps: Deps) -> object:
+        return await fn(deps) if deps.leader is None else await deps.leader.run(job_id, lambda: fn(deps))
+
+    wrapper.__name__ = getattr(fn, "__name__", job_id)
+    return wrapper
 
 
 def _safe(fn: Callable[[Deps], Awaitable[object]]) -> Callable[[Deps], Awaitable[None]]:

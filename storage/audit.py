@@ -13,7 +13,7 @@ import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -105,6 +105,63 @@ def _chain_pending(session: Session) -> None:
         )
         session.add(entry)
         head.seq, head.hash = seq, entry.hash
+    _sign_head(session, head, signed_at=pending[-1].at)
+    session.flush()
+    _checkpoint_inline(session, head, signed_at=pending[-1].at)
+
+
+CHECKPOINTER = "audit_checkpointer"  # session.info key: a ``Checkpointer`` (set by the composition root)
+CHECKPOINT_EVERY = "audit_checkpoint_every"  # session.info key: sign at least every this many entries
+
+
+class Checkpointer(Protocol):
+    """Signs a head: returns ``(key_id, public_key_base64, signature_base64)`` (storage holds no keys).
+
+    ``kind`` is ``"checkpoint"`` (a row of ``audit_checkpoints``) or ``"head"`` (the head row's signature);
+    the two are signed under different labels so that one can never stand in for the other.
+    """
+
+    def __call__(self, seq: int, hash_: str, signed_at: datetime, *, kind: str = "checkpoint") -> tuple[str, str, str]:
+        """Sign ``(seq, hash_, signed_at)``."""
+        ...
+
+
+def _sign_head(session: Session, head: AuditHead, *, signed_at: datetime) -> None:
+    """Sign the new head with the audit key if this session has it; otherwise leave it visibly unsigned."""
+    sign: Checkpointer | None = session.info.get(CHECKPOINTER)
+    if sign is None:
+        head.signed_at = head.key_id = head.signature = None
+        return
+    head.key_id, _, head.signature = sign(head.seq, head.hash, signed_at, kind="head")
+    head.signed_at = signed_at
+
+
+def _checkpoint_inline(session: Session, head: AuditHead, *, signed_at: datetime) -> None:
+    """Sign the head in the same transaction once ``checkpoint_every`` entries are unsigned.
+
+    The unsigned tail of the log is then never longer than ``checkpoint_every`` entries (whatever the
+    hourly job does), which is what ``audit verify`` requires.
+    """
+    sign: Checkpointer | None = session.info.get(CHECKPOINTER)
+    every: int | None = session.info.get(CHECKPOINT_EVERY)
+    if sign is None or every is None:  # the CLI signs heads but leaves checkpoints to the bot
+        return
+    last = session.execute(
+        select(AuditCheckpoint.seq).order_by(AuditCheckpoint.id.desc()).limit(1)
+    ).scalar_one_or_none()
+    if head.seq - (last or 0) < every:
+        return
+    key_id, public_key, signature = sign(head.seq, head.hash, signed_at)
+    session.add(
+        AuditCheckpoint(
+            seq=head.seq,
+            hash=head.hash,
+            signed_at=signed_at,
+            key_id=key_id,
+            public_key=public_key,
+            signature=signature,
+        )
+    )
     session.flush()
 
 
@@ -157,6 +214,12 @@ def _check(entry: AuditEntry, expected_seq: int, prev_hash: str) -> str:
         return "prev_hash does not match the previous entry's hash (an entry before it was changed or removed)"
     if entry.hash != chain_hash(prev_hash, entry.body):
         return "hash does not match the entry's content (the entry was edited)"
+    try:
+        hashed_at = datetime.fromisoformat(str(body.get("at")))
+    except ValueError:
+        return "the hashed record has no valid time"
+    if hashed_at != entry.at:
+        return f"column at ({entry.at.isoformat()}) differs from the hashed record ({hashed_at.isoformat()})"
     columns = {
         "actor": entry.actor,
         "action": entry.action,
@@ -178,6 +241,14 @@ async def verify_chain(session: AsyncSession) -> ChainReport:
             return ChainReport(count, last_seq, prev, first_bad=entry.seq, problem=problem)
         prev, count, expected, last_seq = entry.hash, count + 1, expected + 1, entry.seq
     head = (await session.execute(select(AuditHead).where(AuditHead.id == 1))).scalar_one_or_none()
+    if head is None and count:
+        return ChainReport(
+            count,
+            last_seq,
+            prev,
+            first_bad=last_seq,
+            problem="the head row is missing (it is written with every entry)",
+        )
     if head is not None and (head.seq != last_seq or head.hash != prev):
         return ChainReport(
             count,
@@ -205,3 +276,20 @@ async def entries_since(session: AsyncSession, since: datetime | None) -> list[A
     if since is not None:
         stmt = stmt.where(AuditEntry.at >= since)
     return list((await session.execute(stmt)).scalars())
+
+
+async def entries_after(session: AsyncSession, seq: int, *, limit: int) -> list[AuditEntry]:
+    """Up to ``limit`` entries after position ``seq``, in order (for streaming)."""
+    stmt = select(AuditEntry).where(AuditEntry.seq > seq).order_by(AuditEntry.seq).limit(limit)
+    return list((await session.execute(stmt)).scalars())
+
+
+async def entries_with_action(session: AsyncSession, action: str) -> list[AuditEntry]:
+    """Every entry recording ``action``, in order."""
+    stmt = select(AuditEntry).where(AuditEntry.action == action).order_by(AuditEntry.seq)
+    return list((await session.execute(stmt)).scalars())
+
+
+async def head(session: AsyncSession) -> AuditHead | None:
+    """The head row (None on a log never written)."""
+    return await session.get(AuditHead, 1)

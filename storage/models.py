@@ -245,6 +245,10 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
     hash: Mapped[str] = mapped_column(String(64))
+    # signed by the audit key at every commit that extends the log, so it cannot be moved without the key
+    signed_at: Mapped[datetime | None]
+    key_id: Mapped[str | None] = mapped_column(String(32))
+    signature: Mapped[str | None] = mapped_column(String(128))
 
 
 class AuditCheckpoint(Base):
@@ -260,6 +264,7 @@ class AuditCheckpoint(Base):
     public_key: Mapped[str] = mapped_column(String(64))
     signature: Mapped[str] = mapped_column(String(128))
     posted_ts: Mapped[str | None] = mapped_column(String(32))
+    published_at: Mapped[datetime | None]  # copied to the witness file/URL, the audit channel and the stream
 
 
 Index("ix_approvals_change_stage_rev", Approval.change_id, Approval.stage, Approval.revision)
@@ -540,3 +545,12 @@ class SlackDelivery(Base):
 
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     at: Mapped[datetime] = mapped_column(index=True)
+
+
+class AuditStreamCursor(Base):
+    """How far the control log has been copied to one external target (issue 14: audit streaming)."""
+
+    __tablename__ = "audit_stream_cursor"
+
+    target: Mapped[str] = mapped_column(String(200), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), default=0)

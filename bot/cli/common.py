@@ -14,7 +14,9 @@ import click
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import Config, Settings, load_config
+from bot.deps import existing_signer
 from bot.errors import PatchwardenError, PortInUseError
+from bot.workflows import audit as audit_flow
 from storage import db
 
 T = TypeVar("T")
@@ -49,8 +51,12 @@ def config(s: Settings, path: str | None = None) -> Config:
 async def session(s: Settings) -> AsyncIterator[AsyncSession]:
     """One transaction on the configured database, the engine disposed afterwards."""
     engine = db.create_engine(s.database_url)
+    factory = db.session_factory(engine)
+    signer = existing_signer(s)
+    if signer is not None:  # entries the CLI appends keep the control log's head signed
+        factory.configure(info=audit_flow.session_info(signer, every=None))
     try:
-        async with db.session_factory(engine).begin() as sess:
+        async with factory.begin() as sess:
             yield sess
     finally:
         await engine.dispose()

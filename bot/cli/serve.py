@@ -43,6 +43,7 @@ async def _serve(host: str, port: int, socket_mode: bool) -> None:
     from bot import app as app_module
     from bot import deps as runtime
     from bot import scheduler
+    from bot.metrics import Metrics
     from bot.workflows import startup
 
     s = common.settings()
@@ -51,17 +52,18 @@ async def _serve(host: str, port: int, socket_mode: bool) -> None:
     common.warn_policy(config)  # a stage nobody can approve is said at start, not when a change is stuck
     assert s.slack_bot_token is not None and s.slack_signing_secret is not None
     slack_http = aiohttp.ClientSession(trust_env=True)  # one connection pool for every Web API call
+    metrics = Metrics()
     client = app_module.create_client(
-        token=s.slack_bot_token.get_secret_value(), base_url=s.slack_api_url, session=slack_http
+        token=s.slack_bot_token.get_secret_value(), base_url=s.slack_api_url, session=slack_http, metrics=metrics
     )
-    deps = runtime.build_deps(s, config, client=client, signer=runtime.load_signer(s))
+    deps = runtime.build_deps(s, config, client=client, signer=runtime.load_signer(s), metrics=metrics)
     await runtime.check_database(deps)
     await startup.record_config_loaded(deps, config_text=s.config_path.read_bytes())
     bolt = app_module.create_app(deps, signing_secret=s.slack_signing_secret.get_secret_value())
     web_app = app_module.create_web_app(bolt, deps)
     sched = scheduler.create_scheduler(deps)
     sched.start()
-    runner = web.AppRunner(web_app)
+    runner = app_module.create_runner(web_app)  # access log without secret query strings
     await runner.setup()
     try:
         try:
@@ -85,6 +87,9 @@ async def _serve(host: str, port: int, socket_mode: bool) -> None:
     finally:
         sched.shutdown(wait=False)
         await finish_deployments(SHUTDOWN_GRACE)
+
+        if deps.leader is not None:
+            await deps.leader.close()  # hands the sweeps to another replica now, not at connection timeout
         await runner.cleanup()
         await deps.engine.dispose()
         await slack_http.close()
