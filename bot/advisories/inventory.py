@@ -51,15 +51,31 @@ _CODENAMES = {
 }  # fmt: skip
 _SPEC_VERSION = re.compile(r"^1\.(\d+)$")
 _UBUNTU_RELEASE = re.compile(r"^\d+\.\d+$")
+_NUMBER = re.compile(r"\d+(?:\.\d+)*")
+# Red Hat rebuilds are matched by major release: a rhel-8.6 host takes Red Hat:enterprise_linux:8 records.
+MAJOR_RELEASE_ECOSYSTEMS = frozenset({"Debian", "Red Hat", "Rocky Linux", "AlmaLinux"})
 MAX_SBOM_BYTES = 64 << 20
 
 
+def canonical_release(base: str, release: str) -> str:
+    """The release as both sides compare it: the major for Debian (``4.0`` → ``4``, as OSV writes
+    ``Debian:4.0`` for old releases and ``Debian:12`` for new ones) and the Red Hat family
+    (``enterprise_linux:8::appstream``, ``rhel-8.6``, ``rocky-9.3`` → ``8`` / ``9``); others unchanged."""
+    if base not in MAJOR_RELEASE_ECOSYSTEMS:
+        return release
+    found = _NUMBER.search(release)
+    return found.group().split(".")[0] if found else release
+
+
 def split_ecosystem(ecosystem: str) -> tuple[str, str | None]:
-    """Split an OSV ecosystem into base and release: ``Debian:12`` → (Debian, 12),
-    ``Ubuntu:22.04:LTS`` → (Ubuntu, 22.04), ``Alpine:v3.18`` → (Alpine, v3.18), ``PyPI`` → (PyPI, None)."""
+    """Split an OSV ecosystem into base and release: ``Debian:12`` → (Debian, 12), ``Debian:4.0`` →
+    (Debian, 4), ``Ubuntu:22.04:LTS`` → (Ubuntu, 22.04), ``Alpine:v3.18`` → (Alpine, v3.18),
+    ``Red Hat:enterprise_linux:8::appstream`` → (Red Hat, 8), ``PyPI`` → (PyPI, None)."""
     base, _, rest = ecosystem.partition(":")
     if not rest:
         return base, None
+    if base in MAJOR_RELEASE_ECOSYSTEMS:
+        return base, canonical_release(base, rest)
     if base == "Ubuntu":
         # Ubuntu:22.04:LTS, Ubuntu:Pro:18.04:LTS: the numeric part is the release.
         numeric = [part for part in rest.split(":") if _UBUNTU_RELEASE.match(part)]
@@ -76,8 +92,8 @@ def _release(ecosystem: str, distro: str | None) -> str | None:
             value = value[len(prefix) :]
             break
     value = _CODENAMES.get(value, value)
-    if ecosystem == "Debian":
-        return value.split(".")[0]  # OSV writes Debian:12 for every 12.x point release
+    if ecosystem in MAJOR_RELEASE_ECOSYSTEMS:
+        return canonical_release(ecosystem, value)  # OSV writes Debian:12 for every 12.x point release
     if ecosystem == "Alpine":
         return "v" + ".".join(value.removeprefix("v").split(".")[:2])  # Alpine:v3.18
     if ecosystem == "Ubuntu":
@@ -108,6 +124,9 @@ def from_purl(purl: str, *, default_distro: str | None = None) -> InstalledPacka
         upstream = qualifiers.get("upstream")
         if upstream and ecosystem in ("Debian", "Ubuntu"):
             name = upstream.split("@", 1)[0]  # source package; ``upstream=bash@5.2.15-2`` for binNMUs
+        epoch = qualifiers.get("epoch")
+        if parsed.type == "rpm" and epoch and ":" not in version:
+            version = f"{epoch}:{version}"  # syft writes the epoch as a qualifier; advisories write E:V-R
     else:
         return None
     return InstalledPackage(ecosystem=ecosystem, name=name, version=version, release=release, purl=purl)
@@ -189,7 +208,10 @@ def load_cyclonedx(path_or_data: Path | str | bytes | Mapping[str, Any]) -> list
 
 def _from_row(row: Package) -> InstalledPackage:
     base, release = split_ecosystem(row.ecosystem)  # accept "Debian:12" as well as Debian + release 12
-    return InstalledPackage(ecosystem=base, name=row.name, version=row.version, release=row.release or release)
+    given = row.release or release
+    return InstalledPackage(
+        ecosystem=base, name=row.name, version=row.version, release=canonical_release(base, given) if given else None
+    )
 
 
 def from_config(system: System) -> list[InstalledPackage]:
