@@ -25,7 +25,7 @@ from typing import Any
 
 from univers import versions as V
 
-from bot.advisories.inventory import split_ecosystem
+from bot.advisories.purls import split_ecosystem
 from bot.feeds.model import (
     Advisory,
     AffectedPackage,

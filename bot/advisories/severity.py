@@ -24,7 +24,7 @@ from decimal import Decimal
 from cvss import CVSS2, CVSS3, CVSS4
 from cvss.exceptions import CVSSError
 
-from bot.feeds.model import Severity
+from bot.feeds.model import Advisory, Severity
 
 # Declared and computed scores are both rounded to one decimal; anything beyond rounding noise disagrees.
 _TOLERANCE = Decimal("0.05")
@@ -168,3 +168,17 @@ def most_severe(ratings: Iterable[Rated]) -> Rated:
     best = min(known, key=key)
     flags = "; ".join(dict.fromkeys(r.flagged for r in known if r.flagged))
     return Rated(best.label, best.score, best.source, best.vector, flags)
+
+
+def of(advisory: Advisory) -> Rated:
+    """The rating stored on an advisory (records stored before sources were recorded say ``unrecorded``)."""
+    source = advisory.severity_source or ("none" if advisory.severity is Severity.UNKNOWN else "unrecorded")
+    return Rated(advisory.severity, advisory.cvss_score, source, advisory.cvss_vector, advisory.severity_flag)
+
+
+def merged_source(docs: Iterable[Advisory], label: Severity) -> tuple[str, str]:
+    """``(source, flag)`` for a merged record whose label is ``label``: from the first document rated so."""
+    docs = list(docs)
+    source = next((d.severity_source for d in docs if d.severity is label and d.severity_source), "")
+    flag = "; ".join(dict.fromkeys(d.severity_flag for d in docs if d.severity_flag))
+    return source, flag

@@ -46,7 +46,7 @@ from typing import Any
 from packageurl import PackageURL
 
 from bot.advisories import severity as sev
-from bot.advisories.inventory import MAJOR_RELEASE_ECOSYSTEMS, canonical_release
+from bot.advisories.purls import MAJOR_RELEASE_ECOSYSTEMS, canonical_release
 from bot.errors import FeedError
 from bot.feeds.base import content_hash, parse_time
 from bot.feeds.model import (
