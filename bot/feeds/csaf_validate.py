@@ -85,8 +85,8 @@ def schema_failures(doc: object) -> list[Failure]:
     for error in sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))[:5]:
         path = [str(p) for p in error.absolute_path]
         where = "/".join(path) or "(document)"
-        # An invalid CVSS object inside scores is what mandatory test 6.1.8 names.
-        test = "6.1.8" if {"cvss_v2", "cvss_v3"} & set(path) else "3 (schema)"
+        # An invalid CVSS object is what mandatory test 6.1.8 names; a purl the pattern refuses, 6.1.13.
+        test = "6.1.8" if {"cvss_v2", "cvss_v3"} & set(path) else "6.1.13" if path[-1:] == ["purl"] else "3 (schema)"
         out.append(Failure(test, f"{where}: {error.message[:200]}"))
     return out
 
