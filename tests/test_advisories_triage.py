@@ -10,7 +10,8 @@ from typing import Any
 from conftest import OTHER, OWNER, REQ, SHARED_DATA, Harness, eventually, make_config
 from sqlalchemy import select
 
-from bot.feeds.base import FeedBatch, parse_osv
+from bot.advisories.osv import parse_osv
+from bot.feeds.base import FeedBatch
 from bot.sandbox.driver import TEAM
 from bot.sandbox.fake_slack import Message
 from bot.slack.advisory_posts import publish_all, run_advisory_sweep

@@ -104,3 +104,22 @@ async def test_inventory_import_then_feeds_poll_matches_the_sbom(configured: dic
 
     unknown = await asyncio.to_thread(CliRunner().invoke, cli, ["feeds", "poll", "--feed", "nope"])
     assert unknown.exit_code == 1 and "No feed 'nope'" in unknown.output
+
+
+LOCAL_SBOM = Path(__file__).resolve().parent / "data" / "sbom"
+
+
+async def test_inventory_import_spdx_says_what_it_could_not_cover(configured: dict[str, Any]) -> None:
+    sbom = LOCAL_SBOM / "wolfi-r.cdx-1.4.json"
+    result = await asyncio.to_thread(run, "inventory", "import", "billing", str(sbom))
+    assert result.exit_code == 0, result.output
+    assert "billing: 2 packages imported from wolfi-r.cdx-1.4.json (CycloneDX 1.4, 14 components)" in result.output
+    assert "billing: 12 components not covered: 9 apk (wolfi), 3 cran." in result.output
+    spdx = LOCAL_SBOM / "rocky9-mixed.spdx.json"
+    result = await asyncio.to_thread(run, "inventory", "import", "billing", str(spdx))
+    assert "billing: 3 packages imported from rocky9-mixed.spdx.json (SPDX-2.3, 7 components)" in result.output
+    assert "1 without a purl" in result.output
+    stored = await rows(configured["url"], InventoryPackage)
+    assert sorted((p.ecosystem, p.release, p.name) for p in stored) == [
+        ("PyPI", None, "requests"), ("Rocky Linux", "9", "openssl-libs"), ("Rocky Linux", "9", "sudo"),
+    ]  # fmt: skip

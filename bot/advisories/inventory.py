@@ -1,18 +1,9 @@
-"""What is installed where: CycloneDX SBOM import, configured package lists, and offline inventory files.
+"""What is installed where: configured package lists and offline inventory files (SBOMs: :mod:`.sbom`).
 
 Every package becomes an ``InstalledPackage`` with the bare OSV ecosystem (``Debian``, ``PyPI``) and the
 distribution release where it matters (``12`` for Debian 12, ``v3.18`` for Alpine 3.18, ``22.04`` for
-Ubuntu 22.04), because OSV keys distribution advisories by release (``Debian:12`` is not ``Debian:11``).
-
-purl → OSV ecosystem (purl types per the purl spec, ecosystems per the OSV schema):
-``pkg:pypi`` → PyPI, ``pkg:npm`` → npm, ``pkg:maven`` → Maven (name ``group:artifact``), ``pkg:golang`` →
-Go, ``pkg:gem`` → RubyGems, ``pkg:cargo`` → crates.io, ``pkg:nuget`` → NuGet, ``pkg:composer`` →
-Packagist, ``pkg:deb/debian?distro=debian-12`` → Debian release 12, ``pkg:deb/ubuntu?distro=ubuntu-22.04``
-→ Ubuntu release 22.04, ``pkg:apk/alpine?distro=3.18`` → Alpine release v3.18, ``pkg:rpm/redhat`` → Red
-Hat (likewise rocky, almalinux, suse, opensuse). Debian and Ubuntu advisories name *source* packages, so
-the purl's ``upstream`` qualifier (``libssl3 … upstream=openssl``, as syft writes it) gives the name;
-the purl (kept on the package) still names the binary package. ``pkg:generic`` components and components
-without a purl describe no installable package and are skipped.
+Ubuntu 22.04, ``8`` for RHEL 8.6), because OSV keys distribution advisories by release (``Debian:12`` is
+not ``Debian:11``). The purl rules are in :mod:`bot.advisories.purls`.
 
 Offline inventory file (``patchwarden advisories match --inventory PATH``), YAML or JSON::
 
@@ -29,167 +20,28 @@ or a directory of SBOMs, one per system, named ``<system>.cdx.json`` (also ``.bo
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
-from packageurl import PackageURL
 from pydantic import ValidationError
 
+from bot.advisories.purls import canonical_release, from_purl, split_ecosystem
+from bot.advisories.sbom import load_cyclonedx, load_sbom
 from bot.config import Package, System
 from bot.errors import InputError
-from bot.feeds.model import DISTRO_ECOSYSTEMS, PURL_ECOSYSTEMS, InstalledPackage
+from bot.feeds.model import InstalledPackage
 
-# purls sometimes carry the codename (distro=bookworm, distro=jammy) instead of the number.
-_CODENAMES = {
-    "trixie": "13", "bookworm": "12", "bullseye": "11", "buster": "10", "stretch": "9", "jessie": "8",
-    "noble": "24.04", "jammy": "22.04", "focal": "20.04", "bionic": "18.04", "xenial": "16.04",
-    "trusty": "14.04",
-}  # fmt: skip
-_SPEC_VERSION = re.compile(r"^1\.(\d+)$")
-_UBUNTU_RELEASE = re.compile(r"^\d+\.\d+$")
-MAX_SBOM_BYTES = 64 << 20
-
-
-def split_ecosystem(ecosystem: str) -> tuple[str, str | None]:
-    """Split an OSV ecosystem into base and release: ``Debian:12`` → (Debian, 12),
-    ``Ubuntu:22.04:LTS`` → (Ubuntu, 22.04), ``Alpine:v3.18`` → (Alpine, v3.18), ``PyPI`` → (PyPI, None)."""
-    base, _, rest = ecosystem.partition(":")
-    if not rest:
-        return base, None
-    if base == "Ubuntu":
-        # Ubuntu:22.04:LTS, Ubuntu:Pro:18.04:LTS: the numeric part is the release.
-        numeric = [part for part in rest.split(":") if _UBUNTU_RELEASE.match(part)]
-        return base, numeric[0] if numeric else rest
-    return base, rest
-
-
-def _release(ecosystem: str, distro: str | None) -> str | None:
-    if not distro:
-        return None
-    value = distro.strip().lower()
-    for prefix in ("debian-", "ubuntu-", "alpine-", "debian", "ubuntu", "alpine"):
-        if value.startswith(prefix):
-            value = value[len(prefix) :]
-            break
-    value = _CODENAMES.get(value, value)
-    if ecosystem == "Debian":
-        return value.split(".")[0]  # OSV writes Debian:12 for every 12.x point release
-    if ecosystem == "Alpine":
-        return "v" + ".".join(value.removeprefix("v").split(".")[:2])  # Alpine:v3.18
-    if ecosystem == "Ubuntu":
-        return ".".join(value.split(".")[:2])
-    return value
-
-
-def from_purl(purl: str, *, default_distro: str | None = None) -> InstalledPackage | None:
-    """The installed package a purl names, or ``None`` for purls that name no matchable package
-    (``pkg:generic``, no version). Raises ``ValueError`` for a malformed purl."""
-    parsed = PackageURL.from_string(purl)
-    if not parsed.version:
-        return None
-    qualifiers: dict[str, str] = parsed.qualifiers if isinstance(parsed.qualifiers, dict) else {}
-    namespace = parsed.namespace or ""
-    name, version, release = parsed.name, parsed.version, None
-    if parsed.type in PURL_ECOSYSTEMS:
-        ecosystem = PURL_ECOSYSTEMS[parsed.type]
-        if ecosystem == "Maven":
-            name = f"{namespace}:{parsed.name}"
-        elif namespace:  # npm scopes (@types/node), Go module paths
-            name = f"{namespace}/{parsed.name}"
-        if ecosystem == "Go" and name == "stdlib":
-            version = version.removeprefix("go")
-    elif (parsed.type, namespace.lower()) in DISTRO_ECOSYSTEMS:
-        ecosystem = DISTRO_ECOSYSTEMS[(parsed.type, namespace.lower())]
-        release = _release(ecosystem, qualifiers.get("distro") or default_distro)
-        upstream = qualifiers.get("upstream")
-        if upstream and ecosystem in ("Debian", "Ubuntu"):
-            name = upstream.split("@", 1)[0]  # source package; ``upstream=bash@5.2.15-2`` for binNMUs
-    else:
-        return None
-    return InstalledPackage(ecosystem=ecosystem, name=name, version=version, release=release, purl=purl)
-
-
-def _read_json(path_or_data: Path | str | bytes | Mapping[str, Any]) -> tuple[Any, str]:
-    if isinstance(path_or_data, Mapping):
-        return path_or_data, "SBOM"
-    if isinstance(path_or_data, bytes):
-        raw, where = path_or_data, "SBOM"
-    else:
-        path = Path(path_or_data)
-        where = str(path)
-        try:
-            if path.stat().st_size > MAX_SBOM_BYTES:
-                raise InputError(f"{where}: the SBOM is larger than {MAX_SBOM_BYTES >> 20} MiB")
-            raw = path.read_bytes()
-        except OSError as exc:
-            raise InputError(f"{where}: cannot read the SBOM ({exc.strerror})") from exc
-    try:
-        return json.loads(raw), where
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InputError(f"{where}: not valid JSON ({exc}); expected a CycloneDX JSON SBOM") from exc
-
-
-def _default_distro(doc: Mapping[str, Any]) -> str | None:
-    """The host's OS from an ``operating-system`` component, for deb/apk purls that omit ``distro=``."""
-    metadata = doc.get("metadata")
-    candidates: list[Any] = list(doc.get("components") or [])
-    if isinstance(metadata, Mapping):
-        candidates.insert(0, metadata.get("component"))
-    for comp in candidates:
-        if isinstance(comp, Mapping) and comp.get("type") == "operating-system" and comp.get("version"):
-            return f"{comp.get('name', '')}-{comp['version']}"
-    return None
-
-
-def load_cyclonedx(path_or_data: Path | str | bytes | Mapping[str, Any]) -> list[InstalledPackage]:
-    """The packages of a CycloneDX JSON SBOM (nested components included, duplicates dropped).
-
-    Raises ``InputError`` naming the problem when the document is not a CycloneDX 1.x JSON BOM or a
-    component's purl is malformed. 1.5 and 1.6 are the supported versions; 1.2 to 1.4 are read as well,
-    since the fields used here (``components[].purl``, nested ``components``) have not changed.
-    """
-    doc, where = _read_json(path_or_data)
-    if not isinstance(doc, Mapping) or doc.get("bomFormat") != "CycloneDX":
-        raise InputError(f'{where}: not a CycloneDX SBOM (expected "bomFormat": "CycloneDX")')
-    spec = doc.get("specVersion")
-    match = _SPEC_VERSION.match(spec) if isinstance(spec, str) else None
-    if match is None or int(match.group(1)) < 2:
-        raise InputError(f"{where}: unsupported CycloneDX specVersion {spec!r}; export version 1.5 or 1.6")
-    components = doc.get("components", [])
-    if not isinstance(components, list):
-        raise InputError(f"{where}: 'components' must be a list")
-    default_distro = _default_distro(doc)
-    found: dict[tuple[str, str, str, str | None, str | None], InstalledPackage] = {}
-    stack: list[tuple[str, Any]] = [(f"components[{i}]", c) for i, c in enumerate(components)]
-    while stack:
-        loc, comp = stack.pop()
-        if not isinstance(comp, Mapping):
-            raise InputError(f"{where}: {loc} is not an object")
-        nested = comp.get("components", [])
-        if not isinstance(nested, list):
-            raise InputError(f"{where}: {loc}.components must be a list")
-        stack.extend((f"{loc}.components[{i}]", c) for i, c in enumerate(nested))
-        purl = comp.get("purl")
-        if purl is None:
-            continue
-        if not isinstance(purl, str):
-            raise InputError(f"{where}: {loc}.purl must be a string")
-        try:
-            pkg = from_purl(purl, default_distro=default_distro)
-        except ValueError as exc:
-            raise InputError(f"{where}: {loc} ({comp.get('name', '?')}): malformed purl {purl!r}: {exc}") from exc
-        if pkg is not None:
-            found.setdefault((pkg.ecosystem, pkg.name, pkg.version, pkg.release, pkg.purl), pkg)
-    return sorted(found.values(), key=lambda p: (p.ecosystem, p.name, p.version, p.purl or ""))
+__all__ = ["from_config", "from_purl", "load_cyclonedx", "load_inventory", "load_sbom", "split_ecosystem"]
 
 
 def _from_row(row: Package) -> InstalledPackage:
     base, release = split_ecosystem(row.ecosystem)  # accept "Debian:12" as well as Debian + release 12
-    return InstalledPackage(ecosystem=base, name=row.name, version=row.version, release=row.release or release)
+    given = row.release or release
+    return InstalledPackage(
+        ecosystem=base, name=row.name, version=row.version, release=canonical_release(base, given) if given else None
+    )
 
 
 def from_config(system: System) -> list[InstalledPackage]:
@@ -225,7 +77,7 @@ def load_inventory(path: Path) -> dict[str, list[InstalledPackage]]:
                 if name.endswith(suffix):
                     name = name[: -len(suffix)]
                     break
-            systems[name] = load_cyclonedx(sbom)
+            systems[name] = load_sbom(sbom).packages
         if not systems:
             raise InputError(f"{path}: no *.json SBOM in this directory")
         return systems
@@ -242,7 +94,7 @@ def load_inventory(path: Path) -> dict[str, list[InstalledPackage]]:
         if not isinstance(spec, Mapping) or set(spec) not in ({"sbom"}, {"packages"}):
             raise InputError(f"{where}: give exactly one of 'sbom' (a file) or 'packages' (a list)")
         if "sbom" in spec:
-            systems[str(name)] = load_cyclonedx(path.parent / str(spec["sbom"]))
+            systems[str(name)] = load_sbom(path.parent / str(spec["sbom"])).packages
         else:
             systems[str(name)] = _package_rows(spec["packages"], where)
     return systems

@@ -18,19 +18,14 @@ installed version of a package that has advisories, not advisories × packages.
 
 from __future__ import annotations
 
-import json
 import re
-import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from univers import versions as V
 
-from bot.advisories.inventory import load_inventory, split_ecosystem
-from bot.errors import FeedError, InputError
-from bot.feeds.base import parse_osv
+from bot.advisories.purls import split_ecosystem
 from bot.feeds.model import (
     Advisory,
     AffectedPackage,
@@ -133,6 +128,15 @@ class _Entry:
     versions: frozenset[str]
     ranges: tuple[_Range, ...]
     undecided: str  # set when a version outside ``versions`` cannot be decided (GIT-only, no ranges at all)
+    triage: str = ""  # CSAF under_investigation: a hit needs triage, it is never "affected"
+    remediation: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class _Suppression:
+    release: str | None
+    version: str | None  # normalised; None: every version
+    justification: str
 
 
 @dataclass(slots=True)
@@ -140,6 +144,7 @@ class _Verdict:
     affected: bool = False
     problems: list[str] = field(default_factory=list)
     fixed: list[str] = field(default_factory=list)
+    remediation: list[str] = field(default_factory=list)
 
 
 def _compile_range(rng: VersionRange, base: str, cache: VersionCache) -> _Range:
@@ -184,11 +189,13 @@ def _compile_entry(advisory_id: str, affected: AffectedPackage, cache: VersionCa
     has_git = any(r.type == "GIT" for r in affected.ranges)
     versions = frozenset(_normalize_version(base, cls, v) for v in affected.versions)
     undecided = ""
-    if has_git and not ranges:
+    if affected.triage and not ranges and not versions:
+        undecided = affected.triage
+    elif has_git and not ranges:
         undecided = "the advisory gives only GIT commit ranges; check the source revision by hand"
     elif not ranges and not versions:
         undecided = "the advisory lists no affected versions or ranges for this package"
-    return _Entry(advisory_id, release, versions, ranges, undecided)
+    return _Entry(advisory_id, release, versions, ranges, undecided, affected.triage, affected.remediation)
 
 
 def _range_affects(rng: _Range, version: Any) -> bool:
@@ -228,6 +235,11 @@ def _evaluate(entry: _Entry, pkg: InstalledPackage, cache: VersionCache, verdict
                 verdict.fixed.append(min(later, key=lambda pair: pair[0])[1])
     if not hit and entry.undecided:
         problems.append(entry.undecided)
+    if hit and entry.triage:
+        hit = False
+        problems.append(entry.triage)
+    if hit and entry.remediation:
+        verdict.remediation.append(entry.remediation)
     if hit and entry.release is not None and pkg.release is None:
         verdict.problems.append(f"affected on {base}:{entry.release}; the system's release is unknown")
         return
@@ -242,6 +254,9 @@ class MatchIndex:
         self.versions = VersionCache()
         self._by_key: dict[Key, dict[str, list[_Entry]]] = {}
         self._keys_of: dict[str, set[Key]] = {}
+        # VEX known_not_affected statements: key -> advisory id -> products the vendor says are not affected.
+        self._suppress: dict[Key, dict[str, list[_Suppression]]] = {}
+        self.suppressed: list[Match] = []  # matches the last match_all/rematch_advisory suppressed, with why
         # key -> (release, version) -> [(system, package)]: one evaluation per distinct installed version.
         self._inventory: dict[Key, dict[tuple[str | None, str], list[tuple[str, InstalledPackage]]]] = {}
         for advisory in advisories:
@@ -262,16 +277,25 @@ class MatchIndex:
             entry = _compile_entry(advisory.id, affected, self.versions)
             self._by_key.setdefault(key, {}).setdefault(advisory.id, []).append(entry)
             keys.add(key)
+        for statement in advisory.not_affected:
+            base, release = split_ecosystem(statement.ecosystem)
+            key = (base, normalize_name(base, statement.name))
+            cls = ECOSYSTEM_VERSION_CLASS.get(base)
+            version = _normalize_version(base, cls, statement.version) if statement.version else None
+            rule = _Suppression(release, version, statement.justification or "the vendor states it is not affected")
+            self._suppress.setdefault(key, {}).setdefault(advisory.id, []).append(rule)
+            keys.add(key)
         self._keys_of[advisory.id] = keys
 
     def remove(self, advisory_id: str) -> None:
         """Forget an advisory (no error if it is unknown)."""
         for key in self._keys_of.pop(advisory_id, ()):
-            by_id = self._by_key.get(key)
-            if by_id is not None:
-                by_id.pop(advisory_id, None)
-                if not by_id:
-                    del self._by_key[key]
+            for table in (self._by_key, self._suppress):
+                by_id = table.get(key)
+                if by_id is not None:
+                    by_id.pop(advisory_id, None)
+                    if not by_id:
+                        del table[key]
 
     def set_systems(self, systems: Mapping[str, Sequence[InstalledPackage]]) -> None:
         """Remember the inventory that ``match_all`` and ``rematch_advisory`` evaluate."""
@@ -286,32 +310,62 @@ class MatchIndex:
         """Every match of every indexed advisory; ``systems`` replaces the remembered inventory."""
         if systems is not None:
             self.set_systems(systems)
+        self.suppressed = []
         matches: list[Match] = []
         for key, groups in self._inventory.items():
             by_id = self._by_key.get(key)
             if by_id:
                 for entries in by_id.values():
-                    self._match_entries(entries, groups, matches)
+                    self._match_entries(key, entries, groups, matches)
         return matches
 
     def rematch_advisory(self, advisory: Advisory) -> list[Match]:
         """Replace one advisory in the index and return its matches against the remembered inventory."""
         self.upsert(advisory)
+        self.suppressed = []
         matches: list[Match] = []
         for key in self._keys_of.get(advisory.id, ()):
             groups = self._inventory.get(key)
             entries = self._by_key.get(key, {}).get(advisory.id)
             if groups and entries:
-                self._match_entries(entries, groups, matches)
+                self._match_entries(key, entries, groups, matches)
         return matches
+
+    def _suppression(self, key: Key, advisory_id: str, release: str | None, version: str) -> str | None:
+        """The vendor's justification when a VEX statement says this product is not affected."""
+        rules = self._suppress.get(key, {}).get(advisory_id)
+        if not rules:
+            return None
+        normalised = _normalize_version(key[0], ECOSYSTEM_VERSION_CLASS.get(key[0]), version)
+        for rule in rules:
+            if rule.release is not None and release is not None and not _same_release(rule.release, release):
+                continue
+            if rule.version is None or rule.version == normalised:
+                return rule.justification
+        return None
 
     def _match_entries(
         self,
+        key: Key,
         entries: list[_Entry],
         groups: Mapping[tuple[str | None, str], list[tuple[str, InstalledPackage]]],
         out: list[Match],
     ) -> None:
-        for members in groups.values():
+        for (release, version), members in groups.items():
+            advisory_id = entries[0].advisory_id
+            justification = self._suppression(key, advisory_id, release, version) if self._suppress else None
+            if justification is not None:
+                self.suppressed.extend(
+                    Match(
+                        advisory_id=advisory_id,
+                        system=system,
+                        package=pkg,
+                        status=MatchStatus.NOT_AFFECTED,
+                        reason=justification,
+                    )
+                    for system, pkg in members
+                )
+                continue
             verdict = _Verdict()
             for entry in entries:
                 _evaluate(entry, members[0][1], self.versions, verdict)
@@ -320,7 +374,7 @@ class MatchIndex:
             status = MatchStatus.AFFECTED if verdict.affected else MatchStatus.NEEDS_TRIAGE
             fixed = tuple(dict.fromkeys(verdict.fixed))
             reason = "" if verdict.affected else "; ".join(dict.fromkeys(verdict.problems))
-            advisory_id = entries[0].advisory_id
+            remediation = "; ".join(dict.fromkeys(verdict.remediation))
             for system, pkg in members:
                 match = Match(
                     advisory_id=advisory_id,
@@ -329,6 +383,7 @@ class MatchIndex:
                     status=status,
                     fixed_versions=fixed,
                     reason=reason,
+                    remediation=remediation,
                 )
                 # Every field is always set; sharing one fields-set instead of a fresh 6-element set per
                 # Match cuts a full match's memory by ~60 % (1,000 systems can produce 500,000 matches).
@@ -339,70 +394,3 @@ class MatchIndex:
 def match_packages(advisories: Iterable[Advisory], systems: Mapping[str, Sequence[InstalledPackage]]) -> list[Match]:
     """One-shot convenience: index ``advisories`` and match ``systems``."""
     return MatchIndex(advisories).match_all(systems)
-
-
-def load_osv_advisories(path: Path) -> list[Advisory]:
-    """OSV JSON records from a directory (searched recursively) or a zip (the osv.dev ``all.zip`` form).
-
-    JSON files without an ``id`` (schemas, indexes) are skipped; a malformed OSV record raises
-    ``InputError`` naming the file."""
-    documents: list[tuple[str, bytes]] = []
-    if path.is_dir():
-        documents = [(str(p), p.read_bytes()) for p in sorted(path.rglob("*.json"))]
-    elif zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as archive:
-            documents = [
-                (f"{path}:{name}", archive.read(name)) for name in archive.namelist() if name.endswith(".json")
-            ]
-    else:
-        raise InputError(f"{path}: expected a directory or a zip of OSV JSON records")
-    advisories = []
-    for where, raw in documents:
-        try:
-            doc = json.loads(raw)
-            if isinstance(doc, dict) and "id" in doc:
-                advisories.append(parse_osv(doc))
-        except (ValueError, FeedError) as exc:
-            raise InputError(f"{where}: not a valid OSV record ({exc})") from exc
-    return advisories
-
-
-def match_offline(inventory: Path, advisories: Path) -> list[Match]:
-    """Match an inventory file or SBOM directory against a directory or zip of OSV records."""
-    systems = load_inventory(inventory)
-    matches = MatchIndex(load_osv_advisories(advisories)).match_all(systems)
-    return sorted(matches, key=lambda m: (m.system, m.package.name, m.package.purl or "", m.advisory_id))
-
-
-def format_matches(matches: Sequence[Match], *, as_json: bool) -> str:
-    """Render matches as JSON (a list of objects) or as a readable table grouped by system."""
-    if as_json:
-        return json.dumps([m.model_dump(mode="json") for m in matches], indent=2)
-    if not matches:
-        return "No installed package is affected by these advisories."
-    lines: list[str] = []
-    by_system: dict[str, list[Match]] = {}
-    for m in matches:
-        by_system.setdefault(m.system, []).append(m)
-    for system, rows in by_system.items():
-        affected = sum(r.status is MatchStatus.AFFECTED for r in rows)
-        lines.append(f"{system}: {affected} affected, {len(rows) - affected} to triage")
-        width = max(len(_package_label(r.package)) for r in rows)
-        for r in rows:
-            fixed = ", ".join(r.fixed_versions) if r.fixed_versions else "no fix listed"
-            status = "AFFECTED" if r.status is MatchStatus.AFFECTED else "TRIAGE  "
-            label = _package_label(r.package)
-            line = f"  {status} {label:<{width}}  {r.package.version} → {fixed}  {r.advisory_id}"
-            lines.append(line + (f"  ({r.reason})" if r.reason else ""))
-        lines.append("")
-    return "\n".join(lines).rstrip() + "\n"
-
-
-def _package_label(pkg: InstalledPackage) -> str:
-    eco = f"{pkg.ecosystem}:{pkg.release}" if pkg.release else pkg.ecosystem
-    label = f"{eco}/{pkg.name}"
-    if pkg.purl and pkg.ecosystem in ("Debian", "Ubuntu"):
-        binary = pkg.purl.split("/", 2)[-1].split("@", 1)[0]
-        if binary != pkg.name:
-            label += f" ({binary})"
-    return label

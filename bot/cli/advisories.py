@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from bot.advisories.matching import format_matches, match_offline
+from bot.advisories.offline import format_matches, match_offline
 from bot.errors import PatchwardenError
 
 

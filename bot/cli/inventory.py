@@ -1,4 +1,4 @@
-"""``patchwarden inventory import SYSTEM FILE``: store a system's installed packages from a CycloneDX SBOM."""
+"""``patchwarden inventory import SYSTEM FILE``: store a system's installed packages from a CycloneDX or SPDX SBOM."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from bot.advisories.inventory import load_cyclonedx
+from bot.advisories.sbom import SbomImport, load_sbom
 from bot.cli import common
 from bot.deps import Clock
 from bot.workflows import advisories as advisory_flow
@@ -22,7 +22,10 @@ def inventory() -> None:
 @click.argument("system")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def import_(system: str, file: Path) -> None:
-    """Replace SYSTEM's stored packages with those of the CycloneDX JSON SBOM in FILE, then re-match."""
+    """Replace SYSTEM's stored packages with those of the CycloneDX or SPDX JSON SBOM in FILE, then re-match.
+
+    Prints what was imported and every component no feed covers (by purl type), so nothing goes unnoticed.
+    """
     s = common.settings()
     config = common.config(s)
     if system not in config.systems:
@@ -30,8 +33,9 @@ def import_(system: str, file: Path) -> None:
         raise click.ClickException(f"{system!r} is not a system of the configuration (known: {known})")
     clock = Clock()
 
-    async def main() -> tuple[int, int]:
-        packages = load_cyclonedx(file)
+    async def main() -> tuple[SbomImport, int, int]:
+        sbom = load_sbom(file)
+        packages = sbom.packages
         async with common.session(s) as session:
             count = await inventory_store.replace(
                 session,
@@ -41,7 +45,13 @@ def import_(system: str, file: Path) -> None:
                 now=clock.now(),
             )
             changed = await advisory_flow.rematch_all(session, config=config, now=clock.now())
-        return count, len(changed)
+        return sbom, count, len(changed)
 
-    count, changed = common.run(main)
-    click.echo(f"{system}: {count} packages imported from {file.name}; {changed} advisories re-matched.")
+    sbom, count, changed = common.run(main)
+    click.echo(
+        f"{system}: {count} packages imported from {file.name} ({sbom.format}, {sbom.components} components); "
+        f"{changed} advisories re-matched."
+    )
+    gaps = sbom.gaps()
+    if gaps:
+        click.echo(f"{system}: {gaps}.")

@@ -15,7 +15,8 @@ Each poll (CSAF 2.0 §7.1 requirements 11-19):
 2. for each new document: fetch it, its ``.sha512`` and ``.sha256`` (at least one must exist, every one that
    exists must match), and its ``.asc`` detached signature, which must verify with a key whose
    fingerprint is pinned (:mod:`bot.crypto.openpgp`);
-3. only then parse and map it (:mod:`bot.feeds.csaf_map`).
+3. only then check it against the CSAF 2.0 schema and mandatory tests (:mod:`bot.feeds.csaf_validate`)
+   and map it (:mod:`bot.feeds.csaf_map`).
 
 A document failing any step is not used and is reported in ``quarantined`` with the reason; the poll goes
 on. Network failures after retries fail the poll (``FeedError``), so the cursor never moves past an
@@ -40,7 +41,7 @@ from pydantic import Field
 from bot import crypto, outbound
 from bot.crypto.openpgp import PinnedVerifier, normalize_fingerprint, require_gpgv
 from bot.errors import ConfigError, FeedError, VerificationError
-from bot.feeds import limits
+from bot.feeds import csaf_validate, limits
 from bot.feeds.base import Feed, FeedBatch, FeedOptions, Quarantined, parse_time
 from bot.feeds.csaf_map import parse_csaf
 from bot.feeds.http import FetchState, fetch, is_http_url, open_session
@@ -184,16 +185,30 @@ class CsafFeed(Feed):
             await self.verifier.verify(doc.body, sig.body, keys=keys)
         except VerificationError as exc:
             return self._refuse(url, f"signature check failed: {exc}")
-        # Step 3: parse only what was verified.
+        # Step 3: only what was verified is read: schema and mandatory tests first, then the mapping.
         try:
-            return parse_csaf(limits.load_json(doc.body, where="document"), source=self.name)
+            data = limits.load_json(doc.body, where="document")  # size and depth limits (issue 14)
         except FeedError as exc:
             return self._refuse(url, str(exc).removeprefix("document: "))
-        except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
-            return self._refuse(url, f"malformed document ({type(exc).__name__})")
+        return parse_checked(data, document=url, source=self.name)
 
     def _refuse(self, url: str, reason: str) -> Quarantined:
         return Quarantined(source=self.name, document=url, reason=reason)
+
+
+def parse_checked(data: object, *, document: str, source: str) -> Advisory | Quarantined:
+    """A conforming CSAF document as an ``Advisory``; else why not (CSAF test numbers in the reason)."""
+    failures = csaf_validate.blocking(csaf_validate.validate(data))
+    if failures:
+        more = f" (+{len(failures) - 3} more)" if len(failures) > 3 else ""
+        return Quarantined(source=source, document=document, reason="; ".join(map(str, failures[:3])) + more)
+    assert isinstance(data, Mapping)  # validate() refuses anything else
+    try:
+        return parse_csaf(data, source=source)
+    except FeedError as exc:
+        return Quarantined(source=source, document=document, reason=str(exc))
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+        return Quarantined(source=source, document=document, reason=f"malformed document ({type(exc).__name__})")
 
 
 def _indexes(metadata: Mapping[str, Any], base: str) -> list[tuple[str, str]]:

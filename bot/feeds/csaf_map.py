@@ -20,34 +20,55 @@ Debian, ``pkg:deb/ubuntu``→Ubuntu, ``pkg:apk/alpine``→Alpine, ``pkg:rpm/redh
 ``pkg:rpm/opensuse``→openSUSE; a ``distro=debian-12`` / ``alpine-3.18`` qualifier becomes the release
 suffix (``Debian:12``, ``Alpine:v3.18``). rpm versions get the ``epoch`` qualifier as ``E:V-R`` prefix.
 Any other type or namespace keeps the ecosystem ``purl:<type>/<namespace>``, which no version scheme
-knows: the matcher then marks it for triage instead of dropping it.
+knows: the matcher then marks it for triage instead of dropping it. Red Hat family rpm products get their
+major release from a ``distro=rhel-8.6`` qualifier or from the CPE of the platform a relationship puts
+them on (``cpe:/a:redhat:enterprise_linux:8::appstream`` → ``Red Hat:8``).
+
+VEX product statuses (CSAF 2.0 §3.2.3.9):
+
+* ``known_not_affected`` becomes a ``NotAffected`` statement for that product only, with the vendor's
+  justification (its ``flags`` label or ``impact`` threat); the matcher suppresses the advisory's match
+  on that product and nowhere else;
+* ``under_investigation`` becomes an affected package marked ``triage``: a hit is "needs triage";
+* ``fixed`` / ``known_affected`` products named by a ``vendor_fix`` remediation get its text as the
+  package's ``remediation`` (the fix line), next to the fixed version from the fixed products.
+
+Severity follows :mod:`bot.advisories.severity`: CVSS vectors are recomputed (a declared ``baseScore``
+that disagrees is flagged, CSAF test 6.1.9), then ``aggregate_severity``, then an ``impact`` threat.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from packageurl import PackageURL
 
+from bot.advisories import severity as sev
+from bot.advisories.purls import MAJOR_RELEASE_ECOSYSTEMS, canonical_release
 from bot.errors import FeedError
-from bot.feeds.base import band, content_hash, cvss_severity, parse_time, word_severity
+from bot.feeds.base import content_hash, parse_time
 from bot.feeds.model import (
     DISTRO_ECOSYSTEMS,
     PURL_ECOSYSTEMS,
     Advisory,
     AffectedPackage,
+    NotAffected,
     RangeEvent,
-    Severity,
     VersionRange,
 )
 
 _AFFECTED = ("known_affected", "first_affected", "last_affected")
 _FIXED = ("fixed", "first_fixed")
+_UNDER_INVESTIGATION = "the vendor is still investigating this product (CSAF under_investigation)"
+_MAX_FIX_LINE = 300
 
 
-def purl_package(purl: str) -> tuple[str, str, str | None]:
-    """``(ecosystem, name, version)`` of a purl (table in the module docstring); ``ValueError`` if bad."""
+def purl_package(purl: str, *, release: str | None = None) -> tuple[str, str, str | None]:
+    """``(ecosystem, name, version)`` of a purl (table in the module docstring); ``ValueError`` if bad.
+
+    ``release`` is the platform's release when the product tree gives one (relationship CPE)."""
     p = PackageURL.from_string(purl)
     quals = p.qualifiers if isinstance(p.qualifiers, dict) else {}
     version = p.version
@@ -60,8 +81,10 @@ def purl_package(purl: str) -> tuple[str, str, str | None]:
         name = p.name
         distro = str(quals.get("distro", ""))
         if ecosystem in ("Debian", "Ubuntu", "Alpine") and "-" in distro:
-            release = distro.rsplit("-", 1)[1]
-            ecosystem += f":v{release}" if ecosystem == "Alpine" and not release.startswith("v") else f":{release}"
+            found = distro.rsplit("-", 1)[1]
+            ecosystem += f":v{found}" if ecosystem == "Alpine" and not found.startswith("v") else f":{found}"
+        elif ecosystem in MAJOR_RELEASE_ECOSYSTEMS and (distro or release):
+            ecosystem += f":{canonical_release(ecosystem, distro or release or '')}"
         if p.type == "rpm" and version and quals.get("epoch") and ":" not in version:
             version = f"{quals['epoch']}:{version}"
     return ecosystem, name, version
@@ -78,88 +101,186 @@ def _walk_branches(branches: object) -> Iterator[Mapping[str, Any]]:
         yield from _walk_branches(branch.get("branches"))
 
 
-def product_purls(tree: object) -> dict[str, str]:
-    """product_id → purl for every product of a CSAF ``product_tree`` that has one (relationships inherit)."""
+def _helper(product: object, key: str) -> str | None:
+    helper = product.get("product_identification_helper") if isinstance(product, Mapping) else None
+    value = helper.get(key) if isinstance(helper, Mapping) else None
+    return value if isinstance(value, str) else None
+
+
+def _cpe_release(cpe: str | None) -> str | None:
+    # cpe:/a:redhat:enterprise_linux:8::appstream (2.2) or cpe:2.3:o:redhat:enterprise_linux:9.0:... (2.3)
+    if not cpe:
+        return None
+    parts = cpe.split(":")
+    version = parts[4] if cpe.startswith("cpe:/") and len(parts) > 4 else parts[5] if len(parts) > 5 else ""
+    return version or None
+
+
+@dataclass(frozen=True, slots=True)
+class _Product:
+    purl: str
+    release: str | None = None
+
+
+def products(tree: object) -> dict[str, _Product]:
+    """product_id → purl (and platform release) for every product with a purl (relationships inherit)."""
     if not isinstance(tree, Mapping):
         return {}
-    products = [*_walk_branches(tree.get("branches")), *(tree.get("full_product_names") or [])]
-    purls: dict[str, str] = {}
-    for product in products:
-        helper = product.get("product_identification_helper") if isinstance(product, Mapping) else None
-        if isinstance(helper, Mapping) and isinstance(helper.get("purl"), str):
-            purls[str(product.get("product_id"))] = helper["purl"]
+    listed = [*_walk_branches(tree.get("branches")), *(tree.get("full_product_names") or [])]
+    cpes = {str(p.get("product_id")): _helper(p, "cpe") for p in listed if isinstance(p, Mapping)}
+    found: dict[str, _Product] = {}
+    for product in listed:
+        purl = _helper(product, "purl")
+        if purl is not None and isinstance(product, Mapping):
+            found[str(product.get("product_id"))] = _Product(purl)
     for rel in tree.get("relationships") or []:
         if not isinstance(rel, Mapping) or not isinstance(rel.get("full_product_name"), Mapping):
             continue
         pid = str(rel["full_product_name"].get("product_id"))
-        helper = rel["full_product_name"].get("product_identification_helper")
-        if isinstance(helper, Mapping) and isinstance(helper.get("purl"), str):
-            purls[pid] = helper["purl"]
-        elif str(rel.get("product_reference")) in purls:
-            purls[pid] = purls[str(rel["product_reference"])]
-    return purls
+        release = _cpe_release(cpes.get(str(rel.get("relates_to_product_reference"))))
+        purl = _helper(rel["full_product_name"], "purl")
+        if purl is None and str(rel.get("product_reference")) in found:
+            purl = found[str(rel["product_reference"])].purl
+        if purl is not None:
+            found[pid] = _Product(purl, release)
+    return found
 
 
-def _packages(vulns: list[Mapping[str, Any]], purls: dict[str, str]) -> tuple[AffectedPackage, ...]:
-    affected: dict[tuple[str, str], set[str]] = {}
-    fixed: dict[tuple[str, str], set[str]] = {}
-    base_purl: dict[tuple[str, str], str] = {}
+def product_purls(tree: object) -> dict[str, str]:
+    """product_id → purl for every product of a CSAF ``product_tree`` that has one (relationships inherit)."""
+    return {pid: p.purl for pid, p in products(tree).items()}
+
+
+def _fix_lines(vuln: Mapping[str, Any]) -> dict[str, str]:
+    lines: dict[str, str] = {}
+    for rem in vuln.get("remediations") or []:
+        if not isinstance(rem, Mapping) or rem.get("category") != "vendor_fix":
+            continue
+        text = " ".join(str(rem.get("details", "")).split())[:_MAX_FIX_LINE]
+        if isinstance(rem.get("url"), str) and rem["url"] not in text:
+            text = f"{text} {rem['url']}".strip()
+        for pid in rem.get("product_ids") or []:
+            lines.setdefault(str(pid), text)
+    return lines
+
+
+def _justifications(vuln: Mapping[str, Any]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for flag in vuln.get("flags") or []:
+        if isinstance(flag, Mapping) and flag.get("label"):
+            for pid in flag.get("product_ids") or []:
+                out.setdefault(str(pid), str(flag["label"]))
+    for threat in vuln.get("threats") or []:
+        if isinstance(threat, Mapping) and threat.get("category") == "impact":
+            for pid in threat.get("product_ids") or []:
+                text = " ".join(str(threat.get("details", "")).split())[:_MAX_FIX_LINE]
+                out[str(pid)] = f"{out[str(pid)]}: {text}" if str(pid) in out else text
+    return out
+
+
+@dataclass
+class _Pkg:
+    purl: str
+    affected: set[str]
+    fixed: set[str]
+    fix_lines: dict[str, None]
+
+
+def _packages(
+    vulns: list[Mapping[str, Any]], known: dict[str, _Product]
+) -> tuple[tuple[AffectedPackage, ...], tuple[NotAffected, ...]]:
+    pkgs: dict[tuple[str, str, bool], _Pkg] = {}
+    not_affected: dict[tuple[str, str, str | None], str] = {}
     for vuln in vulns:
         status = vuln.get("product_status") or {}
-        for field, target in [*((f, affected) for f in _AFFECTED), *((f, fixed) for f in _FIXED)]:
+        fix_lines = _fix_lines(vuln)
+        why = _justifications(vuln)
+        groups = [*((f, "affected") for f in _AFFECTED), *((f, "fixed") for f in _FIXED)]
+        groups += [("under_investigation", "triage"), ("known_not_affected", "not_affected")]
+        for field, role in groups:
             for pid in status.get(field) or []:
-                purl = purls.get(str(pid))
-                if purl is None:
+                product = known.get(str(pid))
+                if product is None:
                     continue
                 try:
-                    ecosystem, name, version = purl_package(purl)
+                    ecosystem, name, version = purl_package(product.purl, release=product.release)
                 except ValueError:
                     continue  # an unparsable purl is a product we cannot match, like one without purl
-                key = (ecosystem, name)
-                base_purl.setdefault(key, purl.split("@", 1)[0])
-                versions = target.setdefault(key, set())
-                affected.setdefault(key, set())
+                if role == "not_affected":
+                    not_affected.setdefault((ecosystem, name, version), why.get(str(pid), ""))
+                    continue
+                entry = pkgs.setdefault(
+                    (ecosystem, name, role == "triage"), _Pkg(product.purl.split("@", 1)[0], set(), set(), {})
+                )
                 if version:
-                    versions.add(version)
-    packages = []
-    for key in sorted(affected):
-        fixes = fixed.get(key, set())
+                    (entry.fixed if role == "fixed" else entry.affected).add(version)
+                if str(pid) in fix_lines:
+                    entry.fix_lines[fix_lines[str(pid)]] = None
+    out = []
+    for (ecosystem, name, triage), entry in sorted(pkgs.items()):
         ranges: tuple[VersionRange, ...] = ()
-        if len(fixes) == 1:
-            events = (RangeEvent(introduced="0"), RangeEvent(fixed=next(iter(fixes))))
+        if len(entry.fixed) == 1 and not triage:
+            events = (RangeEvent(introduced="0"), RangeEvent(fixed=next(iter(entry.fixed))))
             ranges = (VersionRange(type="ECOSYSTEM", events=events),)
-        packages.append(
+        out.append(
             AffectedPackage(
-                ecosystem=key[0],
-                name=key[1],
-                purl=base_purl[key],
+                ecosystem=ecosystem,
+                name=name,
+                purl=entry.purl,
                 ranges=ranges,
-                versions=tuple(sorted(affected[key])),
+                versions=tuple(sorted(entry.affected)),
+                triage=_UNDER_INVESTIGATION if triage else "",
+                remediation="; ".join(entry.fix_lines),
             )
         )
-    return tuple(packages)
+    statements = tuple(
+        NotAffected(ecosystem=e, name=n, version=v, justification=j)
+        for (e, n, v), j in sorted(not_affected.items(), key=lambda item: (item[0][0], item[0][1], item[0][2] or ""))
+    )
+    return tuple(out), statements
 
 
-def _scores(vulns: list[Mapping[str, Any]]) -> tuple[float | None, str | None]:
-    best: tuple[float | None, str | None] = (None, None)
-    for vuln in vulns:
-        for score in vuln.get("scores") or []:
+def rate_csaf(data: Mapping[str, Any]) -> sev.Rated:
+    """The severity of a CSAF document, in the order of :mod:`bot.advisories.severity`."""
+    candidates: list[sev.Rated | None] = []
+    for v, vuln in enumerate(data.get("vulnerabilities") or []):
+        for s, score in enumerate(vuln.get("scores") or [] if isinstance(vuln, Mapping) else []):
             for key in ("cvss_v3", "cvss_v2"):
                 cvss = score.get(key) if isinstance(score, Mapping) else None
-                if not isinstance(cvss, Mapping):
-                    continue
-                value = cvss.get("baseScore")
-                if not isinstance(value, int | float) and isinstance(cvss.get("vectorString"), str):
-                    value = cvss_severity(cvss["vectorString"])[1]
-                if isinstance(value, int | float) and (best[0] is None or value > best[0]):
-                    vector = cvss.get("vectorString")
-                    best = (float(value), vector if isinstance(vector, str) else None)
-                break  # prefer v3 over v2 of the same score entry
-    return best
+                if isinstance(cvss, Mapping) and isinstance(cvss.get("vectorString"), str):
+                    declared = cvss.get("baseScore")
+                    candidates.append(
+                        sev.from_vector(
+                            cvss["vectorString"],
+                            declared=float(declared) if isinstance(declared, int | float) else None,
+                            where=f"vulnerabilities[{v}].scores[{s}].{key} (CSAF 6.1.9)",
+                        )
+                    )
+    vector = sev.best_vector(candidates)
+    if vector is not None:
+        return vector
+    document = data.get("document") if isinstance(data.get("document"), Mapping) else {}
+    aggregate = document.get("aggregate_severity") if isinstance(document, Mapping) else None
+    threats = [
+        t.get("details")
+        for vuln in data.get("vulnerabilities") or []
+        if isinstance(vuln, Mapping)
+        for t in vuln.get("threats") or []
+        if isinstance(t, Mapping) and t.get("category") == "impact"
+    ]
+    return sev.first(
+        [
+            sev.from_word(aggregate.get("text") if isinstance(aggregate, Mapping) else None, source="csaf_aggregate"),
+            *(sev.from_word(t, source="csaf_threat_impact") for t in threats),
+        ]
+    )
 
 
 def parse_csaf(data: Mapping[str, Any], *, source: str = "csaf") -> Advisory:
-    """Map one CSAF 2.0 document to an ``Advisory``; raise ``FeedError`` if it is malformed."""
+    """Map one CSAF 2.0 document to an ``Advisory``; raise ``FeedError`` if it is malformed.
+
+    Conformance (schema, mandatory tests) is :func:`bot.feeds.csaf_validate.validate`'s job, run first.
+    """
     document = data.get("document") if isinstance(data, Mapping) else None
     tracking = document.get("tracking") if isinstance(document, Mapping) else None
     if not isinstance(document, Mapping) or not isinstance(tracking, Mapping):
@@ -174,16 +295,14 @@ def parse_csaf(data: Mapping[str, Any], *, source: str = "csaf") -> Advisory:
         raise FeedError(f"CSAF {ident}: vulnerabilities must be a list of objects")
     vulns: list[Mapping[str, Any]] = vulns_raw
     aliases = tuple(dict.fromkeys(str(v["cve"]) for v in vulns if isinstance(v.get("cve"), str)))
-    score, vector = _scores(vulns)
-    severity = band(score)
-    if severity is Severity.UNKNOWN and isinstance(document.get("aggregate_severity"), Mapping):
-        severity = word_severity(str(document["aggregate_severity"].get("text", "")))
     notes = [n for n in document.get("notes") or [] if isinstance(n, Mapping)]
     summary_notes = [str(n.get("text", "")) for n in notes if n.get("category") in ("summary", "description")]
     references = tuple(
         str(r["url"]) for r in document.get("references") or [] if isinstance(r, Mapping) and r.get("url")
     )
     try:
+        rated = rate_csaf(data)
+        affected, not_affected = _packages(vulns, products(data.get("product_tree")))
         return Advisory(
             id=ident,
             source=source,
@@ -192,10 +311,13 @@ def parse_csaf(data: Mapping[str, Any], *, source: str = "csaf") -> Advisory:
             details="\n\n".join(summary_notes),
             published=parse_time(tracking.get("initial_release_date"), field="initial_release_date"),
             modified=parse_time(tracking.get("current_release_date"), field="current_release_date"),
-            severity=severity,
-            cvss_score=score,
-            cvss_vector=vector,
-            affected=_packages(vulns, product_purls(data.get("product_tree"))),
+            severity=rated.label,
+            cvss_score=rated.score,
+            cvss_vector=rated.vector,
+            severity_source=rated.source,
+            severity_flag=rated.flagged,
+            affected=affected,
+            not_affected=not_affected,
             references=references,
             content_hash=content_hash(data),
         )

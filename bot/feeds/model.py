@@ -78,6 +78,21 @@ class AffectedPackage(Frozen):
     purl: str | None = None
     ranges: tuple[VersionRange, ...] = ()
     versions: tuple[str, ...] = ()
+    # CSAF/VEX: ``triage`` set means the vendor is still investigating (a hit needs triage, never "affected");
+    # ``remediation`` is the vendor's fix line for this package (CSAF ``remediations[].details``/``url``).
+    triage: str = ""
+    remediation: str = ""
+
+
+class NotAffected(Frozen):
+    """A vendor's VEX ``known_not_affected`` statement for one product (``version`` None: every version).
+
+    It suppresses matches of the advisory's ids for that product only, never the CVE on other packages."""
+
+    ecosystem: str
+    name: str
+    version: str | None = None
+    justification: str = ""
 
 
 class Advisory(Frozen):
@@ -95,9 +110,12 @@ class Advisory(Frozen):
     severity: Severity = Severity.UNKNOWN
     cvss_score: float | None = None
     cvss_vector: str | None = None
+    severity_source: str = ""  # where ``severity`` came from (bot.advisories.severity); "" in old records
+    severity_flag: str = ""  # a declared score that disagreed with its vector, and what was used instead
     known_exploited: bool = False
     kev_due_date: date | None = None
     affected: tuple[AffectedPackage, ...] = ()
+    not_affected: tuple[NotAffected, ...] = ()
     references: tuple[str, ...] = ()
     content_hash: str = Field(default="", description="sha256 of the source document, to notice upstream changes")
 
@@ -120,6 +138,7 @@ class InstalledPackage(Frozen):
 class MatchStatus(StrEnum):
     AFFECTED = "affected"
     NEEDS_TRIAGE = "needs_triage"  # GIT ranges, unparseable versions, unknown ecosystems: never a silent miss
+    NOT_AFFECTED = "not_affected"  # suppressed by a vendor VEX statement (``reason`` holds the justification)
 
 
 class Match(Frozen):
@@ -131,3 +150,4 @@ class Match(Frozen):
     status: MatchStatus
     fixed_versions: tuple[str, ...] = ()
     reason: str = ""
+    remediation: str = ""  # the vendor's fix line, when a CSAF remediation names this product

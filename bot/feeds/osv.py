@@ -28,9 +28,10 @@ from urllib.parse import quote
 
 import aiohttp
 
+from bot.advisories.osv import parse_osv
 from bot.errors import ConfigError, FeedError
 from bot.feeds import limits
-from bot.feeds.base import Feed, FeedBatch, FeedOptions, Quarantined, parse_osv, parse_time
+from bot.feeds.base import Feed, FeedBatch, FeedOptions, Quarantined, parse_time
 from bot.feeds.http import FetchState, fetch, is_http_url, open_session
 from bot.feeds.model import Advisory
 

@@ -15,7 +15,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.advisories.inventory import load_cyclonedx
-from bot.advisories.matching import load_osv_advisories, match_packages
+from bot.advisories.matching import match_packages
+from bot.advisories.offline import load_osv_advisories
 from bot.config import Config, parse_config
 from storage.models import AdvisoryMatch, AdvisoryRecord, AdvisoryStatus, InventoryPackage
 

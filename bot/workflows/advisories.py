@@ -18,6 +18,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.advisories import inventory as inventory_files
+from bot.advisories import severity
 from bot.advisories.matching import MatchIndex
 from bot.config import Config
 from bot.feeds.base import FeedBatch
@@ -85,9 +86,13 @@ def merged(record: AdvisoryRecord) -> Advisory:
         severity=min(severities, key=SEVERITY_ORDER.index) if severities else Severity.UNKNOWN,
         cvss_score=max(scores) if scores else None,
         cvss_vector=next((d.cvss_vector for d in use if d.cvss_vector), None),
+        # issue 9 (severity sources, VEX): where the label came from, and vendor not-affected statements.
+        severity_source=severity.merged_source(use, min(severities, key=SEVERITY_ORDER.index))[0] if severities else "",
+        severity_flag=severity.merged_source(use, Severity.UNKNOWN)[1],
         known_exploited=any(d.known_exploited for d in use),
         kev_due_date=min(kev_dates) if kev_dates else None,
         affected=tuple(a for d in live for a in d.affected),
+        not_affected=tuple(n for d in live for n in d.not_affected),
         references=tuple(dict.fromkeys(r for d in use for r in d.references)),
         content_hash=digest,
     )

@@ -231,7 +231,7 @@ def test_purls_become_affected_packages() -> None:
     add_purls(doc["product_tree"]["branches"])
     adv = parse_csaf(doc)
     (pkg,) = adv.affected
-    assert (pkg.ecosystem, pkg.name) == ("Red Hat", "telnet-server")
+    assert (pkg.ecosystem, pkg.name) == ("Red Hat:7", "telnet-server")  # release from the platform CPE
     assert pkg.purl == "pkg:rpm/redhat/telnet-server"
     assert [e.model_dump(exclude_none=True) for e in pkg.ranges[0].events] == [
         {"introduced": "0"},

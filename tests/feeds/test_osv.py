@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from bot.advisories.osv import parse_osv
 from bot.errors import FeedError
-from bot.feeds.base import parse_osv
 from bot.feeds.http import HttpSettings
 from bot.feeds.model import Severity
 from bot.feeds.osv import OsvFeed

@@ -8,10 +8,11 @@ from typing import Any, ClassVar
 
 import pytest
 
+from bot.advisories.severity import band, cvss_severity, word_severity
 from bot.config import Config, parse_config
 from bot.errors import ConfigError, FeedError
 from bot.feeds import registry
-from bot.feeds.base import Feed, FeedBatch, FeedOptions, band, cvss_severity, word_severity
+from bot.feeds.base import Feed, FeedBatch, FeedOptions
 from bot.feeds.http import HttpSettings
 from bot.feeds.kev import KevFeed
 from bot.feeds.model import Severity
