@@ -141,8 +141,13 @@ def post(config: Config, v: AdvisoryView) -> list[Block]:
     elif rec.status is not AdvisoryStatus.WITHDRAWN:
         blocks.append(section("*Affected systems*\nNone of our systems is known to be affected."))
     if rec.due is not None and rec.status is not AdvisoryStatus.WITHDRAWN:
-        band = views.effective_severity(rec.severity, known_exploited=rec.known_exploited)
-        blocks.append(section(f"*SLA due* {slack_date(rec.due, tz=tz)} ({band})"))
+        band = v.tier or views.effective_severity(rec.severity, known_exploited=rec.known_exploited)
+        blocks.append(section(f"*SLA due* {slack_date(rec.due, tz=tz)} ({escape(band)})"))
+    if v.tier and rec.status is not AdvisoryStatus.WITHDRAWN:
+        why = "; ".join(escape(w) for w in v.why)
+        blocks.append(section(f"*Priority* {escape(v.tier)}: {why}"))
+    if v.arrival and rec.status is not AdvisoryStatus.WITHDRAWN:
+        blocks.append(section(f":hourglass: *Already overdue*: {escape(v.arrival)}."))
     if adv.details and adv.details != adv.summary:
         blocks.append(section(escape(clip(adv.details, 600))))
     blocks.extend(_controls(v))

@@ -54,7 +54,7 @@ async def _post_text(deps: Deps, record: AdvisoryRecord, text: str) -> None:
 async def publish(deps: Deps, advisory_id: int, *, notes: tuple[str, ...] = ()) -> None:
     """Post the advisory if it should be and is not yet; else update its post in place and note changes."""
     async with deps.sessions.begin() as session:
-        v = await triage.view(session, advisory_id)
+        v = await triage.view(session, advisory_id, config=deps.config)
     config, record = deps.config, v.record
     if record.message_ts and record.channel:
         await deps.client.chat_update(
