@@ -371,3 +371,14 @@ async def epss_for(session: AsyncSession, cves: Iterable[str]) -> dict[str, tupl
         )
         out.update({str(c): (float(e), float(p)) for c, e, p in rows})
     return out
+
+
+async def mark_digested(session: AsyncSession, advisory_ids: Sequence[int], *, now: datetime) -> None:
+    """Mark records as reached through a digest (they get no post of their own)."""
+    for part in chunks(list(advisory_ids)):
+        await session.execute(
+            update(AdvisoryRecord)
+            .where(AdvisoryRecord.id.in_(part))
+            .values(digested_at=now)
+            .execution_options(synchronize_session=False)
+        )
