@@ -331,7 +331,11 @@ async def rematch_all(session: AsyncSession, *, config: Config, now: datetime) -
 
 
 async def reprioritise(session: AsyncSession, *, config: Config, now: datetime) -> list[Ingested]:
-    """Recompute tiers and due dates of every live match (new EPSS scores, a changed policy); none are posted."""
+    """Recompute tiers and due dates of every live match (new EPSS scores, a changed policy).
+
+    Returns the records whose top tier changed, with a note, so their posts are updated.
+    """
+    changed: list[Ingested] = []
     async for page in store.record_pages(session, statuses=[*sla.ACTIVE, AdvisoryStatus.SNOOZED], with_matches=True):
         advisories = {r.id: merged(r) for r in page}
         epss = await store.epss_for(session, {i for a in advisories.values() for i in (a.id, *a.aliases)})
@@ -346,8 +350,15 @@ async def reprioritise(session: AsyncSession, *, config: Config, now: datetime) 
                 swap.append(record.id)
                 inserts.extend(rows)
                 record.updated_at = now
+            tiers_before = sorted({m.priority for m in before})
+            tiers_after = sorted({r["priority"] for r in rows})
+            if tiers_before != tiers_after:
+                note = (
+                    f"priority {', '.join(tiers_before) or '—'} → {', '.join(tiers_after)} (new EPSS scores or policy)"
+                )
+                changed.append(Ingested(record.id, False, (note,)))
         await store.swap_matches(session, swap, inserts)
-    return []
+    return changed
 
 
 _MATCH_COLUMNS = (
