@@ -53,9 +53,9 @@ async def test_poll_counts_and_quarantine_lists_every_refusal(configured: Path) 
 
 
 async def test_a_failed_feed_exits_1(configured: Path) -> None:
-    data = yaml.safe_load(configured.read_text())
+    data = yaml.safe_load(await asyncio.to_thread(configured.read_text))
     data["feeds"] = {"kev": {"source": "http://127.0.0.1:9/kev.json"}}  # nothing listens on the discard port
-    configured.write_text(yaml.safe_dump(data))
+    await asyncio.to_thread(configured.write_text, yaml.safe_dump(data))
     result = await asyncio.to_thread(CliRunner().invoke, cli, ["feeds", "poll"])  # after the fetcher's retries
     assert result.exit_code == 1 and "kev: FAILED" in result.output
 
