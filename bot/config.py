@@ -172,6 +172,44 @@ class AutoApproveRule(Strict):
         return f"auto_approve[{index}] ({', '.join(parts)})"
 
 
+class SlaFrom(StrEnum):
+    DISCOVERED = "discovered"  # when patchwarden first saw the system affected
+    PUBLISHED = "published"  # the advisory's publication
+
+
+class Exposure(StrEnum):
+    INTERNET = "internet"
+    INTERNAL = "internal"
+    ISOLATED = "isolated"
+
+
+SEVERITY_RANK = {"unknown": 0, "none": 1, "low": 2, "medium": 3, "high": 4, "critical": 5}
+
+
+class PriorityWhen(Strict):
+    """The conditions of a priority rule; all given ones must hold (none given: always)."""
+
+    kev: bool | None = None
+    epss_at_least: float | None = Field(default=None, ge=0, le=1)
+    percentile_at_least: float | None = Field(default=None, ge=0, le=1)
+    exposure: Exposure | list[Exposure] | None = None
+    severity_at_least: str | None = None
+
+    @field_validator("severity_at_least")
+    @classmethod
+    def _severity(cls, value: str | None) -> str | None:
+        if value is not None and value not in SEVERITY_RANK:
+            raise ValueError(f"unknown severity {value!r}; one of {', '.join(SEVERITY_RANK)}")
+        return value
+
+
+class PriorityRule(Strict):
+    """``{tier: fix-now, when: {kev: true}}``: the first rule whose conditions hold names the match's tier."""
+
+    tier: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,31}$")]
+    when: PriorityWhen = PriorityWhen()
+
+
 class Policy(Strict):
     """The approval and scheduling policy. ``version`` is stamped on every control-log entry."""
 
@@ -189,6 +227,16 @@ class Policy(Strict):
     sla_days: dict[str, int] = Field(default_factory=lambda: {"critical": 30, "high": 90, "medium": 90, "low": 90})
     kev_due_date: bool = True
     auto_approve: list[AutoApproveRule] = Field(default_factory=list)  # first match wins; none: explicit only
+
+    sla_from: SlaFrom = SlaFrom.DISCOVERED
+    priority: list[PriorityRule] = Field(default_factory=list)  # empty: the tier is the severity band
+
+    @model_validator(mode="after")
+    def _tiers_have_sla(self) -> Policy:
+        missing = [f"{i}.tier {r.tier!r}" for i, r in enumerate(self.priority) if r.tier not in self.sla_days]
+        if missing:
+            raise ValueError(f"policy.priority: no sla_days for {', '.join(missing)}; add them under sla_days")
+        return self
 
     @field_validator("stages")
     @classmethod
@@ -318,6 +366,7 @@ class System(Strict):
     announce_test: bool = False
     packages: list[Package] = Field(default_factory=list)
     description: str = ""
+    exposure: Exposure = Exposure.INTERNAL  # internet-facing systems rank exploitable advisories higher
 
 
 class AdvisorySettings(Strict):
@@ -327,6 +376,7 @@ class AdvisorySettings(Strict):
     post_unmatched_critical: bool = False  # also post critical advisories that match no system
     remind_before: list[Duration] = Field(default_factory=lambda: [timedelta(days=7), timedelta(days=1)])
     quarantine_dir: Path | None = None  # where patch artifacts are verified; default: a temp folder
+    digest_over: int = Field(default=20, ge=0)  # more new matches than this for one system: one digest
 
 
 class OutboundSettings(Strict):

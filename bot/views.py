@@ -84,6 +84,9 @@ class AdvisoryView:
     record: AdvisoryRecord
     advisory: AdvisoryModel
     matches: list[AdvisoryMatch]
+    tier: str = ""  # the highest priority tier among the matches
+    why: tuple[str, ...] = ()  # why that tier: KEV (proof), EPSS (estimate), severity, exposure
+    arrival: str = ""  # "overdue by its own dates since ..." when it was overdue before we saw it
 
     @property
     def systems(self) -> list[str]:

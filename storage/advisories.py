@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -16,6 +16,7 @@ from storage.models import (
     AdvisoryMatch,
     AdvisoryRecord,
     AdvisoryStatus,
+    EpssScore,
     FeedState,
     QuarantinedDocument,
 )
@@ -78,16 +79,16 @@ async def replace_matches(
 
 
 async def matches(session: AsyncSession, advisory_ids: Iterable[int]) -> list[AdvisoryMatch]:
-    """Matches of the given advisories, ordered by system and package."""
-    ids = list(advisory_ids)
-    if not ids:
-        return []
-    stmt = (
-        select(AdvisoryMatch)
-        .where(AdvisoryMatch.advisory_id.in_(ids))
-        .order_by(AdvisoryMatch.advisory_id, AdvisoryMatch.system, AdvisoryMatch.package)
-    )
-    return list((await session.execute(stmt)).scalars())
+    """Matches of the given advisories, ordered by advisory, system and package (any number of ids)."""
+    out: list[AdvisoryMatch] = []
+    for ids in chunks(sorted(set(advisory_ids))):
+        stmt = (
+            select(AdvisoryMatch)
+            .where(AdvisoryMatch.advisory_id.in_(ids))
+            .order_by(AdvisoryMatch.advisory_id, AdvisoryMatch.system, AdvisoryMatch.package)
+        )
+        out.extend((await session.execute(stmt)).scalars())
+    return out
 
 
 async def list_records(
@@ -97,9 +98,12 @@ async def list_records(
     system: str | None = None,
     due_before: datetime | None = None,
     with_matches: bool = False,
-    limit: int = 500,
+    limit: int | None = None,
 ) -> list[AdvisoryRecord]:
-    """Records, soonest due first (undated last), filtered by status, affected system or due time."""
+    """Records, soonest due first (undated last), filtered by status, affected system or due time.
+
+    No cap unless ``limit`` is given; loops over many records should use :func:`record_pages`.
+    """
     stmt = select(AdvisoryRecord).order_by(AdvisoryRecord.due.is_(None), AdvisoryRecord.due, AdvisoryRecord.id)
     if statuses is not None:
         stmt = stmt.where(AdvisoryRecord.status.in_(list(statuses)))
@@ -111,7 +115,9 @@ async def list_records(
         )
     elif with_matches:
         stmt = stmt.where(AdvisoryRecord.id.in_(select(AdvisoryMatch.advisory_id)))
-    return list((await session.execute(stmt.limit(limit))).scalars())
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return list((await session.execute(stmt)).scalars())
 
 
 async def all_records(session: AsyncSession) -> list[AdvisoryRecord]:
@@ -236,3 +242,143 @@ async def claim_quarantine_report(session: AsyncSession, row_id: int) -> bool:
         .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+# ---- bulk ingestion and paging (issue 9: nothing dropped, fast ingestion) --------------------------------
+
+CHUNK = 5000  # bound parameters per IN (...): under SQLite's 32766 and asyncpg's 32767
+
+
+def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
+    """``items`` in slices of at most ``size``."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+async def alias_owners(session: AsyncSession, ids: Iterable[str]) -> dict[str, int]:
+    """Which record each of ``ids`` (advisory ids or aliases) already points at; unknown ids are absent."""
+    out: dict[str, int] = {}
+    for part in chunks(sorted(set(ids))):
+        rows = await session.execute(
+            select(AdvisoryAlias.alias, AdvisoryAlias.advisory_id).where(AdvisoryAlias.alias.in_(part))
+        )
+        out.update({str(a): int(i) for a, i in rows})
+    return out
+
+
+async def get_many(session: AsyncSession, advisory_ids: Iterable[int]) -> dict[int, AdvisoryRecord]:
+    """Records by id (any number of ids)."""
+    out: dict[int, AdvisoryRecord] = {}
+    for part in chunks(sorted(set(advisory_ids))):
+        rows = await session.execute(select(AdvisoryRecord).where(AdvisoryRecord.id.in_(part)))
+        out.update({r.id: r for r in rows.scalars()})
+    return out
+
+
+async def add_aliases(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert ``{"alias", "advisory_id"}`` rows in one executemany (the caller knows they are new)."""
+    for part in chunks(rows):
+        await session.execute(insert(AdvisoryAlias), list(part))
+
+
+async def swap_matches(session: AsyncSession, advisory_ids: Sequence[int], rows: Sequence[Mapping[str, Any]]) -> None:
+    """Replace the matches of ``advisory_ids`` with ``rows`` (column dicts with ``advisory_id``), in bulk."""
+    for part in chunks(sorted(set(advisory_ids))):
+        await session.execute(
+            delete(AdvisoryMatch)
+            .where(AdvisoryMatch.advisory_id.in_(part))
+            .execution_options(synchronize_session=False)
+        )
+    for part in chunks(rows):
+        await session.execute(insert(AdvisoryMatch), list(part))
+
+
+async def record_pages(
+    session: AsyncSession,
+    *,
+    statuses: Sequence[AdvisoryStatus] | None = None,
+    with_matches: bool = False,
+    system: str | None = None,
+    page: int = 500,
+) -> AsyncIterator[list[AdvisoryRecord]]:
+    """Every record that passes the filters, ``page`` at a time, by id (keyset pagination: nothing skipped)."""
+    after = 0
+    while True:
+        stmt = select(AdvisoryRecord).where(AdvisoryRecord.id > after).order_by(AdvisoryRecord.id).limit(page)
+        if statuses is not None:
+            stmt = stmt.where(AdvisoryRecord.status.in_(list(statuses)))
+        if system is not None:
+            stmt = stmt.where(
+                AdvisoryRecord.id.in_(select(AdvisoryMatch.advisory_id).where(AdvisoryMatch.system == system))
+            )
+        elif with_matches:
+            stmt = stmt.where(AdvisoryRecord.id.in_(select(AdvisoryMatch.advisory_id)))
+        rows = list((await session.execute(stmt)).scalars())
+        if not rows:
+            return
+        yield rows
+        after = rows[-1].id
+
+
+async def match_pages(
+    session: AsyncSession, *, system: str | None = None, page: int = 1000
+) -> AsyncIterator[list[tuple[AdvisoryMatch, AdvisoryRecord]]]:
+    """Every match with its record, ``page`` at a time (keyset on the match id)."""
+    after = 0
+    while True:
+        stmt = (
+            select(AdvisoryMatch, AdvisoryRecord)
+            .join(AdvisoryRecord, AdvisoryRecord.id == AdvisoryMatch.advisory_id)
+            .where(AdvisoryMatch.id > after)
+            .order_by(AdvisoryMatch.id)
+            .limit(page)
+        )
+        if system is not None:
+            stmt = stmt.where(AdvisoryMatch.system == system)
+        rows = [(m, r) for m, r in (await session.execute(stmt))]
+        if not rows:
+            return
+        yield rows
+        after = rows[-1][0].id
+
+
+async def quarantine_pages(session: AsyncSession, *, page: int = 1000) -> AsyncIterator[list[QuarantinedDocument]]:
+    """Every quarantined document, oldest first, ``page`` at a time."""
+    after = 0
+    while True:
+        stmt = select(QuarantinedDocument).where(QuarantinedDocument.id > after).order_by(QuarantinedDocument.id)
+        rows = list((await session.execute(stmt.limit(page))).scalars())
+        if not rows:
+            return
+        yield rows
+        after = rows[-1].id
+
+
+async def replace_epss(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> int:
+    """Replace the EPSS table with a new daily file's ``{"cve","epss","percentile","score_date"}`` rows."""
+    await session.execute(delete(EpssScore).execution_options(synchronize_session=False))
+    for part in chunks(rows):
+        await session.execute(insert(EpssScore), list(part))
+    return len(rows)
+
+
+async def epss_for(session: AsyncSession, cves: Iterable[str]) -> dict[str, tuple[float, float]]:
+    """``{cve: (epss, percentile)}`` for the given CVE ids that have a score."""
+    out: dict[str, tuple[float, float]] = {}
+    for part in chunks(sorted({c for c in cves if c.startswith("CVE-")})):
+        rows = await session.execute(
+            select(EpssScore.cve, EpssScore.epss, EpssScore.percentile).where(EpssScore.cve.in_(part))
+        )
+        out.update({str(c): (float(e), float(p)) for c, e, p in rows})
+    return out
+
+
+async def mark_digested(session: AsyncSession, advisory_ids: Sequence[int], *, now: datetime) -> None:
+    """Mark records as reached through a digest (they get no post of their own)."""
+    for part in chunks(list(advisory_ids)):
+        await session.execute(
+            update(AdvisoryRecord)
+            .where(AdvisoryRecord.id.in_(part))
+            .values(digested_at=now)
+            .execution_options(synchronize_session=False)
+        )

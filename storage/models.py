@@ -427,6 +427,7 @@ class AdvisoryRecord(Base):
     escalated_at: Mapped[datetime | None]
     first_seen: Mapped[datetime]
     updated_at: Mapped[datetime]
+    digested_at: Mapped[datetime | None]  # reached Slack through a per-system digest, not a post of its own
 
 
 class AdvisoryAlias(Base):
@@ -455,6 +456,9 @@ class AdvisoryMatch(Base):
     fixed: Mapped[list[Any]] = mapped_column(default=list)
     status: Mapped[str] = mapped_column(String(16))  # affected | needs_triage
     reason: Mapped[str] = mapped_column(Text, default="")
+    discovered: Mapped[datetime | None]  # when patchwarden first saw this system affected: the SLA clock
+    due: Mapped[datetime | None] = mapped_column(index=True)
+    priority: Mapped[str] = mapped_column(String(32), default="")  # the policy's tier for this match
 
 
 class InventoryPackage(Base):
@@ -554,3 +558,14 @@ class AuditStreamCursor(Base):
 
     target: Mapped[str] = mapped_column(String(200), primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), default=0)
+
+
+class EpssScore(Base):
+    """FIRST's EPSS estimate for one CVE (the latest daily file): probability of exploitation in 30 days."""
+
+    __tablename__ = "epss_scores"
+
+    cve: Mapped[str] = mapped_column(String(32), primary_key=True)
+    epss: Mapped[float]
+    percentile: Mapped[float]
+    score_date: Mapped[str] = mapped_column(String(10))  # YYYY-MM-DD of the file the score came from

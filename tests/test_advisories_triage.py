@@ -135,4 +135,5 @@ async def test_not_applicable_needs_reason_and_is_audited_snooze_hides_until_tim
     assert (await status_of(h, "GHSA-h5c8-rqwp-cp95"))[0] is AdvisoryStatus.OPEN
     notes = [m.text for m in h.thread(jinja)]
     assert any("snooze" in t and "open again" in t for t in notes)
-    assert any("overdue" in t for t in notes), "published in 2024: overdue as soon as the snooze is over"
+    assert not any("Escalating" in t for t in notes), "published in 2024, but its clock starts at discovery"
+    assert "Already overdue" in str(h.latest(jinja).blocks), "overdue by its own dates: marked in the post"

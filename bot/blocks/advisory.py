@@ -156,8 +156,13 @@ def post(config: Config, v: AdvisoryView) -> list[Block]:
     elif rec.status is not AdvisoryStatus.WITHDRAWN:
         blocks.append(section("*Affected systems*\nNone of our systems is known to be affected."))
     if rec.due is not None and rec.status is not AdvisoryStatus.WITHDRAWN:
-        band = views.effective_severity(rec.severity, known_exploited=rec.known_exploited)
-        blocks.append(section(f"*SLA due* {slack_date(rec.due, tz=tz)} ({band})"))
+        band = v.tier or views.effective_severity(rec.severity, known_exploited=rec.known_exploited)
+        blocks.append(section(f"*SLA due* {slack_date(rec.due, tz=tz)} ({escape(band)})"))
+    if v.tier and rec.status is not AdvisoryStatus.WITHDRAWN:
+        why = "; ".join(escape(w) for w in v.why)
+        blocks.append(section(f"*Priority* {escape(v.tier)}: {why}"))
+    if v.arrival and rec.status is not AdvisoryStatus.WITHDRAWN:
+        blocks.append(section(f":hourglass: *Already overdue*: {escape(v.arrival)}."))
     if adv.details and adv.details != adv.summary:
         blocks.append(section(escape(clip(adv.details, 600))))
     blocks.extend(_controls(v))
@@ -231,3 +236,40 @@ def manual_modal(*, metadata: dict[str, Any]) -> dict[str, Any]:
             ),
         ],
     }
+
+
+def digest_text(system: str, total: int) -> str:
+    """Notification text of a digest."""
+    return f"{total} advisories newly affect {system}"
+
+
+def digest(
+    config: Config,
+    *,
+    system: str,
+    counts: list[tuple[str, int]],
+    top: list[AdvisoryView],
+    total: int,
+    command: str,
+) -> list[Block]:
+    """One message for many new matches of a system: counts by tier, the most urgent with buttons, the rest."""
+    tz = config.systems[system].timezone if system in config.systems else "UTC"
+    owner = mention(config.systems[system].owner) if system in config.systems else "no owner configured"
+    by_tier = " · ".join(f"*{n}* {escape(t or 'unranked')}" for t, n in counts)
+    out: list[Block] = [
+        {"type": "header", "text": plain(clip(f"{total} advisories newly affect {system}", 150))},
+        section(f"`{escape(system)}` ({owner}): {by_tier}"),
+    ]
+    for v in top:
+        due = f" · due {slack_date(v.record.due, fmt='{date_short}', tz=tz)}" if v.record.due else ""
+        mine = [m for m in v.matches if m.system == system][:3]
+        pkgs = ", ".join(f"`{escape(m.package)}` {escape(m.installed)}" for m in mine)
+        why = f"\n{'; '.join(escape(w) for w in v.why)}" if v.why else ""
+        arrival = f"\n:hourglass: {escape(v.arrival)}" if v.arrival else ""
+        line = f"*{escape(v.record.primary_id)}* ({escape(v.tier or v.record.severity)}{due}): {pkgs}"
+        out.append(section(clip(f"{line} · {escape(clip(v.advisory.summary, 120))}{why}{arrival}", 2900)))
+        out.extend(_controls(v))
+    rest = total - len(top)
+    more = f"…and {rest} more. " if rest > 0 else ""
+    out.append(context(f"{more}Every one, with installed and fixed versions and due dates: `{escape(command)}`"))
+    return out

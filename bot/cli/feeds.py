@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import click
 
 from bot import deps as runtime
@@ -9,6 +11,7 @@ from bot.app import create_client
 from bot.cli import common
 from bot.slack import advisory_posts
 from bot.slack.advisory_posts import PollOutcome
+from bot.workflows import advisory_export
 
 
 @click.group()
@@ -44,3 +47,27 @@ def poll(only: str | None) -> None:
             click.echo(f"{name}: {o.changed} new or changed, {o.unchanged} unchanged, {o.quarantined} quarantined")
     if any(o.error for o in outcomes.values()):
         raise click.exceptions.Exit(1)
+
+
+@feeds.command("quarantine")
+@click.option("--json", "as_json", is_flag=True, help="a JSON array of {feed, document, reason, at} (no cap)")
+def quarantine(as_json: bool) -> None:
+    """Every document a feed refused, with the reason."""
+    s = common.settings()
+
+    async def main() -> int:
+        n = 0
+        async with common.session(s) as session:
+            async for q in advisory_export.quarantined(session):
+                if as_json:
+                    click.echo(("[" if n == 0 else ",") + json.dumps(q, sort_keys=True))
+                else:
+                    click.echo(f"{q['feed']}\t{q['document']}\t{q['reason']}")
+                n += 1
+        return n
+
+    count = common.run(main)
+    if as_json:
+        click.echo("[]" if count == 0 else "]")
+    elif count == 0:
+        click.echo("No quarantined documents.")

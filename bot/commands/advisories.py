@@ -89,7 +89,7 @@ def register(app: AsyncApp, deps: Deps, router: Router) -> None:
         async def work() -> None:
             advisory_id = _advisory_id(action.get("value"))
             async with deps.sessions.begin() as session:
-                v = await triage.view(session, advisory_id)
+                v = await triage.view(session, advisory_id, config=deps.config)
             view = modal.change_modal(
                 config,
                 initial=triage.change_prefill(config, v, requester=user),
@@ -109,7 +109,7 @@ def register(app: AsyncApp, deps: Deps, router: Router) -> None:
         async def work() -> None:
             advisory_id = _advisory_id(action.get("value"))
             async with deps.sessions.begin() as session:
-                v = await triage.view(session, advisory_id)
+                v = await triage.view(session, advisory_id, config=deps.config)
             triage.require_triage(config, v, user)
             view = blocks.not_applicable_modal(v, metadata={"advisory_id": advisory_id, "channel": channel})
             await deps.client.views_open(trigger_id=body["trigger_id"], view=view)

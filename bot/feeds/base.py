@@ -53,14 +53,29 @@ class Quarantined(BaseModel):
     reason: str
 
 
+class ExploitScore(BaseModel):
+    """An exploit-prediction score of one CVE (FIRST EPSS): probability and percentile, both 0..1."""
+
+    model_config = ConfigDict(frozen=True)
+
+    cve: str
+    epss: float
+    percentile: float
+    score_date: str  # YYYY-MM-DD
+
+
 class FeedBatch(BaseModel):
-    """The result of one poll: accepted advisories, refused documents, and the cursor for the next poll."""
+    """The result of one poll: accepted advisories, refused documents, and the cursor for the next poll.
+
+    ``scores`` (EPSS) is a complete snapshot when not empty: it replaces the stored scores.
+    """
 
     model_config = ConfigDict(frozen=True)
 
     advisories: tuple[Advisory, ...] = ()
     quarantined: tuple[Quarantined, ...] = ()
     cursor: dict[str, str] = {}
+    scores: tuple[ExploitScore, ...] = ()
 
 
 class FeedOptions(BaseModel):

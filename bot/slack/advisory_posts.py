@@ -23,6 +23,7 @@ from bot.feeds import registry
 from bot.feeds.base import Feed
 from bot.feeds.http import HttpSettings
 from bot.workflows import advisories as flow
+from bot.workflows import advisory_digest as digest
 from bot.workflows import advisory_triage as triage
 from bot.workflows import sla
 from storage import advisories as store
@@ -54,7 +55,7 @@ async def _post_text(deps: Deps, record: AdvisoryRecord, text: str) -> None:
 async def publish(deps: Deps, advisory_id: int, *, notes: tuple[str, ...] = ()) -> None:
     """Post the advisory if it should be and is not yet; else update its post in place and note changes."""
     async with deps.sessions.begin() as session:
-        v = await triage.view(session, advisory_id)
+        v = await triage.view(session, advisory_id, config=deps.config)
     config, record = deps.config, v.record
     if record.message_ts and record.channel:
         await deps.client.chat_update(
@@ -66,7 +67,9 @@ async def publish(deps: Deps, advisory_id: int, *, notes: tuple[str, ...] = ()) 
             )
         return
     channel = config.slack.advisories_channel
-    if channel is None or record.channel is not None or not triage.should_post(config, v):
+    if channel is None or record.channel is not None or record.digested_at is not None:
+        return  # posted already, or carried by its system's digest
+    if not triage.should_post(config, v):
         return
     async with deps.sessions.begin() as session:
         claimed = await store.claim_field(session, advisory_id, "channel", channel)
@@ -88,6 +91,8 @@ async def publish_all(deps: Deps, changed: list[flow.Ingested]) -> None:
     """Publish every changed record; one failure is logged and does not stop the others."""
     everything = deps.config.advisories.post_unmatched_critical
     for item in changed:
+        if item.digested:
+            continue  # its system's digest carries it
         if not item.matched and not everything:
             continue  # nothing to post or update (most of a KEV catalogue): skip loading it again
         try:
@@ -149,8 +154,9 @@ async def run_feeds_poll(
             continue
         async with deps.sessions.begin() as session:
             result = await flow.ingest(session, config=deps.config, batch=batch, now=deps.clock.now())
+            await digest.plan(session, config=deps.config, result=result, now=deps.clock.now())
             await store.save_feed_state(session, name, cursor=batch.cursor, now=deps.clock.now())
-        outcomes[name] = PollOutcome(len(result.changed), result.unchanged, len(result.quarantined))
+        outcomes[name] = PollOutcome(len(result.changed) + result.scores, result.unchanged, len(result.quarantined))
         if post:
             await publish_all(deps, result.changed)
     if post:
@@ -161,15 +167,16 @@ async def run_feeds_poll(
 async def run_advisory_sweep(deps: Deps) -> int:
     """Post advisories not yet posted, then un-snooze, follow changes, remind and escalate; returns nudges."""
     async with deps.sessions.begin() as session:
-        pending = [
-            r.id
-            for r in await store.list_records(session, statuses=list(sla.ACTIVE), with_matches=True)
-            if r.channel is None
-        ]
+        pending: list[int] = []
+        async for page in store.record_pages(session, statuses=list(sla.ACTIVE), with_matches=True):
+            pending.extend(r.id for r in page if r.channel is None and r.digested_at is None)
         nudges = await sla.sweep(session, config=deps.config, now=deps.clock.now())
     await publish_all(deps, [flow.Ingested(i, True) for i in pending])
+    grouped = await _escalate_digested(deps, [n for n in nudges if n.kind == "overdue" and n.record.message_ts is None])
     for nudge in nudges:
         record = nudge.record
+        if nudge.record.id in grouped:
+            continue
         if nudge.kind in ("unsnoozed", "remediated", "reopened"):
             await publish(deps, record.id)
         due = slack_date(record.due) if record.due else "—"
@@ -190,3 +197,21 @@ async def run_advisory_sweep(deps: Deps) -> int:
             )
         await _post_text(deps, record, text)
     return len(nudges)
+
+
+async def _escalate_digested(deps: Deps, nudges: list[sla.Nudge]) -> set[int]:
+    """Escalate overdue records without a post of their own together: one message per system."""
+    channel = deps.config.slack.advisories_channel
+    if channel is None or not nudges:
+        return set()
+    async with deps.sessions.begin() as session:
+        tiers = {m.advisory_id: m.priority for m in await store.matches(session, [n.record.id for n in nudges])}
+    by_system: dict[str, list[sla.Nudge]] = {}
+    for n in nudges:
+        by_system.setdefault(n.systems[0] if n.systems else "", []).append(n)
+    for system, group in by_system.items():
+        people = list(dict.fromkeys(p for n in group for p in n.people))
+        overdue = [(n.record.primary_id, tiers.get(n.record.id, "")) for n in group]
+        text = digest.escalation_text(deps.config, system=system, overdue=overdue, people=people)
+        await deps.client.chat_postMessage(channel=channel, text=text, unfurl_links=False)
+    return {n.record.id for n in nudges}

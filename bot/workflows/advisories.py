@@ -14,6 +14,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,6 +24,7 @@ from bot.advisories.matching import MatchIndex
 from bot.config import Config
 from bot.feeds.base import FeedBatch
 from bot.feeds.model import Advisory, InstalledPackage, Match, Severity
+from bot.workflows import advisory_rank as rank
 from bot.workflows import sla
 from storage import advisories as store
 from storage import inventory as inventory_store
@@ -46,6 +48,8 @@ class Ingested:
     created: bool
     notes: tuple[str, ...] = ()
     matched: bool = True  # affects (or may affect) a system: False lets the poster skip most KEV entries
+    new_systems: tuple[str, ...] = ()  # systems this batch found newly affected
+    digested: bool = False  # reaches Slack through its systems' digest: no post of its own
 
 
 @dataclass
@@ -55,6 +59,8 @@ class IngestResult:
     changed: list[Ingested] = field(default_factory=list)
     quarantined: list[int] = field(default_factory=list)
     unchanged: int = 0
+    scores: int = 0  # EPSS scores stored (a complete daily snapshot)
+    digests: dict[str, list[int]] = field(default_factory=dict)  # system -> records in its digest
 
 
 def merged(record: AdvisoryRecord) -> Advisory:
@@ -112,8 +118,8 @@ async def current_inventory(session: AsyncSession, *, config: Config) -> dict[st
     return systems
 
 
-def _match_rows(matches: Sequence[Match]) -> list[dict[str, object]]:
-    rows: list[dict[str, object]] = []
+def _match_rows(matches: Sequence[Match]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
     for m in matches:
         pkg = m.package
         eco = f"{pkg.ecosystem}:{pkg.release}" if pkg.release else pkg.ecosystem
@@ -161,79 +167,66 @@ def _notes(before: Advisory | None, after: Advisory, doc_key: str, replaced: boo
     return notes
 
 
-async def _ingest_one(
-    session: AsyncSession, *, config: Config, advisory: Advisory, index: MatchIndex, now: datetime
-) -> Ingested | None:
-    ids = advisory.all_ids()
-    owners = await store.owners_of(session, ids)
-    doc_key = f"{advisory.source}:{advisory.id}"
-    new_doc = advisory.model_dump(mode="json")
-    created = not owners
-    if created:
-        record = await store.add(
-            session,
-            AdvisoryRecord(
-                primary_id=advisory.id[:100],
-                sources=[],
-                aliases=[],
-                data={"docs": {}},
-                content_hash="",
-                severity=advisory.severity.value,
-                status=AdvisoryStatus.OPEN,
-                first_seen=now,
-                updated_at=now,
-            ),
-        )
-    else:
-        found = await store.get(session, owners[0], lock=True)
-        assert found is not None  # the alias row's foreign key guarantees it
-        record = found
-    docs = dict(record.data.get("docs", {}))
-    old_doc = docs.get(doc_key)
-    if old_doc == new_doc:
-        return None
-    before = None if created else merged(record)
-    before_matches = _match_keys(await store.matches(session, [record.id]))
-    docs[doc_key] = new_doc
-    record.data = {"docs": docs}  # a new dict, so the JSON column is written
-    await store.claim_aliases(session, record.id, ids)
-    after = merged(record)
-    record.sources = sorted({k.split(":", 1)[0] for k in docs})
-    record.aliases = list(after.aliases)
-    record.content_hash = after.content_hash
-    record.severity = after.severity.value
-    record.known_exploited = after.known_exploited
-    record.published, record.modified, record.withdrawn = after.published, after.modified, after.withdrawn
-    record.due = sla.due_date(
-        config.policy,
-        severity=after.severity.value,
-        known_exploited=after.known_exploited,
-        fix_published=after.published or record.first_seen,
-        kev_due=after.kev_due_date,
-    )
-    if after.withdrawn is not None:
-        record.status = AdvisoryStatus.WITHDRAWN
-    elif record.status is AdvisoryStatus.WITHDRAWN:
-        record.status = AdvisoryStatus.OPEN
-    record.updated_at = now
-    rows = _match_rows(index.rematch_advisory(after))
-    await store.replace_matches(session, record.id, rows)
-    moved = before is not None and _match_keys(rows) != before_matches
-    notes = _notes(before, after, doc_key, old_doc is not None, moved)
-    return Ingested(record.id, created, tuple(notes), matched=bool(rows) or record.message_ts is not None)
+@dataclass
+class _Touched:
+    record: AdvisoryRecord
+    created: bool
+    before: Advisory | None
+    doc_keys: list[tuple[str, bool]] = field(default_factory=list)  # (feed:id, replaced an older version)
 
 
 async def ingest(session: AsyncSession, *, config: Config, batch: FeedBatch, now: datetime) -> IngestResult:
-    """Store a feed batch: merge, re-match against the stored inventory, set due dates, quarantine refusals."""
-    index = MatchIndex()
-    index.set_systems(await current_inventory(session, config=config))
+    """Store a feed batch in bulk: merge by id and alias, re-match, prioritise, set due dates, quarantine.
+
+    A few statements per batch rather than per record: aliases and records are read in chunks, a document
+    whose ``content_hash`` is already stored costs no write, new records are inserted in one executemany,
+    and the matches of the changed records are swapped in bulk (keeping each match's ``discovered`` time).
+    Systems with more than ``advisories.digest_over`` new matches get one digest (see ``digests``).
+    """
     result = IngestResult()
+    if batch.scores:
+        rows = [s.model_dump() for s in batch.scores]
+        result.scores = await store.replace_epss(session, rows)
+        result.changed.extend(await reprioritise(session, config=config, now=now))
+    ids = {i for a in batch.advisories for i in a.all_ids()}
+    owner_ids = await store.alias_owners(session, ids)
+    stored = await store.get_many(session, set(owner_ids.values()))
+    owner: dict[str, AdvisoryRecord] = {alias: stored[i] for alias, i in owner_ids.items()}
+    touched: dict[int, _Touched] = {}  # by id() of the record object: new records have no id yet
+    new_aliases: list[tuple[str, AdvisoryRecord]] = []
     for advisory in batch.advisories:
-        outcome = await _ingest_one(session, config=config, advisory=advisory, index=index, now=now)
-        if outcome is None:
+        all_ids = advisory.all_ids()
+        mine = [owner[i] for i in all_ids if i in owner]
+        record = min(mine, key=lambda r: (r.id is None, r.id or 0)) if mine else None
+        doc_key = f"{advisory.source}:{advisory.id}"
+        if record is None:
+            record = AdvisoryRecord(
+                primary_id=advisory.id[:100], sources=[], aliases=[], data={"docs": {}}, content_hash="",
+                severity=advisory.severity.value, status=AdvisoryStatus.OPEN, first_seen=now, updated_at=now,
+            )  # fmt: skip
+            session.add(record)
+            touched[id(record)] = _Touched(record, True, None)
+        old_doc = record.data.get("docs", {}).get(doc_key)
+        if old_doc is not None and advisory.content_hash and old_doc.get("content_hash") == advisory.content_hash:
             result.unchanged += 1
-        else:
-            result.changed.append(outcome)
+            continue
+        new_doc = advisory.model_dump(mode="json")
+        if old_doc == new_doc:
+            result.unchanged += 1
+            continue
+        state = touched.get(id(record))
+        if state is None:
+            state = touched[id(record)] = _Touched(record, False, merged(record))
+        state.doc_keys.append((doc_key, old_doc is not None))
+        record.data = {"docs": {**record.data.get("docs", {}), doc_key: new_doc}}  # a new dict: written
+        for i in all_ids:
+            if i not in owner:
+                owner[i] = record
+                new_aliases.append((i, record))
+    await session.flush()  # new records get their ids (one executemany)
+    await store.add_aliases(session, [{"alias": a[:100], "advisory_id": r.id} for a, r in new_aliases])
+    changed = [t for t in touched.values() if t.doc_keys]
+    result.changed.extend(await _rematch(session, config=config, touched=changed, now=now))
     for q in batch.quarantined:
         row = await store.quarantine(session, source=q.source, document=q.document, reason=q.reason, now=now)
         if row is not None:
@@ -241,21 +234,146 @@ async def ingest(session: AsyncSession, *, config: Config, batch: FeedBatch, now
     return result
 
 
+async def _rematch(session: AsyncSession, *, config: Config, touched: list[_Touched], now: datetime) -> list[Ingested]:
+    """Re-merge, re-match and prioritise the touched records; swap their matches in bulk."""
+    if not touched:
+        return []
+    index = MatchIndex()
+    index.set_systems(await current_inventory(session, config=config))
+    old_rows = await store.matches(session, [t.record.id for t in touched if not t.created])
+    old_by: dict[int, list[AdvisoryMatch]] = {}
+    for m in old_rows:
+        old_by.setdefault(m.advisory_id, []).append(m)
+    afters = {t.record.id: merged(t.record) for t in touched}
+    epss = await store.epss_for(session, {i for a in afters.values() for i in (a.id, *a.aliases)})
+    out: list[Ingested] = []
+    inserts: list[dict[str, Any]] = []
+    for t in touched:
+        record, after = t.record, afters[t.record.id]
+        record.sources = sorted({k.split(":", 1)[0] for k in record.data.get("docs", {})})
+        record.aliases = list(after.aliases)
+        record.content_hash = after.content_hash
+        record.severity = after.severity.value
+        record.known_exploited = after.known_exploited
+        record.published, record.modified, record.withdrawn = after.published, after.modified, after.withdrawn
+        if after.withdrawn is not None:
+            record.status = AdvisoryStatus.WITHDRAWN
+        elif record.status is AdvisoryStatus.WITHDRAWN:
+            record.status = AdvisoryStatus.OPEN
+        record.updated_at = now
+        before_rows = old_by.get(record.id, [])
+        seen = {(m.system, m.ecosystem, m.package, m.installed): m.discovered for m in before_rows}
+        rows = _dedupe(_match_rows(index.rematch_advisory(after)))
+        for row in rows:
+            row["advisory_id"] = record.id
+            row["discovered"] = seen.get((row["system"], row["ecosystem"], row["package"], row["installed"])) or now
+        rank.prioritise(config, record, after, rows, epss)
+        inserts.extend(rows)
+        moved = t.before is not None and _match_keys(rows) != _match_keys(before_rows)
+        notes = list(
+            dict.fromkeys(n for key, replaced in t.doc_keys for n in _notes(t.before, after, key, replaced, moved))
+        )
+        new_systems = tuple(sorted({r["system"] for r in rows} - {m.system for m in before_rows}))
+        out.append(
+            Ingested(
+                record.id, t.created, tuple(notes), matched=bool(rows) or record.message_ts is not None,
+                new_systems=new_systems,
+            )
+        )  # fmt: skip
+    await store.swap_matches(session, [t.record.id for t in touched if not t.created], [])
+    await store.swap_matches(session, [], inserts)
+    return out
+
+
+def _dedupe(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    seen: set[tuple[Any, ...]] = set()
+    out = []
+    for row in rows:
+        key = (row["system"], row["ecosystem"], row["package"], row["installed"])
+        if key not in seen:  # the unique constraint: one row per installed package version
+            seen.add(key)
+            out.append(row)
+    return out
+
+
 async def rematch_all(session: AsyncSession, *, config: Config, now: datetime) -> list[Ingested]:
     """Re-match every live advisory after an inventory change; returns the records whose matches changed."""
-    records = [r for r in await store.all_records(session) if r.status is not AdvisoryStatus.WITHDRAWN]
-    advisories = {r.id: merged(r) for r in records}
-    index = MatchIndex(advisories.values())
-    by_id: dict[str, list[Match]] = {}
-    for m in index.match_all(await current_inventory(session, config=config)):
-        by_id.setdefault(m.advisory_id, []).append(m)
     changed: list[Ingested] = []
-    old = await store.matches(session, [r.id for r in records])
-    for record in records:
-        before = _match_keys([m for m in old if m.advisory_id == record.id])
-        rows = _match_rows(by_id.get(record.primary_id, []))
-        if _match_keys(rows) != before:
-            await store.replace_matches(session, record.id, rows)
-            await store.set_fields(session, record.id, updated_at=now)
-            changed.append(Ingested(record.id, False, ("affected systems changed after an inventory import",)))
+    index: MatchIndex | None = None
+    inventory = await current_inventory(session, config=config)
+    async for page in store.record_pages(session):
+        records = [r for r in page if r.status is not AdvisoryStatus.WITHDRAWN]
+        advisories = {r.id: merged(r) for r in records}
+        index = MatchIndex(advisories.values())
+        by_id: dict[str, list[Match]] = {}
+        for m in index.match_all(inventory):
+            by_id.setdefault(m.advisory_id, []).append(m)
+        old = await store.matches(session, [r.id for r in records])
+        epss = await store.epss_for(session, {i for a in advisories.values() for i in (a.id, *a.aliases)})
+        swap: list[int] = []
+        inserts: list[dict[str, Any]] = []
+        for record in records:
+            before = [m for m in old if m.advisory_id == record.id]
+            rows = _dedupe(_match_rows(by_id.get(record.primary_id, [])))
+            if _match_keys(rows) == _match_keys(before):
+                continue
+            seen = {(m.system, m.ecosystem, m.package, m.installed): m.discovered for m in before}
+            for row in rows:
+                row["advisory_id"] = record.id
+                row["discovered"] = seen.get((row["system"], row["ecosystem"], row["package"], row["installed"])) or now
+            rank.prioritise(config, record, advisories[record.id], rows, epss)
+            record.updated_at = now
+            swap.append(record.id)
+            inserts.extend(rows)
+            new_systems = tuple(sorted({r["system"] for r in rows} - {m.system for m in before}))
+            changed.append(
+                Ingested(
+                    record.id, False, ("affected systems changed after an inventory import",), new_systems=new_systems
+                )
+            )
+        await store.swap_matches(session, swap, inserts)
     return changed
+
+
+async def reprioritise(session: AsyncSession, *, config: Config, now: datetime) -> list[Ingested]:
+    """Recompute tiers and due dates of every live match (new EPSS scores, a changed policy).
+
+    Returns the records whose top tier changed, with a note, so their posts are updated.
+    """
+    changed: list[Ingested] = []
+    async for page in store.record_pages(session, statuses=[*sla.ACTIVE, AdvisoryStatus.SNOOZED], with_matches=True):
+        advisories = {r.id: merged(r) for r in page}
+        epss = await store.epss_for(session, {i for a in advisories.values() for i in (a.id, *a.aliases)})
+        old = await store.matches(session, [r.id for r in page])
+        swap: list[int] = []
+        inserts: list[dict[str, Any]] = []
+        for record in page:
+            before = [m for m in old if m.advisory_id == record.id]
+            rows = [{c: getattr(m, c) for c in _MATCH_COLUMNS} for m in before]
+            rank.prioritise(config, record, advisories[record.id], rows, epss)
+            if [(r["priority"], r["due"]) for r in rows] != [(m.priority, m.due) for m in before]:
+                swap.append(record.id)
+                inserts.extend(rows)
+                record.updated_at = now
+            tiers_before = sorted({m.priority for m in before})
+            tiers_after = sorted({r["priority"] for r in rows})
+            if tiers_before != tiers_after:
+                note = (
+                    f"priority {', '.join(tiers_before) or '—'} → {', '.join(tiers_after)} (new EPSS scores or policy)"
+                )
+                changed.append(Ingested(record.id, False, (note,)))
+        await store.swap_matches(session, swap, inserts)
+    return changed
+
+
+_MATCH_COLUMNS = (
+    "advisory_id",
+    "system",
+    "ecosystem",
+    "package",
+    "installed",
+    "fixed",
+    "status",
+    "reason",
+    "discovered",
+)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.advisories import priority
 from bot.config import Config
 from bot.errors import (
     ConflictError,
@@ -21,10 +24,11 @@ from bot.feeds.base import content_hash
 from bot.feeds.model import Advisory as AdvisoryModel
 from bot.feeds.model import AffectedPackage, RangeEvent, Severity, VersionRange
 from bot.views import SNOOZE_CHOICES, AdvisoryView, ChangeInput, effective_severity
+from bot.workflows import advisory_rank as rank
 from bot.workflows import lifecycle, sla
 from bot.workflows.advisories import merged
 from storage import advisories as store
-from storage.models import AdvisoryRecord, AdvisoryStatus, Change
+from storage.models import AdvisoryMatch, AdvisoryRecord, AdvisoryStatus, Change
 
 TRIAGEABLE = (AdvisoryStatus.OPEN, AdvisoryStatus.SNOOZED)
 
@@ -37,15 +41,44 @@ async def load(session: AsyncSession, advisory_id: int, *, lock: bool = False) -
     return record
 
 
-async def views(session: AsyncSession, records: list[AdvisoryRecord]) -> list[AdvisoryView]:
-    """Views of several records with their matches (one query)."""
+async def views(
+    session: AsyncSession, records: list[AdvisoryRecord], *, config: Config | None = None
+) -> list[AdvisoryView]:
+    """Views of several records with their matches (one query); with ``config``, the priority and why."""
     rows = await store.matches(session, [r.id for r in records])
-    return [AdvisoryView(r, merged(r), [m for m in rows if m.advisory_id == r.id]) for r in records]
+    by: dict[int, list[AdvisoryMatch]] = {}
+    for m in rows:
+        by.setdefault(m.advisory_id, []).append(m)
+    advs = {r.id: merged(r) for r in records}
+    if config is None:
+        return [AdvisoryView(r, advs[r.id], by.get(r.id, [])) for r in records]
+    epss = await store.epss_for(session, {i for a in advs.values() for i in (a.id, *a.aliases)})
+    return [explain(config, AdvisoryView(r, advs[r.id], by.get(r.id, [])), epss) for r in records]
 
 
-async def view(session: AsyncSession, advisory_id: int) -> AdvisoryView:
+def explain(config: Config, v: AdvisoryView, epss: Mapping[str, tuple[float, float]]) -> AdvisoryView:
+    """The view with its top tier, why, and an overdue-on-arrival note."""
+    order = tier_order(config)
+    system = min(v.matches, key=lambda m: order.get(m.priority, len(order))).system if v.matches else ""
+    s = rank.signals(config, v.record, v.advisory, system, epss)
+    tier = min((m.priority for m in v.matches), key=lambda t: order.get(t, len(order))) if v.matches else ""
+    first = min((m.discovered for m in v.matches if m.discovered), default=v.record.first_seen)
+    arrival = sla.arrival_note(
+        config.policy, tier=tier or s.severity, discovered=first, published=v.advisory.published,
+        kev_due=v.advisory.kev_due_date,
+    )  # fmt: skip
+    return replace(v, tier=tier or "", why=tuple(priority.reasons(s)), arrival=arrival)
+
+
+def tier_order(config: Config) -> dict[str, int]:
+    """Tiers most urgent first: the policy's rules in order, then the severity bands."""
+    names = [r.tier for r in config.policy.priority] + ["critical", "high", "medium", "low", "none", "unknown"]
+    return {t: i for i, t in enumerate(dict.fromkeys(names))}
+
+
+async def view(session: AsyncSession, advisory_id: int, *, config: Config | None = None) -> AdvisoryView:
     """The view of one record."""
-    return (await views(session, [await load(session, advisory_id)]))[0]
+    return (await views(session, [await load(session, advisory_id)], config=config))[0]
 
 
 def should_post(config: Config, v: AdvisoryView) -> bool:
@@ -185,7 +218,7 @@ async def listing(session: AsyncSession, *, config: Config, scope: str, now: dat
             f"bad scope {scope!r}",
             user_message=f"`{scope[:40]}` is neither `open`, `overdue` nor a known system ({known}).",
         )
-    return await views(session, [r for r in records if _visible(r, now)])
+    return await views(session, [r for r in records if _visible(r, now)], config=config)
 
 
 class ManualInput(BaseModel):

@@ -60,7 +60,7 @@ def test_create_all_only_configured_feeds() -> None:
 def test_unknown_feed_stops_startup_and_lists_known_names() -> None:
     with pytest.raises(ConfigError) as err:
         registry.create_all(_config({"nvd": {}}), http=HTTP)
-    assert "feeds.nvd" in str(err.value) and "csaf, kev, osv" in str(err.value)
+    assert "feeds.nvd" in str(err.value) and "csaf, epss, kev, osv" in str(err.value)
 
 
 def test_bad_options_name_the_key_path() -> None:

@@ -1,0 +1,93 @@
+"""Digests: one Slack message per system instead of hundreds of posts when a poll finds many new matches.
+
+When one batch (a first import, a large re-match) newly affects a system with more than
+``advisories.digest_over`` advisories, the records that are new only on such systems and not yet posted are
+marked ``digested_at`` and one digest per system is queued in the outbox *in the same transaction*, so a
+digest is never lost between the commit and Slack. The digest gives the counts by priority tier, the most
+urgent items with their buttons, and the command that lists every one (``patchwarden advisories list
+--system S``). Later polls below the threshold post individually as before. Overdue digested records are
+escalated together, one message per system (:func:`escalation_text`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.blocks import advisory as blocks
+from bot.blocks.common import escape, mentions
+from bot.config import Config
+from bot.workflows import advisory_triage as triage
+from bot.workflows.advisories import Ingested, IngestResult
+from storage import advisories as store
+from storage import outbox
+from storage.models import AdvisoryMatch
+
+TOP = 5  # items with buttons in a digest
+
+
+def list_command(system: str) -> str:
+    """The command that lists every match of a system (the digest's "and the rest")."""
+    return f"patchwarden advisories list --system {system}"
+
+
+async def plan(session: AsyncSession, *, config: Config, result: IngestResult, now: datetime) -> None:
+    """Turn the batch's new matches into digests where a system got more than ``digest_over`` of them."""
+    by_system: dict[str, list[Ingested]] = {}
+    for item in result.changed:
+        for system in item.new_systems:
+            by_system.setdefault(system, []).append(item)
+    over = {s for s, items in by_system.items() if len(items) > config.advisories.digest_over}
+    if not over:
+        return
+    candidates = [i for i in result.changed if i.new_systems and set(i.new_systems) <= over]
+    records = await store.get_many(session, [i.record_id for i in candidates])
+    chosen = {i.record_id for i in candidates if records[i.record_id].channel is None}
+    await store.mark_digested(session, sorted(chosen), now=now)
+    result.changed = [replace(i, digested=True) if i.record_id in chosen else i for i in result.changed]
+    for system in sorted(over):
+        ids = sorted(i.record_id for i in by_system[system] if i.record_id in chosen)
+        if ids:
+            result.digests[system] = ids
+            await _queue(session, config=config, system=system, record_ids=ids, now=now)
+
+
+def _rank(config: Config, matches: Sequence[AdvisoryMatch]) -> list[AdvisoryMatch]:
+    order = triage.tier_order(config)
+    return sorted(matches, key=lambda m: (order.get(m.priority, len(order)), m.due or datetime.max, m.advisory_id))
+
+
+async def _queue(session: AsyncSession, *, config: Config, system: str, record_ids: list[int], now: datetime) -> None:
+    channel = config.slack.advisories_channel
+    if channel is None:
+        return  # nowhere to post: the list command still shows every match
+    matches = [m for m in await store.matches(session, record_ids) if m.system == system]
+    order = triage.tier_order(config)
+    counts = sorted(Counter(m.priority for m in matches).items(), key=lambda kv: order.get(kv[0], len(order)))
+    top_ids = list(dict.fromkeys(m.advisory_id for m in _rank(config, matches)))[:TOP]
+    top = await triage.views(session, list((await store.get_many(session, top_ids)).values()), config=config)
+    top.sort(key=lambda v: top_ids.index(v.record.id))
+    body = blocks.digest(
+        config, system=system, counts=counts, top=top, total=len(record_ids), command=list_command(system)
+    )
+    key = "advisory-digest:" + hashlib.sha256(f"{system}:{now.isoformat()}:{record_ids}".encode()).hexdigest()[:40]
+    await outbox.enqueue(
+        session, key=key, channel=channel, text=blocks.digest_text(system, len(record_ids)), blocks=body, now=now
+    )
+
+
+def escalation_text(config: Config, *, system: str, overdue: list[tuple[str, str]], people: Sequence[str]) -> str:
+    """One escalation for the digested records of a system that fell due together (ids with their tiers)."""
+    order = triage.tier_order(config)
+    counts = sorted(Counter(t for _, t in overdue).items(), key=lambda kv: order.get(kv[0], len(order)))
+    by_tier = ", ".join(f"{n} {escape(t or 'unranked')}" for t, n in counts)
+    first = ", ".join(escape(i) for i, _ in sorted(overdue, key=lambda x: order.get(x[1], len(order)))[:TOP])
+    return (
+        f":rotating_light: {len(overdue)} advisories on `{escape(system)}` are *overdue* ({by_tier}), among them "
+        f"{first}. Escalating to {mentions(people)}. Every one: `{list_command(system)}`."
+    )
