@@ -26,7 +26,12 @@ def configured(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     feed.mkdir()
     for i in range(3):
         (feed / f"BROKEN-{i}.json").write_text(json.dumps({"id": f"BROKEN-{i}", "affected": "not a list"}))
-    (feed / "GOOD-1.json").write_text(json.dumps({"id": "GOOD-1", "modified": "2026-01-01T00:00:00Z"}))
+    good = {
+        "id": "GOOD-1",
+        "modified": "2026-01-01T00:00:00Z",
+        "affected": [{"package": {"ecosystem": "PyPI", "name": "x"}}],
+    }
+    (feed / "GOOD-1.json").write_text(json.dumps(good))
     data = yaml.safe_load(yaml.safe_dump(BASE_CONFIG))
     data["feeds"] = {"osv": {"source": str(feed)}, "epss": {"source": str(tmp_path / "epss.csv")}}
     (tmp_path / "epss.csv").write_text("not an EPSS file\n")

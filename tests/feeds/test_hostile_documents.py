@@ -50,17 +50,24 @@ def _lie_about_size(archive: Path, member: str, size: int) -> None:
     archive.write_bytes(bytes(data))
 
 
+# a complete OSV record (one without "affected" is quarantined as not OSV), small whatever its header says
+HUGE_RECORD = (
+    b'{"id": "HUGE-1", "modified": "2024-01-01T00:00:00Z", '
+    b'"affected": [{"package": {"ecosystem": "PyPI", "name": "huge"}, "versions": ["1.0"]}]}'
+)
+
+
 async def test_zip_members_whose_headers_lie_are_quarantined_alone(tmp_path: Path) -> None:
     archive = tmp_path / "all.zip"
     with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for path in RECORDS:
             zf.write(path, path.name)
         zf.writestr("SHORT-1.json", b'{"id": "SHORT-1"}' + b" " * 5000)
-        zf.writestr("HUGE-1.json", b'{"id": "HUGE-1"}')
+        zf.writestr("HUGE-1.json", HUGE_RECORD)
     _lie_about_size(archive, "SHORT-1.json", 10)  # claims 10 bytes: the CRC no longer matches
     _lie_about_size(archive, "HUGE-1.json", 0xFFFF0000)  # claims 4 GB: once refused the whole zip
     batch = await _osv(archive).poll(cursor={})
-    # the real bytes count, not the header: HUGE-1 is 16 bytes and a fine record
+    # the real bytes count, not the header: HUGE-1 is a small, fine record
     assert sorted(a.id for a in batch.advisories) == sorted([*(p.stem for p in RECORDS), "HUGE-1"])
     assert [q.document for q in batch.quarantined] == ["SHORT-1.json"]
     assert all("all.zip" not in q.reason and str(tmp_path) not in q.reason for q in batch.quarantined)
