@@ -11,9 +11,10 @@ from conftest import OTHER, OWNER, REQ, SHARED_DATA, Harness, eventually, make_c
 from sqlalchemy import select
 
 from bot.feeds.base import FeedBatch, parse_osv
+from bot.jobs import run_advisory_sweep
 from bot.sandbox.driver import TEAM
 from bot.sandbox.fake_slack import Message
-from bot.slack.advisory_posts import publish_all, run_advisory_sweep
+from bot.slack.advisory_posts import publish_all
 from bot.workflows import advisories as flow
 from storage import advisories as store
 from storage import changes

@@ -12,9 +12,9 @@ from bot.blocks.common import escape, mention, mentions
 from bot.commands.replies import guarded
 from bot.deps import Deps
 from bot.errors import InputError, UsageError
-from bot.slack import notify
+from bot.slack import notify, thread
 from bot.workflows import acceptance as flow
-from bot.workflows import deployment, lifecycle
+from bot.workflows import cards, deployment, lifecycle
 from bot.workflows.acceptance import Next, StageStep
 
 
@@ -31,50 +31,41 @@ async def follow_up(deps: Deps, step: StageStep, user: str) -> None:
     owners = sorted(deployment.owners(config, change))
     if step.next in (Next.REFUSED, Next.ALREADY):
         return
-    await notify.refresh_card(deps, change.id)
+    await cards.refresh_card(deps, change.id)
     if step.next is Next.ACKNOWLEDGE:
-        await _post(
+        await thread.say(
             deps,
             change,
             step.message,
-            blocks.acknowledge_prompt(
+            blocks=blocks.acknowledge_prompt(
                 change_id=change.id, change_key=change.key, owners=owners, conclusion=step.conclusion
             ),
         )
     elif step.next is Next.RISK:
         security = flow.security_group(config)
-        await _post(
+        await thread.say(
             deps,
             change,
             step.message,
-            blocks.risk_prompt(change_id=change.id, change_key=change.key, owners=owners, security=security),
+            blocks=blocks.risk_prompt(change_id=change.id, change_key=change.key, owners=owners, security=security),
         )
     elif step.next is Next.WAITING:
-        await notify.thread(deps, change, f"{mention(user)}: {escape(step.message)}")
+        await thread.say(deps, change, f"{mention(user)}: {escape(step.message)}")
     elif step.next is Next.FAILED:
-        await notify.thread(
+        await thread.say(
             deps,
             change,
             f":no_entry: {mention(user)} decided to stop: {change.key} has *failed*. {mention(change.requester)}",
         )
     elif step.next is Next.PROD_APPROVAL:
-        snap = await notify.load_snapshot(deps, change.id)
+        snap = await cards.load_snapshot(deps, change.id)
         pending = sorted(snap.progress.pending_people()) if snap and snap.progress else []
-        await notify.thread(
+        await thread.say(
             deps,
             change,
             f":white_check_mark: {mention(user)} acknowledged the test result ({escape(step.conclusion)}). "
             f"Approval needed for the *prod* stage: {mentions(pending)}",
         )
-
-
-async def _post(deps: Deps, change: Any, text: str, blocks_: list[dict[str, Any]]) -> None:
-    await deps.client.chat_postMessage(
-        channel=change.channel or deps.config.slack.approvals_channel,
-        thread_ts=change.thread_ts,
-        text=text,
-        blocks=blocks_,
-    )
 
 
 def register(app: AsyncApp, deps: Deps) -> None:
@@ -127,7 +118,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
                 if risk
                 else blocks.problems_modal(change_key=change.key, metadata=meta)
             )
-            await deps.client.views_open(trigger_id=body["trigger_id"], view=view)
+            await notify.open_modal(deps, trigger_id=body["trigger_id"], view=view)
 
         await guarded(lambda text: notify.ephemeral(deps, channel=channel, user=user, text=text), work)
 

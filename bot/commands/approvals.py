@@ -13,9 +13,9 @@ from bot.blocks.common import ActionId, CallbackId, escape, mention
 from bot.commands.replies import guarded
 from bot.deps import Deps
 from bot.errors import UsageError
-from bot.slack import notify
+from bot.slack import notify, thread
 from bot.views import ChangeSnapshot
-from bot.workflows import approval, lifecycle, views
+from bot.workflows import approval, cards, lifecycle, views
 from bot.workflows.approval import DecisionResult, Outcome
 
 
@@ -35,10 +35,10 @@ async def announce(deps: Deps, result: DecisionResult, user: str, snap: ChangeSn
     change = result.change
     if result.outcome in (Outcome.REFUSED, Outcome.ALREADY, Outcome.NOT_PENDING):
         return
-    await notify.refresh_card(deps, change.id, snap=snap)
+    await cards.refresh_card(deps, change.id, snap=snap)
     if result.outcome is Outcome.STAGE_APPROVED:
         stage = "test" if change.state.value.endswith("test") else "prod"
-        await notify.thread(
+        await thread.say(
             deps,
             change,
             f":white_check_mark: {mention(change.requester)} {change.key} is approved "
@@ -46,13 +46,13 @@ async def announce(deps: Deps, result: DecisionResult, user: str, snap: ChangeSn
             f"Next: `/patch schedule {change.key} {stage}`.",
         )
     elif result.outcome is Outcome.REJECTED:
-        await notify.thread(
+        await thread.say(
             deps,
             change,
             f":no_entry: {mention(change.requester)} {change.key} was rejected by {mention(user)}.",
         )
     else:
-        await notify.thread(deps, change, f"{mention(user)} approved.")
+        await thread.say(deps, change, f"{mention(user)} approved.")
 
 
 def register(app: AsyncApp, deps: Deps) -> None:
@@ -98,7 +98,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
                 title=change.title,
                 metadata={"value": action["value"], "channel": channel},
             )
-            await deps.client.views_open(trigger_id=body["trigger_id"], view=view)
+            await notify.open_modal(deps, trigger_id=body["trigger_id"], view=view)
 
         await guarded(lambda text: notify.ephemeral(deps, channel=channel, user=user, text=text), work)
 
@@ -132,6 +132,6 @@ def register(app: AsyncApp, deps: Deps) -> None:
             await reply(result.message)
             await announce(deps, result, user)
             if result.outcome is Outcome.REJECTED:
-                await notify.thread(deps, result.change, f"Reason: {escape(reason)}")
+                await thread.say(deps, result.change, f"Reason: {escape(reason)}")
 
         await guarded(reply, work)

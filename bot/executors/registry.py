@@ -82,3 +82,35 @@ def validate_config(config: Config) -> dict[tuple[str, str], Executor]:
             options = dict(env.model_extra or {})
             executors[(system_name, env_name)] = create(env.executor, options, key_path=key_path)
     return executors
+
+
+class Executors:
+    """The executor of each (system, environment), created once per process and configuration.
+
+    Built by the composition root (``bot.deps.build_deps``) with :meth:`validated`, which creates every
+    configured executor up front so a bad one stops startup. :meth:`get` creates a missing one on demand
+    (only an environment added after startup gets there) and raises ``ConfigError`` like :func:`create`.
+    """
+
+    def __init__(self, config: Config, made: Mapping[tuple[str, str], Executor] | None = None) -> None:
+        self.config = config
+        self._made: dict[tuple[str, str], Executor] = dict(made or {})
+
+    @classmethod
+    def validated(cls, config: Config) -> Executors:
+        """Every configured executor, created now; ``ConfigError`` at the first problem."""
+        return cls(config, validate_config(config))
+
+    def get(self, system: str, stage: str) -> Executor:
+        """The executor of ``system``'s ``stage`` environment."""
+        hit = self._made.get((system, stage))
+        if hit is not None:
+            return hit
+        key_path = f"systems.{system}.environments.{stage}"
+        entry = self.config.systems.get(system)
+        env = entry.environments.get(stage) if entry is not None else None
+        if env is None:
+            raise ConfigError(f"{key_path}: no such environment", user_message=f"No {stage} environment for {system}.")
+        executor = create(env.executor, dict(env.model_extra or {}), key_path=key_path)
+        self._made[(system, stage)] = executor
+        return executor
