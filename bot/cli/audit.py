@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import click
 
 from bot.cli import common
-from bot.deps import load_signer
+from bot.deps import Clock, load_signer
 from bot.workflows import audit as audit_flow
 
 
@@ -60,7 +60,7 @@ def checkpoint() -> None:
 
     async def main() -> str:
         async with common.session(s) as session:
-            cp = await audit_flow.write_checkpoint(session, signer=signer, now=datetime.now(UTC))
+            cp = await audit_flow.write_checkpoint(session, signer=signer, now=Clock().now())
         return "nothing new to sign" if cp is None else f"checkpoint at entry {cp.seq}: {cp.hash} (key {cp.key_id})"
 
     click.echo(common.run(main))
