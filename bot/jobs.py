@@ -18,9 +18,10 @@ from bot.blocks.common import escape, mentions, slack_date
 from bot.deps import Deps
 from bot.errors import FeedError, UsageError
 from bot.feeds.base import Feed
-from bot.slack import advisory_posts, notify, outbox_sender, thread
+from bot.slack import advisory_posts as advisory_slack
+from bot.slack import notify, outbox_sender, thread
 from bot.workflows import advisories as advisory_flow
-from bot.workflows import announcements, cards, deploy_runs, due_windows, recovery, reminders, sla
+from bot.workflows import advisory_posts, announcements, cards, deploy_runs, due_windows, recovery, reminders, sla
 from bot.workflows import audit as audit_flow
 from storage import advisories as advisory_store
 from storage import changes
@@ -218,7 +219,7 @@ async def run_advisory_sweep(deps: Deps) -> int:
             text = (
                 f":leftwards_arrow_with_hook: The change for {escape(record.primary_id)} ended unfinished; open again."
             )
-        await advisory_posts.say(deps, record, text)
+        await advisory_slack.say(deps, record, text)
     return len(nudges)
 
 

@@ -15,10 +15,10 @@ from bot.commands.router import CommandContext, Router, usage_error
 from bot.deps import Deps
 from bot.errors import InputError, UsageError
 from bot.feeds.base import FeedBatch
-from bot.slack import advisory_posts, notify, thread
+from bot.slack import notify, thread
 from bot.workflows import advisories as flow
+from bot.workflows import advisory_posts, artifacts, lifecycle
 from bot.workflows import advisory_triage as triage
-from bot.workflows import artifacts, lifecycle
 
 
 def _advisory_id(value: str | None) -> int:

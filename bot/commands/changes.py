@@ -17,9 +17,9 @@ from bot.commands.replies import guarded
 from bot.commands.router import CommandContext, Router, known_systems, usage_error
 from bot.deps import Deps
 from bot.errors import InputError
-from bot.slack import advisory_posts, notify, thread
+from bot.slack import notify, thread
 from bot.views import state_label
-from bot.workflows import advisory_triage, cards, lifecycle, views
+from bot.workflows import advisory_posts, advisory_triage, cards, lifecycle, views
 from bot.workflows import changes as change_flow
 
 log = logging.getLogger(__name__)

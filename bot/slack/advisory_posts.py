@@ -1,23 +1,17 @@
-"""Advisories in Slack, after the transaction has committed: posts, in-place updates, thread notes, SLA nudges.
+"""Advisories in Slack, after the transaction has committed: posts, in-place updates, thread notes.
 
-The jobs that poll feeds and sweep SLAs are in ``bot.jobs``. Posting is idempotent: the first post of an
-advisory is claimed by setting its ``channel`` from NULL (compare-and-set), its ts is stored, and a re-run of
-the same batch changes no record, so it posts nothing new. Never called inside a database transaction.
+What to post and when (and the claim that makes posting idempotent) is ``bot.workflows.advisory_posts``;
+this module only talks to Slack. The jobs that poll feeds and sweep SLAs are in ``bot.jobs``.
 """
 
 from __future__ import annotations
 
 import logging
 
-from slack_sdk.errors import SlackApiError
-
 from bot.blocks import advisory as blocks
-from bot.blocks.common import escape
 from bot.deps import Deps
 from bot.slack import thread
-from bot.workflows import advisories as flow
-from bot.workflows import advisory_triage as triage
-from storage import advisories as store
+from bot.views import AdvisoryView
 from storage.models import AdvisoryRecord
 
 log = logging.getLogger(__name__)
@@ -34,66 +28,21 @@ async def say(deps: Deps, record: AdvisoryRecord, text: str) -> None:
     )
 
 
-async def publish(deps: Deps, advisory_id: int, *, notes: tuple[str, ...] = ()) -> None:
-    """Post the advisory if it should be and is not yet; else update its post in place and note changes."""
-    async with deps.sessions.begin() as session:
-        v = await triage.view(session, advisory_id)
-    config, record = deps.config, v.record
-    if record.message_ts and record.channel:
-        await deps.client.chat_update(
-            channel=record.channel, ts=record.message_ts, text=blocks.fallback_text(v), blocks=blocks.post(config, v)
-        )
-        if notes:
-            await say(deps, record, f":arrows_counterclockwise: {escape(record.primary_id)}: {'; '.join(notes)}.")
-        return
-    channel = config.slack.advisories_channel
-    if channel is None or record.channel is not None or not triage.should_post(config, v):
-        return
-    async with deps.sessions.begin() as session:
-        claimed = await store.claim_field(session, advisory_id, "channel", channel)
-    if not claimed:
-        return  # another replica (or an earlier run) posts it
-    try:
-        resp = await deps.client.chat_postMessage(
-            channel=channel, text=blocks.fallback_text(v), blocks=blocks.post(config, v), unfurl_links=False
-        )
-    except Exception:
-        async with deps.sessions.begin() as session:  # release the claim so the next sweep retries
-            await store.set_fields(session, advisory_id, channel=None)
-        raise
-    async with deps.sessions.begin() as session:
-        await store.set_fields(session, advisory_id, message_ts=str(resp["ts"]))
+async def post(deps: Deps, *, channel: str, view: AdvisoryView) -> str:
+    """Post the advisory in ``channel``; returns its ts. Raises on a Slack failure (the caller releases its claim)."""
+    resp = await deps.client.chat_postMessage(
+        channel=channel, text=blocks.fallback_text(view), blocks=blocks.post(deps.config, view), unfurl_links=False
+    )
+    return str(resp["ts"])
 
 
-async def publish_all(deps: Deps, changed: list[flow.Ingested]) -> None:
-    """Publish every changed record; one failure is logged and does not stop the others."""
-    everything = deps.config.advisories.post_unmatched_critical
-    for item in changed:
-        if not item.matched and not everything:
-            continue  # nothing to post or update (most of a KEV catalogue): skip loading it again
-        try:
-            await publish(deps, item.record_id, notes=() if item.created else item.notes)
-        except SlackApiError as exc:
-            log.warning("advisory %s: posting failed: %s", item.record_id, exc.response.get("error"))
-
-
-async def report_quarantine(deps: Deps) -> int:
-    """Report each newly quarantined document once (advisories channel, or the log); returns how many."""
-    async with deps.sessions.begin() as session:
-        rows = await store.unreported_quarantine(session)
-    reported = 0
-    for row in rows:
-        async with deps.sessions.begin() as session:
-            if not await store.claim_quarantine_report(session, row.id):
-                continue
-        text = (
-            f":warning: Feed *{escape(row.source)}* refused document `{escape(row.document[:200])}`: "
-            f"{escape(row.reason[:1000])}. It was not used; the rest of the feed was read."
-        )
-        channel = deps.config.slack.advisories_channel
-        if channel is None:
-            log.warning("quarantined: feed %s document %s: %s", row.source, row.document, row.reason)
-        else:
-            await thread.deliver(deps, channel=channel, text=text, what="quarantine report")
-        reported += 1
-    return reported
+async def update(deps: Deps, view: AdvisoryView) -> None:
+    """Re-render the advisory's post in place (it must have one)."""
+    record = view.record
+    assert record.channel is not None and record.message_ts is not None
+    await deps.client.chat_update(
+        channel=record.channel,
+        ts=record.message_ts,
+        text=blocks.fallback_text(view),
+        blocks=blocks.post(deps.config, view),
+    )
