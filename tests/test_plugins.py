@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 from importlib.metadata import EntryPoint
-from typing import Any
 
 import pytest
 
 from bot import plugins
-from bot.config import Config, parse_config
 from bot.errors import ConfigError
 from bot.executors.base import Executor
 from bot.executors.dry_run import DryRunExecutor, DryRunOptions
 from bot.feeds import registry as feed_registry
 from bot.feeds.http import HttpSettings
 from bot.feeds.kev import KevFeed
+from tests.feeds.test_registry import _config  # the smallest configuration with feeds
 
 FEEDS = feed_registry.GROUP
 KEV = {"kev": {"source": "https://example.invalid/kev.json"}}
@@ -25,22 +24,6 @@ def _found(*eps: EntryPoint) -> dict[str, list[EntryPoint]]:
     for ep in eps:
         found.setdefault(ep.name, []).append(ep)
     return found
-
-
-def _config(feeds: dict[str, Any]) -> Config:
-    return parse_config(
-        {
-            "slack": {"approvals_channel": "C0APPROVALS"},
-            "groups": {"ops": ["U0OPS"], "security": ["U0SEC"]},
-            "systems": {"web": {"owner": "U0OWNER"}},
-            "policy": {
-                "version": 1,
-                "operators": "ops",
-                "stages": {"test": [{"role": "owner"}], "prod": [{"group": "security"}]},
-            },
-            "feeds": feeds,
-        }
-    )
 
 
 def test_a_broken_feed_nobody_names_does_not_stop_startup(monkeypatch: pytest.MonkeyPatch) -> None:

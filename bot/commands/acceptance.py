@@ -10,19 +10,13 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from bot.blocks import acceptance as blocks
 from bot.blocks.common import escape, mention, mentions
 from bot.commands.replies import guarded
+from bot.commands.router import button_id
 from bot.deps import Deps
-from bot.errors import InputError, UsageError
+from bot.errors import InputError
 from bot.slack import notify, thread
 from bot.workflows import acceptance as flow
 from bot.workflows import cards, deployment, lifecycle
 from bot.workflows.acceptance import Next, StageStep
-
-
-def _change_id(value: Any) -> int:
-    try:
-        return int(str(value))
-    except ValueError as exc:
-        raise UsageError("bad button value", user_message="This button is out of date.") from exc
 
 
 async def follow_up(deps: Deps, step: StageStep, user: str) -> None:
@@ -83,7 +77,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
         async def work() -> None:
             async with deps.sessions.begin() as session:
                 step = await flow.record_passed(
-                    session, config=config, change_id=_change_id(action["value"]), user=user, now=deps.clock.now()
+                    session, config=config, change_id=button_id(action["value"]), user=user, now=deps.clock.now()
                 )
             await notify.ephemeral(deps, channel=channel, user=user, text=step.message)
             await follow_up(deps, step, user)
@@ -98,7 +92,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
         async def work() -> None:
             async with deps.sessions.begin() as session:
                 step = await flow.acknowledge(
-                    session, config=config, change_id=_change_id(action["value"]), user=user, now=deps.clock.now()
+                    session, config=config, change_id=button_id(action["value"]), user=user, now=deps.clock.now()
                 )
             await notify.ephemeral(deps, channel=channel, user=user, text=step.message)
             await follow_up(deps, step, user)
@@ -109,7 +103,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
         user, channel = context(body)
 
         async def work() -> None:
-            change_id = _change_id(action["value"])
+            change_id = button_id(action["value"])
             async with deps.sessions.begin() as session:
                 change = await lifecycle.load(session, change_id)
             meta = {"change_id": change_id, "channel": channel}

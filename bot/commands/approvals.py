@@ -11,8 +11,8 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from bot.blocks import modal
 from bot.blocks.common import ActionId, CallbackId, escape, mention
 from bot.commands.replies import guarded
+from bot.commands.router import out_of_date
 from bot.deps import Deps
-from bot.errors import UsageError
 from bot.slack import notify, thread
 from bot.views import ChangeSnapshot
 from bot.workflows import approval, cards, lifecycle, views
@@ -27,7 +27,7 @@ def parse_value(value: str) -> tuple[int, str, int]:
             raise ValueError(stage)
         return int(change_id), stage, int(revision)
     except ValueError as exc:
-        raise UsageError(f"bad button value {value!r}", user_message="This button is out of date.") from exc
+        raise out_of_date(value) from exc
 
 
 async def announce(deps: Deps, result: DecisionResult, user: str, snap: ChangeSnapshot | None = None) -> None:

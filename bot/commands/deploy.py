@@ -15,7 +15,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from bot.blocks import deployment as blocks
 from bot.blocks.common import escape
 from bot.commands.replies import guarded
-from bot.commands.router import CommandContext, Router, usage_error
+from bot.commands.router import CommandContext, Router, button_id, out_of_date, usage_error
 from bot.deps import Deps
 from bot.errors import UsageError
 from bot.slack import notify
@@ -53,15 +53,7 @@ def parse_decision(value: Any) -> tuple[int, str]:
         change_id_text, stage = str(value).split(":")
         return int(change_id_text), stage
     except ValueError as exc:
-        raise UsageError("bad button value", user_message="This button is out of date.") from exc
-
-
-def parse_window(value: Any) -> int:
-    """Missed-window button value: the window id."""
-    try:
-        return int(str(value))
-    except ValueError as exc:
-        raise UsageError("bad button value", user_message="This button is out of date.") from exc
+        raise out_of_date(value) from exc
 
 
 async def handle_deploy_command(deps: Deps, router: Router, ctx: CommandContext) -> None:
@@ -106,7 +98,7 @@ async def handle_missed_click(deps: Deps, body: dict[str, Any], action: dict[str
 
     async def work() -> None:
         refusal = await deploy_runs.on_missed_decision(
-            deps, window_id=parse_window(action["value"]), actor=user, run_now=run_now
+            deps, window_id=button_id(action["value"]), actor=user, run_now=run_now
         )
         if refusal:
             await reply(refusal)

@@ -88,3 +88,16 @@ def known_systems(ctx: CommandContext, sub: Subcommand, *, args: tuple[str, ...]
         problem = f"`{escape(' '.join(args)[:60])}` is not a known system. Known systems: {known}."
         raise usage_error(sub, problem)
     return list(args)
+
+
+def out_of_date(value: object) -> UsageError:
+    """The error for a button or form value that does not parse: an old message, or a forged click."""
+    return UsageError(f"bad button value {str(value)[:80]!r}", user_message="This button is out of date.")
+
+
+def button_id(value: object) -> int:
+    """A button value that is one id (ids only, never state)."""
+    try:
+        return int(str(value))
+    except ValueError as exc:
+        raise out_of_date(value) from exc

@@ -12,9 +12,8 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from bot.blocks import schedule as schedule_blocks
 from bot.blocks.schedule import BookMode, ScheduleAction
 from bot.commands.replies import guarded
-from bot.commands.router import CommandContext, Router, usage_error
+from bot.commands.router import CommandContext, Router, out_of_date, usage_error
 from bot.deps import Deps
-from bot.errors import UsageError
 from bot.windows import Slot, SlotRefusedError, format_slot
 from bot.workflows import cards, lifecycle, scheduling
 
@@ -31,7 +30,7 @@ def parse_value(value: str) -> tuple[int, str, Slot, BookMode]:
         slot = Slot(datetime.fromtimestamp(int(start), UTC), datetime.fromtimestamp(int(end), UTC))
         return int(change_id), stage, slot, BookMode(mode)
     except ValueError as exc:
-        raise UsageError(f"bad button value {value!r}", user_message="This button is out of date.") from exc
+        raise out_of_date(value) from exc
 
 
 async def book_and_answer(
