@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
@@ -55,6 +56,35 @@ async def announce(deps: Deps, result: DecisionResult, user: str, snap: ChangeSn
         await thread.say(deps, change, f"{mention(user)} approved.")
 
 
+async def decide(
+    deps: Deps, *, user: str, value: str, reply: Callable[[str], Awaitable[None]], reason: str | None = None
+) -> None:
+    """Approve (``reason`` None) or reject: one transaction, then the card and the clicker's note together."""
+    change_id, stage, revision = parse_value(value)
+    now = deps.clock.now()
+    async with deps.sessions.begin() as session:
+        if reason is None:
+            result = await approval.approve(
+                session, config=deps.config, change_id=change_id, stage=stage, revision=revision, user=user, now=now
+            )
+        else:
+            result = await approval.reject(
+                session,
+                config=deps.config,
+                change_id=change_id,
+                stage=stage,
+                revision=revision,
+                user=user,
+                reason=reason,
+                now=now,
+            )
+        snap = await views.snapshot(session, config=deps.config, change=result.change)
+    # the card (seen by everyone) and the clicker's note go out together, not one after the other
+    await asyncio.gather(announce(deps, result, user, snap), reply(result.message))
+    if reason is not None and result.outcome is Outcome.REJECTED:
+        await thread.say(deps, result.change, f"Reason: {escape(reason)}")
+
+
 def register(app: AsyncApp, deps: Deps) -> None:
     """Register the decision buttons and the reject modal."""
 
@@ -67,20 +97,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
             await notify.ephemeral(deps, channel=channel, user=user, text=text)
 
         async def work() -> None:
-            change_id, stage, revision = parse_value(action["value"])
-            async with deps.sessions.begin() as session:
-                result = await approval.approve(
-                    session,
-                    config=deps.config,
-                    change_id=change_id,
-                    stage=stage,
-                    revision=revision,
-                    user=user,
-                    now=deps.clock.now(),
-                )
-                snap = await views.snapshot(session, config=deps.config, change=result.change)
-            # the card (seen by everyone) and the clicker's note go out together, not one after the other
-            await asyncio.gather(announce(deps, result, user, snap), reply(result.message))
+            await decide(deps, user=user, value=str(action["value"]), reply=reply)
 
         await guarded(reply, work)
 
@@ -117,21 +134,6 @@ def register(app: AsyncApp, deps: Deps) -> None:
             await notify.ephemeral(deps, channel=channel, user=user, text=text)
 
         async def work() -> None:
-            change_id, stage, revision = parse_value(meta.get("value", ""))
-            async with deps.sessions.begin() as session:
-                result = await approval.reject(
-                    session,
-                    config=deps.config,
-                    change_id=change_id,
-                    stage=stage,
-                    revision=revision,
-                    user=user,
-                    reason=reason,
-                    now=deps.clock.now(),
-                )
-            await reply(result.message)
-            await announce(deps, result, user)
-            if result.outcome is Outcome.REJECTED:
-                await thread.say(deps, result.change, f"Reason: {escape(reason)}")
+            await decide(deps, user=user, value=str(meta.get("value", "")), reply=reply, reason=reason)
 
         await guarded(reply, work)
