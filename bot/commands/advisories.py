@@ -14,9 +14,7 @@ from bot.commands.replies import guarded
 from bot.commands.router import CommandContext, Router, usage_error
 from bot.deps import Deps
 from bot.errors import InputError, UsageError
-from bot.feeds.base import FeedBatch
 from bot.slack import notify, thread
-from bot.workflows import advisories as flow
 from bot.workflows import advisory_posts, artifacts, lifecycle
 from bot.workflows import advisory_triage as triage
 
@@ -176,12 +174,7 @@ def register(app: AsyncApp, deps: Deps, router: Router) -> None:
         channel = json.loads(view.get("private_metadata") or "{}").get("channel", "")
 
         async def work() -> None:
-            async with deps.sessions.begin() as session:
-                result = await flow.ingest(session, config=config, batch=FeedBatch(advisories=(advisory,)), now=now)
-                await lifecycle.log(
-                    session, config=config, now=now, actor=user, action="advisory_added", advisory=advisory.id
-                )
-            await advisory_posts.publish_all(deps, result.changed)
+            await advisory_posts.add_manual(deps, advisory=advisory, actor=user)
             await notify.ephemeral(deps, channel=channel, user=user, text=f"Advisory {advisory.id} is recorded.")
 
         await guarded(lambda text: notify.ephemeral(deps, channel=channel, user=user, text=text), work)

@@ -13,10 +13,13 @@ from slack_sdk.errors import SlackApiError
 
 from bot.blocks.common import escape
 from bot.deps import Deps
+from bot.feeds.base import FeedBatch
+from bot.feeds.model import Advisory
 from bot.slack import advisory_posts as slack_posts
 from bot.slack import thread
 from bot.workflows import advisories as flow
 from bot.workflows import advisory_triage as triage
+from bot.workflows import lifecycle
 from storage import advisories as store
 
 log = logging.getLogger(__name__)
@@ -83,3 +86,14 @@ async def report_quarantine(deps: Deps) -> int:
             await thread.deliver(deps, channel=channel, text=text, what="quarantine report")
         reported += 1
     return reported
+
+
+async def add_manual(deps: Deps, *, advisory: Advisory, actor: str) -> None:
+    """A person's advisory (the manual form): stored like a feed's, logged as theirs, then published."""
+    now = deps.clock.now()
+    async with deps.sessions.begin() as session:
+        result = await flow.ingest(session, config=deps.config, batch=FeedBatch(advisories=(advisory,)), now=now)
+        await lifecycle.log(
+            session, config=deps.config, now=now, actor=actor, action="advisory_added", advisory=advisory.id
+        )
+    await publish_all(deps, result.changed)
