@@ -246,3 +246,19 @@ async def test_a_due_window_that_cannot_start_is_said_once_in_the_thread(harness
     async with h.deps.sessions.begin() as s:  # the system is free again: the next sweep deploys
         await deployment_store.release_locks(s, [other.id])
     assert len(await jobs.run_due_windows(h.deps)) == 1
+
+
+async def test_a_run_line_slack_refuses_is_delivered_later_not_dropped(harness: Harness) -> None:
+    """A deployment's thread lines go through bot.slack.thread.say: refused now, the outbox delivers them."""
+    from bot.slack.outbox_sender import OutboxSender
+
+    h = harness
+    card = await approved_for_test(h)
+    await book(h, stage="test", start_in=timedelta(minutes=5))
+    h.clock.advance(timedelta(minutes=6))
+    h.fake.fail("chat.postMessage", status=500)  # the ":rocket: Deploying" line hits a Slack outage
+    await asyncio.gather(*await jobs.run_due_windows(h.deps))
+    await wait_state(h, ChangeState.TEST_PASSED)
+    assert not [t for t in thread_texts(h, card) if "Deploying CHG-1 to *test*" in t]
+    await OutboxSender(h.deps, channel_gap=0.0).drain()
+    assert len([t for t in thread_texts(h, card) if "Deploying CHG-1 to *test*" in t]) == 1

@@ -1,8 +1,9 @@
 """Running a deployment: executor steps, progress into the thread, results on the rows, then the state moves.
 
 The runner never holds a database transaction while an executor works: each step's results are recorded
-in one short transaction afterwards. Slack is reached only through a :class:`Sink` (the command layer
-provides the Slack one), so this module stays free of Slack imports and the benchmark can use a null sink.
+in one short transaction afterwards. Slack is reached only through a :class:`Sink` (``bot.slack.run_sink``
+is the Slack one), so this module stays free of Slack imports and the benchmark can use a null sink. Executors
+come from ``Deps.executors`` and every timestamp from the injected clock.
 
 Flow: apply on every system (in parallel, at most ``limit`` at a time) → all ok: ``<stage>_verifying`` and
 verify → all ok: success (test → the owner records the result; prod → completed and announced).
