@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
@@ -17,6 +18,8 @@ from bot.slack import notify, thread
 from bot.workflows import acceptance as flow
 from bot.workflows import cards, deployment, lifecycle
 from bot.workflows.acceptance import Next, StageStep
+
+StepWorkflow = Callable[..., Awaitable[StageStep]]  # record_passed, acknowledge: (session, *, config, change_id, ...)
 
 
 async def follow_up(deps: Deps, step: StageStep, user: str) -> None:
@@ -69,35 +72,28 @@ def register(app: AsyncApp, deps: Deps) -> None:
     def context(body: dict[str, Any]) -> tuple[str, str]:
         return body["user"]["id"], body.get("channel", {}).get("id", "")
 
-    @app.action(blocks.TestActionId.PASSED.value)
-    async def handle_test_passed_click(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
-        await ack()
+    async def step_click(body: dict[str, Any], action: dict[str, Any], step_of: StepWorkflow) -> None:
         user, channel = context(body)
 
         async def work() -> None:
             async with deps.sessions.begin() as session:
-                step = await flow.record_passed(
+                step = await step_of(
                     session, config=config, change_id=button_id(action["value"]), user=user, now=deps.clock.now()
                 )
             await notify.ephemeral(deps, channel=channel, user=user, text=step.message)
             await follow_up(deps, step, user)
 
         await guarded(lambda text: notify.ephemeral(deps, channel=channel, user=user, text=text), work)
+
+    @app.action(blocks.TestActionId.PASSED.value)
+    async def handle_test_passed_click(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        await step_click(body, action, flow.record_passed)
 
     @app.action(blocks.TestActionId.ACKNOWLEDGE.value)
     async def handle_test_acknowledge_click(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()
-        user, channel = context(body)
-
-        async def work() -> None:
-            async with deps.sessions.begin() as session:
-                step = await flow.acknowledge(
-                    session, config=config, change_id=button_id(action["value"]), user=user, now=deps.clock.now()
-                )
-            await notify.ephemeral(deps, channel=channel, user=user, text=step.message)
-            await follow_up(deps, step, user)
-
-        await guarded(lambda text: notify.ephemeral(deps, channel=channel, user=user, text=text), work)
+        await step_click(body, action, flow.acknowledge)
 
     async def open_form(body: dict[str, Any], action: dict[str, Any], *, risk: bool) -> None:
         user, channel = context(body)

@@ -196,6 +196,20 @@ async def _execute(
     limit: int,
 ) -> Change:
     key, stage = run.change.key, run.stage
+
+    async def roll_back(reason: str) -> Change:
+        return await rollback(
+            sessions,
+            config=config,
+            executors=executors,
+            clock=clock,
+            sink=sink,
+            run=run,
+            actor=run.actor,
+            reason=reason,
+            limit=limit,
+        )
+
     await sink.refresh()
     systems = ", ".join(f"`{escape(t.system)}` ({escape(t.executor)})" for t in run.targets)
     await sink.post(f":rocket: Deploying {key} to *{stage}* on {systems}.")
@@ -213,17 +227,7 @@ async def _execute(
     await _record(sessions, run, applied)
     await sink.post(blocks.results_text(f"*Apply of {key} ({stage})*", _pairs(run, applied)))
     if not all(r.ok for r in applied.values()):
-        return await rollback(
-            sessions,
-            config=config,
-            executors=executors,
-            clock=clock,
-            sink=sink,
-            run=run,
-            actor=run.actor,
-            reason="apply failed",
-            limit=limit,
-        )
+        return await roll_back("apply failed")
     async with sessions.begin() as session:
         await flow.begin_verify(session, config=config, run=run, now=clock.now())
     await sink.refresh()
@@ -237,17 +241,7 @@ async def _execute(
     )
     if config.policy.on_failed_verify is OnFailedVerify.ROLLBACK:
         await sink.post(f":rewind: Verification failed ({escape(summary)}); the policy rolls back automatically.")
-        return await rollback(
-            sessions,
-            config=config,
-            executors=executors,
-            clock=clock,
-            sink=sink,
-            run=run,
-            actor=run.actor,
-            reason="verify failed",
-            limit=limit,
-        )
+        return await roll_back("verify failed")
     async with sessions.begin() as session:
         change = await flow.await_decision(session, config=config, run=run, now=clock.now(), summary=summary)
     await sink.post(
