@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 from bot.config import parse_config
+from bot.deps import Clock
 from bot.executors import registry
 from bot.executors.base import Step
 from bot.workflows import deployment as flow
@@ -74,9 +75,9 @@ async def bare(n: int, limit: int) -> float:
     return time.perf_counter() - start
 
 
-async def timed(config: Any, run: flow.Run, limit: int) -> float:
+async def timed(executors: registry.Executors, run: flow.Run, limit: int) -> float:
     start = time.perf_counter()
-    results = await runner.run_steps(config, run, Step.APPLY, sink=runner.NullSink(), limit=limit)
+    results = await runner.run_steps(executors, run, Step.APPLY, sink=runner.NullSink(), clock=Clock(), limit=limit)
     elapsed = time.perf_counter() - start
     assert all(r.ok for r in results.values())
     return elapsed
@@ -85,14 +86,14 @@ async def timed(config: Any, run: flow.Run, limit: int) -> float:
 async def main(targets: int, limit: int, repeat: int) -> None:
     config, run = fan_out(targets)
     start = time.perf_counter()
-    runner.prime(config, registry.validate_config(config))
+    executors = registry.Executors.validated(config)
     setup = time.perf_counter() - start
     big_config, big_run = one_system(targets)
-    runner.prime(big_config, registry.validate_config(big_config))
+    big_executors = registry.Executors.validated(big_config)
     fan, single, base = [], [], []
     for _ in range(repeat):
-        fan.append(await timed(config, run, limit))
-        single.append(await timed(big_config, big_run, limit))
+        fan.append(await timed(executors, run, limit))
+        single.append(await timed(big_executors, big_run, limit))
         base.append(await bare(targets, limit))
     f, s, b = statistics.median(fan), statistics.median(single), statistics.median(base)
     us = 1e6 / targets

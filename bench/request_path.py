@@ -42,7 +42,6 @@ from bot.deps import FakeClock, build_deps
 from bot.sandbox.driver import SlackDriver
 from bot.sandbox.fake_slack import FakeSlack, Message, bound_port
 from bot.sandbox.fake_slack import start as start_fake
-from bot.slack import notify
 from bot.workflows import changes as change_flow
 from storage import migrate
 
@@ -187,17 +186,17 @@ async def main() -> None:
         """Post ``n`` pending changes' cards (set-up: no simulated latency)."""
         saved, latency.value = latency.value, 0.0
         data = change_flow.ChangeInput(systems=["web-shop"], title="Bench change", officer=REQ, rollback_plan="r")
-        cards = []
+        posted = []
         for _ in range(n):
             async with deps.sessions.begin() as s:
                 change = await change_flow.create(s, config=config, data=data, requester=REQ, now=deps.clock.now())
-            snap = await notify.post_card(deps, change.id)
+            snap = await cards.post_card(deps, change.id)
             assert snap is not None and snap.change.thread_ts and snap.change.channel
-            cards.append(Message(snap.change.channel, snap.change.thread_ts, "", card_blocks.card(snap), None))
+            posted.append(Message(snap.change.channel, snap.change.thread_ts, "", card_blocks.card(snap), None))
         await deps.plans.flush()
         await deps.homes.flush()
         latency.value = saved
-        return cards
+        return posted
 
     print(
         f"request path benchmark: {args.changes} clicks per level, Slack latency {args.latency * 1000:.0f} ms, "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -15,9 +16,12 @@ from bot.config import Config, Settings
 from bot.crypto import Signer
 from bot.errors import DatabaseNotReadyError
 from bot.executors import registry
+from bot.feeds import registry as feed_registry
+from bot.feeds.base import Feed
+from bot.feeds.http import HttpSettings
 from bot.leader import Leadership
 from bot.metrics import Metrics
-from bot.tasks import Coalescer
+from bot.tasks import Coalescer, TaskSet
 from storage import db, migrate
 
 log = logging.getLogger(__name__)
@@ -45,13 +49,18 @@ class FakeClock(Clock):
 
 @dataclass(frozen=True)
 class Deps:
+    """Every long-lived object, built once by :func:`build_deps`; no module keeps state of its own."""
+
     settings: Settings
     config: Config
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     client: AsyncWebClient
     clock: Clock
+    executors: registry.Executors  # one executor per (system, environment), created at startup
+    feeds: Mapping[str, Feed] = field(default_factory=dict)  # the configured advisory feeds, by name
     signer: Signer | None = None
+    deployments: TaskSet = field(default_factory=TaskSet)  # deployment runs in progress in this process
     homes: Coalescer = field(default_factory=Coalescer)  # App Home tabs waiting to be re-published
     plans: Coalescer = field(default_factory=lambda: Coalescer(delay=0.0))  # cards waiting for a plan preview
     metrics: Metrics = field(default_factory=Metrics)  # GET /metrics (issue 14)
@@ -93,12 +102,11 @@ def build_deps(
 ) -> Deps:
     """Create the engine and session factory and bundle everything long-lived.
 
-    Every configured executor is created first: an unknown executor name or a bad option raises
+    Every configured executor and feed is created first: an unknown plugin name or a bad option raises
     ``ConfigError`` and startup stops before anything else happens.
     """
-    from bot.workflows import runner  # the executor cache moves into Deps (the house issue)
-
-    runner.prime(config, registry.validate_config(config))
+    executors = registry.Executors.validated(config)
+    feeds = feed_registry.create_all(config, http=HttpSettings())
     engine = db.create_engine(settings.database_url)
     sessions = db.session_factory(engine)
     if signer is not None:  # commits sign a checkpoint every audit.checkpoint_every entries
@@ -112,6 +120,8 @@ def build_deps(
         sessions=sessions,
         client=client,
         clock=clock or Clock(),
+        executors=executors,
+        feeds=feeds,
         signer=signer,
         metrics=metrics or Metrics(),
         leader=Leadership(engine),

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Coalescer:
@@ -41,3 +43,37 @@ class Coalescer:
         """Wait for the pending pass (tests, shutdown)."""
         if self._task is not None:
             await self._task
+
+
+class TaskSet:
+    """Background tasks kept alive until they finish (asyncio keeps only weak references to tasks).
+
+    One per process, in ``Deps``: the registry of running deployments. A task that fails is logged."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def start(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        """Run ``coro`` in the background and keep it until it is done."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+        return task
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed", exc_info=task.exception())
+
+    def running(self) -> int:
+        """How many tasks are still running."""
+        return len(self._tasks)
+
+    def tasks(self) -> list[asyncio.Task[Any]]:
+        """The tasks still running (shutdown and the sandbox's clock wait for them)."""
+        return [t for t in self._tasks if not t.done()]
+
+    async def wait(self) -> None:
+        """Wait for every running task (tests, shutdown); their errors were logged already."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -9,7 +9,7 @@ from typing import Any
 from conftest import OPS1, OWNER, REQ, SEC1, Harness, eventually
 from deploy_support import approved_for_test, book, in_thread, state_of, wait_state
 
-from bot.commands import deploy
+from bot import jobs
 from bot.sandbox.fake_slack import Message
 from storage import reports
 from storage.models import ChangeState
@@ -19,7 +19,7 @@ async def deployed_to_test(h: Harness) -> Message:
     card = await approved_for_test(h)
     await book(h, stage="test", start_in=timedelta(minutes=5))
     h.clock.advance(timedelta(minutes=6))
-    await asyncio.gather(*await deploy.run_due_windows(h.deps))
+    await asyncio.gather(*await jobs.run_due_windows(h.deps))
     await wait_state(h, ChangeState.TEST_PASSED)
     return card
 

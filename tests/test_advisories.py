@@ -11,8 +11,8 @@ import pytest
 from conftest import OTHER, OWNER, SHARED_DATA, Harness, eventually, make_config
 from sqlalchemy import delete, select
 
+from bot.jobs import run_feeds_poll
 from bot.sandbox.fake_slack import Message
-from bot.slack.advisory_posts import run_feeds_poll
 from storage import advisories as store
 from storage.models import AdvisoryRecord, AdvisoryStatus, FeedState
 

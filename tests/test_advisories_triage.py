@@ -12,10 +12,11 @@ from sqlalchemy import select
 
 from bot.advisories.osv import parse_osv
 from bot.feeds.base import FeedBatch
+from bot.jobs import run_advisory_sweep
 from bot.sandbox.driver import TEAM
 from bot.sandbox.fake_slack import Message
-from bot.slack.advisory_posts import publish_all, run_advisory_sweep
 from bot.workflows import advisories as flow
+from bot.workflows.advisory_posts import publish_all
 from storage import advisories as store
 from storage import changes
 from storage.models import AdvisoryStatus, AuditEntry, ChangeState

@@ -21,7 +21,7 @@ from test_scheduling import (
 
 from bot.blocks.announcement import AnnouncementKind
 from bot.blocks.common import validate_blocks
-from bot.scheduler import run_window_sweep
+from bot.jobs import run_window_sweep
 from bot.workflows import announcements
 from storage import changes, outbox
 from storage.models import ChangeState, WindowState

@@ -8,8 +8,9 @@ from datetime import timedelta
 
 from conftest import OPS1, OTHER, OWNER, REQ, SEC1, SEC2, Harness, eventually, make_config
 
+from bot.jobs import run_sweep
 from bot.sandbox.fake_slack import Message
-from bot.scheduler import run_sweep
+from bot.workflows import cards
 from storage import changes
 from storage.models import ChangeState
 
@@ -97,9 +98,8 @@ async def test_prod_needs_owner_and_security_distinct_people(harness_factory) ->
         c = await changes.get(s, 1)
         assert c is not None
         c.state = ChangeState.PENDING_PROD_APPROVAL
-    from bot.slack import notify
 
-    await notify.refresh_card(h.deps, 1)
+    await cards.refresh_card(h.deps, 1)
     await h.slack.click(h.latest(card), "change_approve", user=OWNER)
     await eventually(lambda: h.fake.ephemerals(OWNER)[-1:] and "recorded" in h.fake.ephemerals(OWNER)[-1])
     assert await state_of(h) is ChangeState.PENDING_PROD_APPROVAL

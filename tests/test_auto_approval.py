@@ -11,7 +11,7 @@ from conftest import OTHER, OWNER, SEC1, Harness, eventually, make_config
 from deploy_support import in_thread, state_of, wait_state
 from test_acceptance import deployed_to_test, form
 
-from bot import scheduler
+from bot import jobs
 from bot.errors import ConfigError
 from bot.workflows import views
 from storage import audit, changes
@@ -44,14 +44,14 @@ async def test_a_standard_change_approves_its_test_stage_by_policy(harness_facto
     h: Harness = await harness_factory(make_config(**policy({"stage": "test", "class": "standard", "after": "0d"})))
     card = await h.request_change(change_class="standard")
     assert "Approves itself for *test*" in json.dumps(h.latest(card).blocks)  # said from the start
-    assert await scheduler.run_auto_approvals(h.deps) == 1
+    assert await jobs.run_auto_approvals(h.deps) == 1
     await wait_state(h, ChangeState.APPROVED_FOR_TEST)
     note = await in_thread(h, card, "by policy")
     assert "auto_approve[1] (test, standard, after 0m)" in note.text and "nobody vetoed" in note.text
     [entry] = await history(h, "auto_approved")
     assert entry["actor"] == "policy" and entry["details"]["rule"] == "auto_approve[1] (test, standard, after 0m)"
     assert (await show(h))["auto_approval"]["vetoed_by"] is None
-    assert await scheduler.run_auto_approvals(h.deps) == 0  # once
+    assert await jobs.run_auto_approvals(h.deps) == 0  # once
 
 
 async def test_no_rule_matches_a_normal_change_and_emergencies_never_match(harness_factory: Any) -> None:
@@ -61,7 +61,7 @@ async def test_no_rule_matches_a_normal_change_and_emergencies_never_match(harne
     card = await h.request_change()  # class normal: the standard-only rule does not apply
     assert "Approves itself" not in json.dumps(h.latest(card).blocks)
     await h.request_change(change_class="emergency")
-    assert await scheduler.run_auto_approvals(h.deps) == 0
+    assert await jobs.run_auto_approvals(h.deps) == 0
     assert await state_of(h, 1) is ChangeState.PENDING_TEST_APPROVAL
     assert await state_of(h, 2) is ChangeState.PENDING_TEST_APPROVAL
     assert (await show(h, 2))["auto_approval"] is None
@@ -76,10 +76,10 @@ async def test_the_veto_window_is_announced_and_a_veto_returns_the_change_to_exp
 ) -> None:
     h: Harness = await harness_factory(make_config(**policy({"stage": "test", "after": "3d", "veto": "1d"})))
     card = await h.request_change()
-    await scheduler.run_auto_approvals(h.deps)  # books it; the veto window opens in two days
+    await jobs.run_auto_approvals(h.deps)  # books it; the veto window opens in two days
     assert "The veto window opens" in json.dumps(h.latest(card).blocks)
     h.clock.advance(timedelta(days=2, minutes=1))
-    assert await scheduler.run_auto_approvals(h.deps) == 1
+    assert await jobs.run_auto_approvals(h.deps) == 1
     await in_thread(h, card, "The veto window is open")
     latest = await eventually(
         lambda: h.latest(card) if "auto_approval_veto" in json.dumps(h.latest(card).blocks) else None
@@ -98,7 +98,7 @@ async def test_the_veto_window_is_announced_and_a_veto_returns_the_change_to_exp
     note = await in_thread(h, card, "vetoed the automatic test approval")
     assert "&lt;!channel&gt;" in note.text and "<!channel>" not in note.text
     h.clock.advance(timedelta(days=2))
-    assert await scheduler.run_auto_approvals(h.deps) == 0
+    assert await jobs.run_auto_approvals(h.deps) == 0
     assert await state_of(h) is ChangeState.PENDING_TEST_APPROVAL
     shown = (await show(h))["auto_approval"]
     assert shown["vetoed_by"] == OWNER and shown["rule"] == "auto_approve[1] (test, after 3d, veto 1d)"
@@ -111,23 +111,23 @@ async def test_the_veto_window_is_announced_and_a_veto_returns_the_change_to_exp
 async def test_a_veto_window_missed_while_the_bot_was_down_is_given_in_full(harness_factory: Any) -> None:
     h: Harness = await harness_factory(make_config(**policy({"stage": "test", "after": "2d", "veto": "1d"})))
     card = await h.request_change()
-    await scheduler.run_auto_approvals(h.deps)
+    await jobs.run_auto_approvals(h.deps)
     h.clock.advance(timedelta(days=3))  # down through the whole veto window and past the approval time
-    assert await scheduler.run_auto_approvals(h.deps) == 1
+    assert await jobs.run_auto_approvals(h.deps) == 1
     await in_thread(h, card, "The veto window is open")
     assert await state_of(h) is ChangeState.PENDING_TEST_APPROVAL  # not approved without a chance to veto
     h.clock.advance(timedelta(hours=23))
-    await scheduler.run_auto_approvals(h.deps)
+    await jobs.run_auto_approvals(h.deps)
     assert await state_of(h) is ChangeState.PENDING_TEST_APPROVAL
     h.clock.advance(timedelta(hours=1, minutes=1))
-    await scheduler.run_auto_approvals(h.deps)
+    await jobs.run_auto_approvals(h.deps)
     await wait_state(h, ChangeState.APPROVED_FOR_TEST)
 
 
 async def test_an_edit_starts_a_new_booking_and_the_old_veto_button_is_out_of_date(harness_factory: Any) -> None:
     h: Harness = await harness_factory(make_config(**policy({"stage": "test", "after": "1d", "veto": "1d"})))
     card = await h.request_change()
-    await scheduler.run_auto_approvals(h.deps)
+    await jobs.run_auto_approvals(h.deps)
     await in_thread(h, card, "The veto window is open")
     old = await eventually(
         lambda: h.latest(card) if "auto_approval_veto" in json.dumps(h.latest(card).blocks) else None
@@ -140,7 +140,7 @@ async def test_an_edit_starts_a_new_booking_and_the_old_veto_button_is_out_of_da
     view = await h.opened_view("auto_approval_veto_reason")
     await h.slack.submit(view, {"reason": "stale"}, user=SEC1)
     await eventually(lambda: any("no pending auto-approval" in t for t in h.fake.ephemerals(SEC1)))
-    assert await scheduler.run_auto_approvals(h.deps) >= 1  # the new revision is booked and announced
+    assert await jobs.run_auto_approvals(h.deps) >= 1  # the new revision is booked and announced
 
 
 async def to_pending_prod(h: Harness, *, passed: bool) -> Any:
@@ -168,7 +168,7 @@ async def to_pending_prod(h: Harness, *, passed: bool) -> Any:
 async def test_prod_approves_itself_only_over_a_passed_test(harness_factory: Any, passed: bool) -> None:
     h: Harness = await harness_factory(make_config(**policy({"stage": "prod", "after": "0d"})))
     await to_pending_prod(h, passed=passed)
-    await scheduler.run_auto_approvals(h.deps)
+    await jobs.run_auto_approvals(h.deps)
     if passed:
         await wait_state(h, ChangeState.APPROVED_FOR_PROD)
     else:

@@ -10,7 +10,7 @@ from conftest import OPS1, OPS2, OWNER, Harness, eventually, make_config
 from deploy_support import approved_for_test, book, in_thread, state_of, thread_texts, wait_state
 from sqlalchemy import select
 
-from bot.commands import deploy
+from bot import jobs
 from bot.workflows import views
 from storage import audit, changes, deployments, windows
 from storage.models import AuditEntry, ChangeClass, ChangeState, WindowState
@@ -58,7 +58,7 @@ async def test_refusals_name_the_reason_and_are_audited(harness: Harness) -> Non
     h.clock.advance(timedelta(minutes=31))
     assert "Deploying CHG-1 to test" in await deploy_cmd(h, "CHG-1 test")
     await wait_state(h, ChangeState.TEST_PASSED)
-    assert await deploy.run_due_windows(h.deps) == []
+    assert await jobs.run_due_windows(h.deps) == []
     async with h.deps.sessions.begin() as s:
         data = views.to_json(await views.snapshot(s, config=h.config, change=await _change(s)))
     assert data["windows"][0]["state"] == "done" and data["windows"][0]["stage"] == "test"
@@ -121,7 +121,7 @@ async def test_two_schedulers_on_one_database_deploy_once(harness_factory: Any) 
     await approved_for_test(a)
     await book(a, stage="test", start_in=timedelta(minutes=10))
     a.clock.advance(timedelta(minutes=11))
-    ta, tb = await asyncio.gather(deploy.run_due_windows(a.deps), deploy.run_due_windows(b.deps))
+    ta, tb = await asyncio.gather(jobs.run_due_windows(a.deps), jobs.run_due_windows(b.deps))
     assert len(ta) + len(tb) == 1
     await asyncio.gather(*ta, *tb)
     async with a.deps.sessions.begin() as s:
@@ -135,7 +135,7 @@ async def test_restart_picks_up_a_due_window_within_its_end(harness: Harness) ->
     await approved_for_test(h)
     await book(h, stage="test", start_in=timedelta(minutes=10), length=timedelta(hours=1))
     h.clock.advance(timedelta(minutes=50))  # the bot was down for the start; the window is still open
-    tasks = await deploy.run_due_windows(h.deps)
+    tasks = await jobs.run_due_windows(h.deps)
     assert len(tasks) == 1
     await asyncio.gather(*tasks)
     assert await state_of(h) is ChangeState.TEST_PASSED
@@ -146,7 +146,7 @@ async def test_missed_window_next_rebooks_and_says_so(harness: Harness) -> None:
     card = await approved_for_test(h)
     await book(h, stage="test", start_in=timedelta(minutes=10))
     h.clock.advance(timedelta(hours=2))  # down past the window's end
-    assert await deploy.run_due_windows(h.deps) == []
+    assert await jobs.run_due_windows(h.deps) == []
     await in_thread(h, card, "was missed")
     async with h.deps.sessions.begin() as s:
         rows = await windows.for_change(s, 1)
@@ -161,7 +161,7 @@ async def test_missed_window_ask_offers_run_now(harness_factory: Any) -> None:
     card = await approved_for_test(h)
     await book(h, stage="test", start_in=timedelta(minutes=10))
     h.clock.advance(timedelta(hours=2))
-    await deploy.run_due_windows(h.deps)
+    await jobs.run_due_windows(h.deps)
     prompt = await in_thread(h, card, "window_missed_run", what="Run now / Next window")
     await h.slack.click(prompt, "window_missed_run", user=OWNER)  # not an operator
     await eventually(lambda: any("Only members" in t for t in h.fake.ephemerals(OWNER)), what="refusal")
@@ -174,7 +174,7 @@ async def test_missed_window_run_deploys_at_once(harness_factory: Any) -> None:
     card = await approved_for_test(h)
     await book(h, stage="test", start_in=timedelta(minutes=10))
     h.clock.advance(timedelta(hours=2))
-    tasks = await deploy.run_due_windows(h.deps)
+    tasks = await jobs.run_due_windows(h.deps)
     await asyncio.gather(*tasks)
     assert await state_of(h) is ChangeState.TEST_PASSED
     await in_thread(h, card, "missed_window: run")
@@ -240,9 +240,25 @@ async def test_a_due_window_that_cannot_start_is_said_once_in_the_thread(harness
         assert await deployment_store.acquire_lock(s, system="web-shop", deployment_id=other.id, now=h.clock.now())
     h.clock.advance(timedelta(minutes=11))
     for _ in range(3):
-        assert await deploy.run_due_windows(h.deps) == []
+        assert await jobs.run_due_windows(h.deps) == []
     notes = await eventually(lambda: [t for t in thread_texts(h, card) if "cannot start" in t], what="refusal note")
     assert len(notes) == 1 and "web-shop" in notes[0]
     async with h.deps.sessions.begin() as s:  # the system is free again: the next sweep deploys
         await deployment_store.release_locks(s, [other.id])
-    assert len(await deploy.run_due_windows(h.deps)) == 1
+    assert len(await jobs.run_due_windows(h.deps)) == 1
+
+
+async def test_a_run_line_slack_refuses_is_delivered_later_not_dropped(harness: Harness) -> None:
+    """A deployment's thread lines go through bot.slack.thread.say: refused now, the outbox delivers them."""
+    from bot.slack.outbox_sender import OutboxSender
+
+    h = harness
+    card = await approved_for_test(h)
+    await book(h, stage="test", start_in=timedelta(minutes=5))
+    h.clock.advance(timedelta(minutes=6))
+    h.fake.fail("chat.postMessage", status=500)  # the ":rocket: Deploying" line hits a Slack outage
+    await asyncio.gather(*await jobs.run_due_windows(h.deps))
+    await wait_state(h, ChangeState.TEST_PASSED)
+    assert not [t for t in thread_texts(h, card) if "Deploying CHG-1 to *test*" in t]
+    await OutboxSender(h.deps, channel_gap=0.0).drain()
+    assert len([t for t in thread_texts(h, card) if "Deploying CHG-1 to *test*" in t]) == 1

@@ -15,7 +15,7 @@ from pathlib import Path
 from conftest import OWNER, SEC1, Harness, eventually, make_config
 from deploy_support import Script, approved_for_test, book, in_thread, wait_state
 
-from bot.commands import deploy
+from bot import jobs
 from bot.sandbox.fake_slack import Message
 from bot.slack.outbox_sender import OutboxSender
 from bot.workflows import announcements
@@ -36,7 +36,7 @@ async def _harness(harness_factory, tmp_path: Path, **policy: str) -> tuple[Harn
 
 async def _sweep(h: Harness) -> None:
     """Run the due-window sweep as the scheduler would, and wait for the runs it started."""
-    tasks = await deploy.run_due_windows(h.deps)
+    tasks = await jobs.run_due_windows(h.deps)
     if tasks:
         await asyncio.gather(*tasks)
 

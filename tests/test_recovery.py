@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from conftest import OWNER, Harness, eventually
 
-from bot.scheduler import run_recovery
+from bot.jobs import run_recovery
 from storage import changes, deployments
 from storage.models import ChangeState, Deployment, DeploymentStatus
 
@@ -69,7 +69,7 @@ async def test_card_refused_by_slack_is_posted_by_the_sweep(harness: Harness) ->
     note = await eventually(lambda: [t for t in h.fake.ephemerals(REQ) if "is saved" in t])
     assert "CHG-1" in note[0]
     assert h.cards() == []
-    from bot.scheduler import run_sweep
+    from bot.jobs import run_sweep
 
     await run_sweep(h.deps)
     assert h.cards() == []  # too young: its own post might still be on the way

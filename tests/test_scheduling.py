@@ -13,8 +13,8 @@ from conftest import OPS1, OTHER, OWNER, Harness, eventually, make_config
 from sqlalchemy import select
 
 from bot.sandbox.fake_slack import Message
-from bot.slack import notify
 from bot.slack.outbox_sender import OutboxSender
+from bot.workflows import cards
 from storage import changes, windows
 from storage.models import AuditEntry, ChangeState, Window, WindowState
 
@@ -43,7 +43,7 @@ async def approved_change(h: Harness, *, state: ChangeState = ChangeState.APPROV
         change = await changes.get(s, 1)
         assert change is not None
         change.state = state
-    await notify.refresh_card(h.deps, 1)
+    await cards.refresh_card(h.deps, 1)
     return card
 
 
@@ -245,8 +245,7 @@ async def test_card_lines_flag_an_emergency_window(harness_factory: Any) -> None
     text = json.dumps(lines)
     assert len(lines) == 1 and "emergency bypass" in text and "&lt;b&gt;full&lt;/b&gt;" in text
     # and the change card itself carries the flag once it is refreshed
-    from bot.slack import notify
 
-    await notify.refresh_card(h.deps, 1)
+    await cards.refresh_card(h.deps, 1)
     card = await h.card()
     assert "emergency bypass" in json.dumps(h.latest(card).blocks)

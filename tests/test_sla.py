@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from conftest import OWNER, SEC1, SEC2, Harness, eventually, make_config
 
-from bot.slack.advisory_posts import run_advisory_sweep
+from bot.jobs import run_advisory_sweep
 from bot.workflows.sla import due_date
 
 PUBLISHED = datetime(2026, 1, 10, 12, 0, tzinfo=UTC)

@@ -150,3 +150,20 @@ def read_values(view: dict[str, Any]) -> dict[str, str]:
             else:
                 out[block_id] = el.get("value") or ""
     return out
+
+
+def problems_only(change_id: int) -> Block:
+    """The test-result actions with only the "Problems found" button (after a failed test deployment)."""
+    return {
+        "type": "actions",
+        "block_id": f"test_result:{change_id}",
+        "elements": [
+            {
+                "type": "button",
+                "action_id": TestActionId.PROBLEMS.value,
+                "value": str(change_id),
+                "style": "danger",
+                "text": {"type": "plain_text", "text": "Problems found"},
+            }
+        ],
+    }

@@ -14,7 +14,7 @@ from bot.app import create_client
 from bot.cli import common
 from bot.config import Config, Settings
 from bot.crypto import Signer
-from bot.deps import load_signer, trusted_audit_keys
+from bot.deps import Clock, load_signer, trusted_audit_keys
 from bot.errors import ConfigError
 from bot.slack import audit_posts
 from bot.workflows import audit as audit_flow
@@ -103,7 +103,7 @@ def checkpoint(accept_unsigned_head: bool) -> None:
     async def main() -> str:
         async with common.session(s) as session:
             cp = await audit_flow.write_checkpoint(
-                session, signer=signer, now=datetime.now(UTC), accept_unsigned_head=accept_unsigned_head
+                session, signer=signer, now=Clock().now(), accept_unsigned_head=accept_unsigned_head
             )
         return "nothing new to sign" if cp is None else f"checkpoint at entry {cp.seq}: {cp.hash} (key {cp.key_id})"
 

@@ -7,10 +7,10 @@ import json
 import click
 
 from bot import deps as runtime
+from bot import jobs
 from bot.app import create_client
 from bot.cli import common
-from bot.slack import advisory_posts
-from bot.slack.advisory_posts import PollOutcome
+from bot.jobs import PollOutcome
 from bot.workflows import advisory_export
 
 
@@ -33,7 +33,7 @@ def poll(only: str | None) -> None:
     async def main() -> dict[str, PollOutcome]:
         deps = runtime.build_deps(s, config, client=create_client(token=token, base_url=s.slack_api_url))
         try:
-            return await advisory_posts.run_feeds_poll(deps, only=only, post=bool(token))
+            return await jobs.run_feeds_poll(deps, only=only, post=bool(token))
         finally:
             await deps.engine.dispose()
 

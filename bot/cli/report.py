@@ -41,4 +41,4 @@ def report_command(fmt: str, systems: tuple[str, ...], output: Path | None) -> N
         output.write_bytes(data)
         click.echo(f"report written to {output}", err=True)
     else:
-        click.get_binary_stream("stdout").write(data)
+        sys.stdout.buffer.write(data)

@@ -12,6 +12,7 @@ import click
 from aiohttp import web
 
 from bot.cli import common
+from bot.deps import Deps
 from bot.errors import PatchwardenError, PortInUseError
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ async def _serve(host: str, port: int, socket_mode: bool) -> None:
             click.echo(f"{stop.result()}: stopping...", err=True)
     finally:
         sched.shutdown(wait=False)
-        await finish_deployments(SHUTDOWN_GRACE)
+        await finish_deployments(deps, SHUTDOWN_GRACE)
 
         if deps.leader is not None:
             await deps.leader.close()  # hands the sweeps to another replica now, not at connection timeout
@@ -95,14 +96,12 @@ async def _serve(host: str, port: int, socket_mode: bool) -> None:
         await slack_http.close()
 
 
-async def finish_deployments(grace: float) -> None:
+async def finish_deployments(deps: Deps, grace: float) -> None:
     """Let running deployment steps finish within ``grace`` seconds; cancel the rest.
 
     A cancelled run stays unfinished in the database; the recovery sweep at the next start closes it as
     interrupted, unlocks its system and says so in its thread (``bot/workflows/recovery.py``)."""
-    from bot.commands import deploy
-
-    running = [t for t in deploy.running_tasks() if not t.done()]
+    running = deps.deployments.tasks()
     if not running:
         return
     click.echo(f"waiting up to {grace:.0f} s for {len(running)} running deployment(s) to finish...", err=True)

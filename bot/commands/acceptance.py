@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
@@ -10,19 +11,15 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from bot.blocks import acceptance as blocks
 from bot.blocks.common import escape, mention, mentions
 from bot.commands.replies import guarded
+from bot.commands.router import button_id
 from bot.deps import Deps
-from bot.errors import InputError, UsageError
-from bot.slack import notify
+from bot.errors import InputError
+from bot.slack import notify, thread
 from bot.workflows import acceptance as flow
-from bot.workflows import deployment, lifecycle
+from bot.workflows import cards, deployment, lifecycle
 from bot.workflows.acceptance import Next, StageStep
 
-
-def _change_id(value: Any) -> int:
-    try:
-        return int(str(value))
-    except ValueError as exc:
-        raise UsageError("bad button value", user_message="This button is out of date.") from exc
+StepWorkflow = Callable[..., Awaitable[StageStep]]  # record_passed, acknowledge: (session, *, config, change_id, ...)
 
 
 async def follow_up(deps: Deps, step: StageStep, user: str) -> None:
@@ -31,50 +28,41 @@ async def follow_up(deps: Deps, step: StageStep, user: str) -> None:
     owners = sorted(deployment.owners(config, change))
     if step.next in (Next.REFUSED, Next.ALREADY):
         return
-    await notify.refresh_card(deps, change.id)
+    await cards.refresh_card(deps, change.id)
     if step.next is Next.ACKNOWLEDGE:
-        await _post(
+        await thread.say(
             deps,
             change,
             step.message,
-            blocks.acknowledge_prompt(
+            blocks=blocks.acknowledge_prompt(
                 change_id=change.id, change_key=change.key, owners=owners, conclusion=step.conclusion
             ),
         )
     elif step.next is Next.RISK:
         security = flow.security_group(config)
-        await _post(
+        await thread.say(
             deps,
             change,
             step.message,
-            blocks.risk_prompt(change_id=change.id, change_key=change.key, owners=owners, security=security),
+            blocks=blocks.risk_prompt(change_id=change.id, change_key=change.key, owners=owners, security=security),
         )
     elif step.next is Next.WAITING:
-        await notify.thread(deps, change, f"{mention(user)}: {escape(step.message)}")
+        await thread.say(deps, change, f"{mention(user)}: {escape(step.message)}")
     elif step.next is Next.FAILED:
-        await notify.thread(
+        await thread.say(
             deps,
             change,
             f":no_entry: {mention(user)} decided to stop: {change.key} has *failed*. {mention(change.requester)}",
         )
     elif step.next is Next.PROD_APPROVAL:
-        snap = await notify.load_snapshot(deps, change.id)
+        snap = await cards.load_snapshot(deps, change.id)
         pending = sorted(snap.progress.pending_people()) if snap and snap.progress else []
-        await notify.thread(
+        await thread.say(
             deps,
             change,
             f":white_check_mark: {mention(user)} acknowledged the test result ({escape(step.conclusion)}). "
             f"Approval needed for the *prod* stage: {mentions(pending)}",
         )
-
-
-async def _post(deps: Deps, change: Any, text: str, blocks_: list[dict[str, Any]]) -> None:
-    await deps.client.chat_postMessage(
-        channel=change.channel or deps.config.slack.approvals_channel,
-        thread_ts=change.thread_ts,
-        text=text,
-        blocks=blocks_,
-    )
 
 
 def register(app: AsyncApp, deps: Deps) -> None:
@@ -84,41 +72,34 @@ def register(app: AsyncApp, deps: Deps) -> None:
     def context(body: dict[str, Any]) -> tuple[str, str]:
         return body["user"]["id"], body.get("channel", {}).get("id", "")
 
-    @app.action(blocks.TestActionId.PASSED.value)
-    async def handle_test_passed_click(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
-        await ack()
+    async def step_click(body: dict[str, Any], action: dict[str, Any], step_of: StepWorkflow) -> None:
         user, channel = context(body)
 
         async def work() -> None:
             async with deps.sessions.begin() as session:
-                step = await flow.record_passed(
-                    session, config=config, change_id=_change_id(action["value"]), user=user, now=deps.clock.now()
+                step = await step_of(
+                    session, config=config, change_id=button_id(action["value"]), user=user, now=deps.clock.now()
                 )
             await notify.ephemeral(deps, channel=channel, user=user, text=step.message)
             await follow_up(deps, step, user)
 
         await guarded(lambda text: notify.ephemeral(deps, channel=channel, user=user, text=text), work)
+
+    @app.action(blocks.TestActionId.PASSED.value)
+    async def handle_test_passed_click(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        await step_click(body, action, flow.record_passed)
 
     @app.action(blocks.TestActionId.ACKNOWLEDGE.value)
     async def handle_test_acknowledge_click(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()
-        user, channel = context(body)
-
-        async def work() -> None:
-            async with deps.sessions.begin() as session:
-                step = await flow.acknowledge(
-                    session, config=config, change_id=_change_id(action["value"]), user=user, now=deps.clock.now()
-                )
-            await notify.ephemeral(deps, channel=channel, user=user, text=step.message)
-            await follow_up(deps, step, user)
-
-        await guarded(lambda text: notify.ephemeral(deps, channel=channel, user=user, text=text), work)
+        await step_click(body, action, flow.acknowledge)
 
     async def open_form(body: dict[str, Any], action: dict[str, Any], *, risk: bool) -> None:
         user, channel = context(body)
 
         async def work() -> None:
-            change_id = _change_id(action["value"])
+            change_id = button_id(action["value"])
             async with deps.sessions.begin() as session:
                 change = await lifecycle.load(session, change_id)
             meta = {"change_id": change_id, "channel": channel}
@@ -127,7 +108,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
                 if risk
                 else blocks.problems_modal(change_key=change.key, metadata=meta)
             )
-            await deps.client.views_open(trigger_id=body["trigger_id"], view=view)
+            await notify.open_modal(deps, trigger_id=body["trigger_id"], view=view)
 
         await guarded(lambda text: notify.ephemeral(deps, channel=channel, user=user, text=text), work)
 

@@ -14,11 +14,9 @@ from bot.commands.replies import guarded
 from bot.commands.router import CommandContext, Router, usage_error
 from bot.deps import Deps
 from bot.errors import InputError, UsageError
-from bot.feeds.base import FeedBatch
-from bot.slack import advisory_posts, notify
-from bot.workflows import advisories as flow
+from bot.slack import notify, thread
+from bot.workflows import advisory_posts, artifacts, lifecycle
 from bot.workflows import advisory_triage as triage
-from bot.workflows import artifacts, lifecycle
 
 
 def _advisory_id(value: str | None) -> int:
@@ -52,7 +50,7 @@ def register(app: AsyncApp, deps: Deps, router: Router) -> None:
         if ctx.args[:1] != ("add",) or len(ctx.args) != 1:
             raise usage_error(router.subcommands["advisory"], "Only `add` is supported.")
         view = blocks.manual_modal(metadata={"channel": ctx.channel})
-        await deps.client.views_open(trigger_id=ctx.trigger_id, view=view)
+        await notify.open_modal(deps, trigger_id=ctx.trigger_id, view=view)
 
     @router.add(
         "artifact",
@@ -75,7 +73,7 @@ def register(app: AsyncApp, deps: Deps, router: Router) -> None:
                 now=deps.clock.now(),
             )
         signed = f", signature by `{escape(row.signer)}`" if row.signer else ""
-        await notify.thread(
+        await thread.say(
             deps, change, f":package: <@{ctx.user}> attached artifact `{escape(row.url)}`{signed}. It is verified "
             "before any deployment.",
         )  # fmt: skip
@@ -97,7 +95,7 @@ def register(app: AsyncApp, deps: Deps, router: Router) -> None:
                 systems=[],
                 metadata={"channel": channel, "advisory_id": advisory_id},
             )
-            await deps.client.views_open(trigger_id=body["trigger_id"], view=view)
+            await notify.open_modal(deps, trigger_id=body["trigger_id"], view=view)
 
         await guarded(lambda text: notify.ephemeral(deps, channel=channel, user=user, text=text), work)
 
@@ -112,7 +110,7 @@ def register(app: AsyncApp, deps: Deps, router: Router) -> None:
                 v = await triage.view(session, advisory_id, config=deps.config)
             triage.require_triage(config, v, user)
             view = blocks.not_applicable_modal(v, metadata={"advisory_id": advisory_id, "channel": channel})
-            await deps.client.views_open(trigger_id=body["trigger_id"], view=view)
+            await notify.open_modal(deps, trigger_id=body["trigger_id"], view=view)
 
         await guarded(lambda text: notify.ephemeral(deps, channel=channel, user=user, text=text), work)
 
@@ -176,12 +174,7 @@ def register(app: AsyncApp, deps: Deps, router: Router) -> None:
         channel = json.loads(view.get("private_metadata") or "{}").get("channel", "")
 
         async def work() -> None:
-            async with deps.sessions.begin() as session:
-                result = await flow.ingest(session, config=config, batch=FeedBatch(advisories=(advisory,)), now=now)
-                await lifecycle.log(
-                    session, config=config, now=now, actor=user, action="advisory_added", advisory=advisory.id
-                )
-            await advisory_posts.publish_all(deps, result.changed)
+            await advisory_posts.add_manual(deps, advisory=advisory, actor=user)
             await notify.ephemeral(deps, channel=channel, user=user, text=f"Advisory {advisory.id} is recorded.")
 
         await guarded(lambda text: notify.ephemeral(deps, channel=channel, user=user, text=text), work)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
@@ -11,11 +12,11 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from bot.blocks import modal
 from bot.blocks.common import ActionId, CallbackId, escape, mention
 from bot.commands.replies import guarded
+from bot.commands.router import out_of_date
 from bot.deps import Deps
-from bot.errors import UsageError
-from bot.slack import notify
+from bot.slack import notify, thread
 from bot.views import ChangeSnapshot
-from bot.workflows import approval, lifecycle, views
+from bot.workflows import approval, cards, lifecycle, views
 from bot.workflows.approval import DecisionResult, Outcome
 
 
@@ -27,7 +28,7 @@ def parse_value(value: str) -> tuple[int, str, int]:
             raise ValueError(stage)
         return int(change_id), stage, int(revision)
     except ValueError as exc:
-        raise UsageError(f"bad button value {value!r}", user_message="This button is out of date.") from exc
+        raise out_of_date(value) from exc
 
 
 async def announce(deps: Deps, result: DecisionResult, user: str, snap: ChangeSnapshot | None = None) -> None:
@@ -35,10 +36,10 @@ async def announce(deps: Deps, result: DecisionResult, user: str, snap: ChangeSn
     change = result.change
     if result.outcome in (Outcome.REFUSED, Outcome.ALREADY, Outcome.NOT_PENDING):
         return
-    await notify.refresh_card(deps, change.id, snap=snap)
+    await cards.refresh_card(deps, change.id, snap=snap)
     if result.outcome is Outcome.STAGE_APPROVED:
         stage = "test" if change.state.value.endswith("test") else "prod"
-        await notify.thread(
+        await thread.say(
             deps,
             change,
             f":white_check_mark: {mention(change.requester)} {change.key} is approved "
@@ -46,13 +47,53 @@ async def announce(deps: Deps, result: DecisionResult, user: str, snap: ChangeSn
             f"Next: `/patch schedule {change.key} {stage}`.",
         )
     elif result.outcome is Outcome.REJECTED:
-        await notify.thread(
+        await thread.say(
             deps,
             change,
             f":no_entry: {mention(change.requester)} {change.key} was rejected by {mention(user)}.",
         )
     else:
-        await notify.thread(deps, change, f"{mention(user)} approved.")
+        await thread.say(deps, change, f"{mention(user)} approved.")
+
+
+async def decide(
+    deps: Deps,
+    *,
+    user: str,
+    value: str,
+    reply: Callable[[str], Awaitable[None]],
+    reason: str | None = None,
+    committed: list[bool] | None = None,
+) -> None:
+    """Approve (``reason`` None) or reject: one transaction, then the card and the clicker's note together.
+
+    ``committed[0]`` turns True once the decision is committed: an error after that (Slack refusing the
+    card) must not be reported as "nothing was changed"."""
+    change_id, stage, revision = parse_value(value)
+    now = deps.clock.now()
+    async with deps.sessions.begin() as session:
+        if reason is None:
+            result = await approval.approve(
+                session, config=deps.config, change_id=change_id, stage=stage, revision=revision, user=user, now=now
+            )
+        else:
+            result = await approval.reject(
+                session,
+                config=deps.config,
+                change_id=change_id,
+                stage=stage,
+                revision=revision,
+                user=user,
+                reason=reason,
+                now=now,
+            )
+        snap = await views.snapshot(session, config=deps.config, change=result.change)
+    if committed is not None:
+        committed[0] = True
+    # the card (seen by everyone) and the clicker's note go out together, not one after the other
+    await asyncio.gather(announce(deps, result, user, snap), reply(result.message))
+    if reason is not None and result.outcome is Outcome.REJECTED:
+        await thread.say(deps, result.change, f"Reason: {escape(reason)}")
 
 
 def register(app: AsyncApp, deps: Deps) -> None:
@@ -69,21 +110,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
         done = [False]
 
         async def work() -> None:
-            change_id, stage, revision = parse_value(action["value"])
-            async with deps.sessions.begin() as session:
-                result = await approval.approve(
-                    session,
-                    config=deps.config,
-                    change_id=change_id,
-                    stage=stage,
-                    revision=revision,
-                    user=user,
-                    now=deps.clock.now(),
-                )
-                snap = await views.snapshot(session, config=deps.config, change=result.change)
-            done[0] = True
-            # the card (seen by everyone) and the clicker's note go out together, not one after the other
-            await asyncio.gather(announce(deps, result, user, snap), reply(result.message))
+            await decide(deps, user=user, value=str(action["value"]), reply=reply, committed=done)
 
         await guarded(reply, work, committed=lambda: done[0])
 
@@ -101,7 +128,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
                 title=change.title,
                 metadata={"value": action["value"], "channel": channel},
             )
-            await deps.client.views_open(trigger_id=body["trigger_id"], view=view)
+            await notify.open_modal(deps, trigger_id=body["trigger_id"], view=view)
 
         await guarded(lambda text: notify.ephemeral(deps, channel=channel, user=user, text=text), work)
 
@@ -122,22 +149,6 @@ def register(app: AsyncApp, deps: Deps) -> None:
         done = [False]
 
         async def work() -> None:
-            change_id, stage, revision = parse_value(meta.get("value", ""))
-            async with deps.sessions.begin() as session:
-                result = await approval.reject(
-                    session,
-                    config=deps.config,
-                    change_id=change_id,
-                    stage=stage,
-                    revision=revision,
-                    user=user,
-                    reason=reason,
-                    now=deps.clock.now(),
-                )
-            done[0] = True
-            await reply(result.message)
-            await announce(deps, result, user)
-            if result.outcome is Outcome.REJECTED:
-                await notify.thread(deps, result.change, f"Reason: {escape(reason)}")
+            await decide(deps, user=user, value=str(meta.get("value", "")), reply=reply, reason=reason, committed=done)
 
         await guarded(reply, work, committed=lambda: done[0])

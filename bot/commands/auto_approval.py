@@ -13,8 +13,8 @@ from bot.blocks.common import ActionId, CallbackId, escape, mention
 from bot.commands.approvals import parse_value
 from bot.commands.replies import guarded
 from bot.deps import Deps
-from bot.slack import notify
-from bot.workflows import auto_approval
+from bot.slack import notify, thread
+from bot.workflows import auto_approval, cards
 
 
 def register(app: AsyncApp, deps: Deps) -> None:
@@ -31,7 +31,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
                 change_key=f"CHG-{action['value'].split(':')[0]}",
                 metadata={"value": action["value"], "channel": channel},
             )
-            await deps.client.views_open(trigger_id=body["trigger_id"], view=view)
+            await notify.open_modal(deps, trigger_id=body["trigger_id"], view=view)
 
         await guarded(lambda text: notify.ephemeral(deps, channel=channel, user=user, text=text), work)
 
@@ -60,8 +60,8 @@ def register(app: AsyncApp, deps: Deps) -> None:
             if result.row is None:
                 return
             change = result.change
-            await notify.refresh_card(deps, change.id)
-            await notify.thread(
+            await cards.refresh_card(deps, change.id)
+            await thread.say(
                 deps,
                 change,
                 f":octagonal_sign: {mention(user)} vetoed the automatic {stage} approval of {change.key}: "

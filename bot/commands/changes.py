@@ -14,15 +14,13 @@ from bot.blocks import card as card_blocks
 from bot.blocks import modal
 from bot.blocks.common import CallbackId, escape, mentions
 from bot.commands.replies import guarded
-from bot.commands.router import CommandContext, Router, usage_error
+from bot.commands.router import CommandContext, Router, known_systems, usage_error
 from bot.deps import Deps
 from bot.errors import InputError
-from bot.slack import advisory_posts, notify
+from bot.slack import notify, thread
 from bot.views import state_label
-from bot.workflows import advisory_triage, lifecycle, views
+from bot.workflows import advisory_posts, advisory_triage, cards, lifecycle, views
 from bot.workflows import changes as change_flow
-from storage import changes
-from storage.models import TERMINAL
 
 log = logging.getLogger(__name__)
 
@@ -33,17 +31,11 @@ def register(app: AsyncApp, deps: Deps, router: Router) -> None:
 
     @router.add("request", usage="/patch request [SYSTEM]", summary="request a change (opens a form)")
     async def handle_request_command(ctx: CommandContext) -> None:
-        systems = list(ctx.args[:1])
-        if systems and systems[0] not in config.systems:
-            known = ", ".join(f"`{s}`" for s in sorted(config.systems))
-            raise usage_error(
-                router.subcommands["request"],
-                f"`{escape(systems[0][:60])}` is not a known system. Known systems: {known}.",
-            )
+        systems = known_systems(ctx, router.subcommands["request"], args=ctx.args[:1])
         view = modal.change_modal(
             config, initial=None, requester=ctx.user, systems=systems, metadata={"channel": ctx.channel}
         )
-        await ctx.deps.client.views_open(trigger_id=ctx.trigger_id, view=view)
+        await notify.open_modal(ctx.deps, trigger_id=ctx.trigger_id, view=view)
 
     @router.add("edit", usage="/patch edit CHG-n", summary="edit a change (approvals must be given again)")
     async def handle_edit_command(ctx: CommandContext) -> None:
@@ -60,7 +52,7 @@ def register(app: AsyncApp, deps: Deps, router: Router) -> None:
             metadata={"channel": ctx.channel, "change_id": change_id},
             edit_key=change.key,
         )
-        await ctx.deps.client.views_open(trigger_id=ctx.trigger_id, view=view)
+        await notify.open_modal(ctx.deps, trigger_id=ctx.trigger_id, view=view)
 
     @router.add("cancel", usage="/patch cancel CHG-n REASON", summary="cancel a change, with a reason")
     async def handle_cancel_command(ctx: CommandContext) -> None:
@@ -77,8 +69,8 @@ def register(app: AsyncApp, deps: Deps, router: Router) -> None:
                 reason=reason,
                 now=deps.clock.now(),
             )
-        await notify.refresh_card(deps, change_id)
-        await notify.thread(
+        await cards.refresh_card(deps, change_id)
+        await thread.say(
             deps,
             change,
             f"{change.key} was cancelled by <@{ctx.user}>: {escape(reason)}\n{mentions([change.requester])}",
@@ -103,13 +95,7 @@ def register(app: AsyncApp, deps: Deps, router: Router) -> None:
         if scope not in ("mine", "pending", "all") or len(ctx.args) > 1:
             raise usage_error(router.subcommands["list"], f"`{escape(' '.join(ctx.args)[:40])}` is not a list scope.")
         async with deps.sessions.begin() as session:
-            if scope == "pending":
-                rows = await changes.awaiting_approval(session)
-            elif scope == "mine":
-                rows = await changes.list_changes(session, involving=ctx.user)
-            else:
-                rows = await changes.list_changes(session)
-        open_rows = [c for c in rows if scope == "all" or c.state not in TERMINAL]
+            open_rows = await change_flow.listing(session, scope=scope, user=ctx.user)
         if not open_rows:
             await ctx.respond(text=f"No changes ({scope}).", response_type="ephemeral")
             return
@@ -144,7 +130,7 @@ def register(app: AsyncApp, deps: Deps, router: Router) -> None:
                         session, config=config, advisory_id=advisory_id, change=change, actor=user, now=deps.clock.now()
                     )
             try:
-                await notify.post_card(deps, change.id)
+                await cards.post_card(deps, change.id)
             except SlackApiError as exc:  # saved all the same: the sweep posts the card once Slack answers
                 log.warning("card of %s not posted: %s", change.key, exc.response.get("error"))
                 await notify.ephemeral(
@@ -192,10 +178,10 @@ def register(app: AsyncApp, deps: Deps, router: Router) -> None:
             if not outcome.changed:
                 await notify.ephemeral(deps, channel=channel, user=user, text=f"Nothing changed in {change.key}.")
                 return
-            snap = await notify.refresh_card(deps, change.id)
+            snap = await cards.refresh_card(deps, change.id)
             pending = sorted(snap.progress.pending_people()) if snap and snap.progress else []
             stale = f" {outcome.stale} earlier approval(s) no longer count." if outcome.stale else ""
-            await notify.thread(
+            await thread.say(
                 deps,
                 change,
                 f":pencil2: <@{user}> edited {change.key} (revision {change.revision}): "

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.blocks.common import escape
 from bot.deps import Deps
 from bot.errors import UsageError
 
@@ -75,3 +76,28 @@ class Router:
 def usage_error(sub: Subcommand, problem: str) -> UsageError:
     """A UsageError for ``sub`` whose message says what was wrong and shows its usage."""
     return UsageError(problem, user_message=f"{problem}\nUsage: `{sub.usage}`")
+
+
+def known_systems(ctx: CommandContext, sub: Subcommand, *, args: tuple[str, ...] | None = None) -> list[str]:
+    """The optional ``[SYSTEM]`` argument of ``sub`` (``args``, default all arguments): a configured system, or
+    a UsageError listing the known ones."""
+    args = ctx.args if args is None else args
+    systems = ctx.deps.config.systems
+    if len(args) > 1 or any(arg not in systems for arg in args):
+        known = ", ".join(f"`{s}`" for s in sorted(systems))
+        problem = f"`{escape(' '.join(args)[:60])}` is not a known system. Known systems: {known}."
+        raise usage_error(sub, problem)
+    return list(args)
+
+
+def out_of_date(value: object) -> UsageError:
+    """The error for a button or form value that does not parse: an old message, or a forged click."""
+    return UsageError(f"bad button value {str(value)[:80]!r}", user_message="This button is out of date.")
+
+
+def button_id(value: object) -> int:
+    """A button value that is one id (ids only, never state)."""
+    try:
+        return int(str(value))
+    except ValueError as exc:
+        raise out_of_date(value) from exc

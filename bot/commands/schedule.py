@@ -12,13 +12,10 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from bot.blocks import schedule as schedule_blocks
 from bot.blocks.schedule import BookMode, ScheduleAction
 from bot.commands.replies import guarded
-from bot.commands.router import CommandContext, Router, usage_error
+from bot.commands.router import CommandContext, Router, out_of_date, usage_error
 from bot.deps import Deps
-from bot.errors import UsageError
-from bot.slack import notify
 from bot.windows import Slot, SlotRefusedError, format_slot
-from bot.workflows import lifecycle, scheduling
-from storage.windows import SCHEDULED
+from bot.workflows import cards, lifecycle, scheduling
 
 Respond = Callable[..., Awaitable[Any]]
 _BOOK_BUTTON = re.compile(rf"^{ScheduleAction.BOOK.value}_\d+$")
@@ -33,7 +30,7 @@ def parse_value(value: str) -> tuple[int, str, Slot, BookMode]:
         slot = Slot(datetime.fromtimestamp(int(start), UTC), datetime.fromtimestamp(int(end), UTC))
         return int(change_id), stage, slot, BookMode(mode)
     except ValueError as exc:
-        raise UsageError(f"bad button value {value!r}", user_message="This button is out of date.") from exc
+        raise out_of_date(value) from exc
 
 
 async def book_and_answer(
@@ -64,7 +61,7 @@ async def book_and_answer(
     except SlotRefusedError as exc:
         async with deps.sessions.begin() as session:
             change = await lifecycle.load(session, change_id)
-        mode = BookMode.MOVE if change.state is SCHEDULED[stage] else BookMode.NEW
+        mode = scheduling.offer_mode(change, stage)
         blocks = schedule_blocks.refusal(
             change,
             stage=stage,
@@ -75,7 +72,7 @@ async def book_and_answer(
         )
         await respond(text=f":no_entry: {exc.user_message}", blocks=blocks, response_type="ephemeral")
         return
-    await notify.refresh_card(deps, change_id)
+    await cards.refresh_card(deps, change_id)
     window = result.window
     when = format_slot(Slot(window.start, window.end), result.timezone)
     verb = "moved to" if result.previous is not None else "booked for"
@@ -156,7 +153,7 @@ def register(app: AsyncApp, deps: Deps, router: Router) -> None:
                 reason=parts[2],
                 now=deps.clock.now(),
             )
-        await notify.refresh_card(deps, change_id)
+        await cards.refresh_card(deps, change_id)
         await ctx.respond(
             text=f"The {stage} window of CHG-{change_id} is cancelled (window {window.id}); its users will be told.",
             response_type="ephemeral",

@@ -144,24 +144,17 @@ def kill_tree(pid: int) -> None:
             child.kill()
 
 
-class AnsibleExecutor(Executor):
+class AnsibleExecutor(Executor[AnsibleOptions]):
     """Runs an Ansible playbook through ansible-runner."""
 
     name = "ansible"
-    Options = AnsibleOptions
-
-    @property
-    def opts(self) -> AnsibleOptions:
-        """The validated options."""
-        assert isinstance(self.options, AnsibleOptions)
-        return self.options
 
     def _check(self) -> None:
         # Resolved once at startup, so a later change of working directory cannot swap the files.
         self._paths: dict[str, Path] = {}
-        files = {"playbook": self.opts.playbook, "inventory": self.opts.inventory}
+        files = {"playbook": self.options.playbook, "inventory": self.options.inventory}
         for step in (Step.VERIFY, Step.ROLLBACK):
-            extra = getattr(self.opts, step.value)
+            extra = getattr(self.options, step.value)
             if extra is not None:
                 files[f"{step.value}.playbook"] = extra.playbook
         for key, path in files.items():
@@ -171,8 +164,8 @@ class AnsibleExecutor(Executor):
 
     def _step(self, step: Step) -> PlaybookStep | None:
         if step in (Step.PLAN, Step.APPLY):
-            return PlaybookStep(playbook=self.opts.playbook, extravars=self.opts.extravars)
-        extra: PlaybookStep | None = getattr(self.opts, step.value)
+            return PlaybookStep(playbook=self.options.playbook, extravars=self.options.extravars)
+        extra: PlaybookStep | None = getattr(self.options, step.value)
         return extra
 
     def _has_step(self, step: Step) -> bool:
@@ -181,7 +174,7 @@ class AnsibleExecutor(Executor):
     def timeout_for(self, step: Step) -> Duration:
         """The playbook's own ``timeout`` if set, else the environment's."""
         extra = self._step(step)
-        return extra.timeout if extra is not None and extra.timeout is not None else self.opts.timeout
+        return extra.timeout if extra is not None and extra.timeout is not None else self.options.timeout
 
     def _extravars(self, request: DeploymentRequest, extra: PlaybookStep) -> dict[str, Any]:
         return {
@@ -218,9 +211,9 @@ class AnsibleExecutor(Executor):
                     await ctx.emit(line)
 
         with contextlib.ExitStack() as stack:
-            if self.opts.private_data_dir is not None:
-                self.opts.private_data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            data_dir = self.opts.private_data_dir or Path(
+            if self.options.private_data_dir is not None:
+                self.options.private_data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            data_dir = self.options.private_data_dir or Path(
                 stack.enter_context(
                     tempfile.TemporaryDirectory(prefix="patchwarden-ansible-", ignore_cleanup_errors=True)
                 )
@@ -230,7 +223,7 @@ class AnsibleExecutor(Executor):
                 "project_dir": str(playbook.parent),
                 "playbook": str(playbook),
                 "inventory": str(self._paths["inventory"]),
-                "limit": self.opts.limit,
+                "limit": self.options.limit,
                 "extravars": self._extravars(request, extra),
                 "ident": f"{request.run_id}-{ctx.step.value}",
                 "quiet": True,
@@ -240,7 +233,9 @@ class AnsibleExecutor(Executor):
             }
             if check:
                 kwargs["cmdline"] = "--check --diff"
-            await ctx.emit(f"ansible-playbook {playbook.name} --limit {self.opts.limit}{' --check' if check else ''}")
+            await ctx.emit(
+                f"ansible-playbook {playbook.name} --limit {self.options.limit}{' --check' if check else ''}"
+            )
             forwarder = asyncio.create_task(forward())
             work = asyncio.ensure_future(asyncio.to_thread(ansible_runner.run, **kwargs))
             try:
@@ -271,12 +266,12 @@ class AnsibleExecutor(Executor):
             return HookResult(ok=ok, summary=summary, targets=targets)
 
     async def _plan(self, request: DeploymentRequest, ctx: StepContext) -> HookResult:
-        if self.opts.check_plan:
+        if self.options.check_plan:
             return await self._run_playbook(request, ctx, check=True)
         return HookResult(
             ok=True,
-            summary=f"would run playbook {self.opts.playbook} on hosts matching {self.opts.limit!r} "
-            f"from inventory {self.opts.inventory}",
+            summary=f"would run playbook {self.options.playbook} on hosts matching {self.options.limit!r} "
+            f"from inventory {self.options.inventory}",
         )
 
     async def _apply(self, request: DeploymentRequest, ctx: StepContext) -> HookResult:

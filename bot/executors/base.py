@@ -47,7 +47,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar, cast, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -258,21 +258,33 @@ def format_validation_error(exc: ValidationError, key_path: str) -> str:
     return "; ".join(lines)
 
 
-class Executor(ABC):
+OptionsT = TypeVar("OptionsT", bound=ExecutorOptions)
+
+
+class Executor(ABC, Generic[OptionsT]):
     """Base class of every executor plugin (see the module docstring for the contract).
 
-    Subclasses set ``name`` and ``Options`` (a subclass of :class:`ExecutorOptions`), implement the four
+    Subclasses set ``name``, name their options model as the type parameter (``class ShellExecutor(
+    Executor[ShellOptions])``: ``Options`` is set from it and ``self.options`` is typed by it), implement the four
     ``_hooks`` and may override ``_has_step`` (to say verify/rollback are not configured) and ``_check``
     (extra startup checks, raising ``ConfigError``).
     """
 
     name: ClassVar[str]
     Options: ClassVar[type[ExecutorOptions]] = ExecutorOptions
+    options: OptionsT
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for base in getattr(cls, "__orig_bases__", ()):
+            args = get_args(base) if get_origin(base) is Executor else ()
+            if args and isinstance(args[0], type) and issubclass(args[0], ExecutorOptions):
+                cls.Options = args[0]
 
     def __init__(self, options: Mapping[str, Any], *, key_path: str = "") -> None:
         self.key_path = key_path
         try:
-            self.options: ExecutorOptions = self.Options.model_validate(dict(options))
+            self.options = cast(OptionsT, self.Options.model_validate(dict(options)))
         except ValidationError as exc:
             raise ConfigError(
                 f"invalid options for executor {self.name!r}: {format_validation_error(exc, key_path)}"

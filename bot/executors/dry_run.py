@@ -34,29 +34,22 @@ class DryRunOptions(ExecutorOptions):
     rollback: bool = True  # False: behave as if no rollback were configured
 
 
-class DryRunExecutor(Executor):
+class DryRunExecutor(Executor[DryRunOptions]):
     """Pretends to deploy; every target reports ``ok`` (``changed`` on apply) unless told to fail."""
 
     name = "dry-run"
-    Options = DryRunOptions
-
-    @property
-    def opts(self) -> DryRunOptions:
-        """The validated options."""
-        assert isinstance(self.options, DryRunOptions)
-        return self.options
 
     def _has_step(self, step: Step) -> bool:
-        return {Step.VERIFY: self.opts.verify, Step.ROLLBACK: self.opts.rollback}.get(step, True)
+        return {Step.VERIFY: self.options.verify, Step.ROLLBACK: self.options.rollback}.get(step, True)
 
     async def _pretend(self, request: DeploymentRequest, ctx: StepContext) -> HookResult:
-        targets = request.targets or self.opts.targets
-        failed = ctx.step in self.opts.fail
+        targets = request.targets or self.options.targets
+        failed = ctx.step in self.options.fail
         good = TargetStatus.CHANGED if ctx.step in (Step.APPLY, Step.ROLLBACK) else TargetStatus.OK
         status = TargetStatus.FAILED if failed else good
         await ctx.emit(f"dry-run {ctx.step} of {request.change_key} on {request.system}/{request.stage}")
-        if self.opts.delay:
-            await asyncio.sleep(self.opts.delay.total_seconds())
+        if self.options.delay:
+            await asyncio.sleep(self.options.delay.total_seconds())
         results = []
         for target in targets:
             await ctx.emit(f"{target}: {status}")

@@ -187,27 +187,22 @@ async def run_command(argv: Argv, *, env: dict[str, str], cwd: Path | None, ctx:
         transport.close()
 
 
-class ShellExecutor(Executor):
+class ShellExecutor(Executor[ShellOptions]):
     """Runs the configured argv; exit code 0 means success."""
 
     name = "shell"
-    Options = ShellOptions
-
-    @property
-    def opts(self) -> ShellOptions:
-        """The validated options."""
-        assert isinstance(self.options, ShellOptions)
-        return self.options
 
     def _check(self) -> None:
-        cwd = self.opts.cwd
+        cwd = self.options.cwd
         if cwd is not None and not cwd.is_dir():
             raise ConfigError(f"{self._key('cwd')}: directory {cwd} does not exist")
 
     def _command(self, step: Step) -> Command | None:
         if step is Step.APPLY:
-            return Command(argv=self.opts.argv)
-        return {Step.PLAN: self.opts.plan, Step.VERIFY: self.opts.verify, Step.ROLLBACK: self.opts.rollback}[step]
+            return Command(argv=self.options.argv)
+        return {Step.PLAN: self.options.plan, Step.VERIFY: self.options.verify, Step.ROLLBACK: self.options.rollback}[
+            step
+        ]
 
     def _has_step(self, step: Step) -> bool:
         return self._command(step) is not None
@@ -217,15 +212,15 @@ class ShellExecutor(Executor):
         command = self._command(step)
         if command is not None and command.timeout is not None:
             return command.timeout
-        return self.opts.timeout
+        return self.options.timeout
 
     async def _execute(self, request: DeploymentRequest, ctx: StepContext) -> HookResult:
         command = self._command(ctx.step)
         assert command is not None
         shown = shlex.join(command.argv)
         await ctx.emit(f"$ {shown}")
-        env = build_env(self.opts.env_allow, request)
-        code = await run_command(command.argv, env=env, cwd=self.opts.cwd, ctx=ctx)
+        env = build_env(self.options.env_allow, request)
+        code = await run_command(command.argv, env=env, cwd=self.options.cwd, ctx=ctx)
         ok = code == 0
         status = (TargetStatus.CHANGED if ctx.step is Step.APPLY else TargetStatus.OK) if ok else TargetStatus.FAILED
         detail = f"exit code {code}"
@@ -234,10 +229,10 @@ class ShellExecutor(Executor):
         return HookResult(ok=ok, summary=summary, targets=targets)
 
     async def _plan(self, request: DeploymentRequest, ctx: StepContext) -> HookResult:
-        if self.opts.plan is not None:
+        if self.options.plan is not None:
             return await self._execute(request, ctx)
-        where = f" in {self.opts.cwd}" if self.opts.cwd else ""
-        return HookResult(ok=True, summary=f"would run: {shlex.join(self.opts.argv)}{where}")
+        where = f" in {self.options.cwd}" if self.options.cwd else ""
+        return HookResult(ok=True, summary=f"would run: {shlex.join(self.options.argv)}{where}")
 
     async def _apply(self, request: DeploymentRequest, ctx: StepContext) -> HookResult:
         return await self._execute(request, ctx)

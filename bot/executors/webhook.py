@@ -118,48 +118,41 @@ def sign(secret: bytes, payload: bytes, *, timestamp: int | None = None) -> dict
     return {"X-Patchwarden-Timestamp": ts, "X-Patchwarden-Signature": f"sha256={mac}"}
 
 
-class WebhookExecutor(Executor):
+class WebhookExecutor(Executor[WebhookOptions]):
     """Triggers a deployment in another system and follows its status."""
 
     name = "webhook"
-    Options = WebhookOptions
-
-    @property
-    def opts(self) -> WebhookOptions:
-        """The validated options."""
-        assert isinstance(self.options, WebhookOptions)
-        return self.options
 
     def _check(self) -> None:
-        secret = os.environ.get(self.opts.secret_env, "")
+        secret = os.environ.get(self.options.secret_env, "")
         if not secret.strip():
             raise MissingSecretError(
-                f"{self._key('secret_env')}: environment variable {self.opts.secret_env} is not set or empty"
+                f"{self._key('secret_env')}: environment variable {self.options.secret_env} is not set or empty"
             )
         self._secret = secret.encode()
-        if self.opts.ca_bundle is not None and not self.opts.ca_bundle.is_file():
-            raise ConfigError(f"{self._key('ca_bundle')}: file {self.opts.ca_bundle} does not exist")
+        if self.options.ca_bundle is not None and not self.options.ca_bundle.is_file():
+            raise ConfigError(f"{self._key('ca_bundle')}: file {self.options.ca_bundle} does not exist")
 
     def _url(self, step: Step) -> str | None:
         return {
-            Step.APPLY: self.opts.url,
-            Step.VERIFY: self.opts.verify_url,
-            Step.ROLLBACK: self.opts.rollback_url,
+            Step.APPLY: self.options.url,
+            Step.VERIFY: self.options.verify_url,
+            Step.ROLLBACK: self.options.rollback_url,
         }.get(step)
 
     def _has_step(self, step: Step) -> bool:
         return self._url(step) is not None
 
     def _same_origin(self, url: URL) -> bool:
-        return url.origin() == URL(self.opts.url).origin()
+        return url.origin() == URL(self.options.url).origin()
 
     def _session(self) -> aiohttp.ClientSession:
         ssl_ctx: ssl.SSLContext | bool = True
-        if self.opts.ca_bundle is not None:
-            ssl_ctx = ssl.create_default_context(cafile=str(self.opts.ca_bundle))
+        if self.options.ca_bundle is not None:
+            ssl_ctx = ssl.create_default_context(cafile=str(self.options.ca_bundle))
         return aiohttp.ClientSession(
             trust_env=True,
-            timeout=aiohttp.ClientTimeout(total=self.opts.request_timeout.total_seconds()),
+            timeout=aiohttp.ClientTimeout(total=self.options.request_timeout.total_seconds()),
             connector=aiohttp.TCPConnector(ssl=ssl_ctx),
         )
 
@@ -175,8 +168,8 @@ class WebhookExecutor(Executor):
             raise ExecutorError(f"{what} answered with a malformed status document") from exc
 
     async def _plan(self, request: DeploymentRequest, ctx: StepContext) -> HookResult:
-        poll = " and poll its status" if self.opts.status_url else ""
-        return HookResult(ok=True, summary=f"would POST a signed {Step.APPLY} request to {self.opts.url}{poll}")
+        poll = " and poll its status" if self.options.status_url else ""
+        return HookResult(ok=True, summary=f"would POST a signed {Step.APPLY} request to {self.options.url}{poll}")
 
     async def _call(self, request: DeploymentRequest, ctx: StepContext) -> HookResult:
         url = self._url(ctx.step)
@@ -215,7 +208,7 @@ class WebhookExecutor(Executor):
             return await self._poll(session, target, ctx)
 
     def _status_url(self, request: DeploymentRequest) -> str | None:
-        template = self.opts.status_url
+        template = self.options.status_url
         return None if template is None else template.replace("{run_id}", quote(request.run_id, safe=""))
 
     async def _get_report(self, session: aiohttp.ClientSession, url: URL) -> StatusReport | None:
@@ -236,7 +229,7 @@ class WebhookExecutor(Executor):
         last_status = ""
         seen_output = ""
         while True:
-            await asyncio.sleep(self.opts.poll_interval.total_seconds())
+            await asyncio.sleep(self.options.poll_interval.total_seconds())
             report = await self._get_report(session, url)
             if report is None:
                 errors += 1

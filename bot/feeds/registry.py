@@ -1,17 +1,16 @@
-"""Discover feed plugins (entry point group ``patchwarden.feeds``) and create the configured ones.
+"""Feed plugins from the ``patchwarden.feeds`` entry-point group, loaded by ``bot.plugins``.
 
-Installed is not enabled: only feeds named under ``feeds:`` in the configuration are created, and any
-problem (unknown name, plugin that fails to load, invalid options) stops startup with a ``ConfigError``
-that names the key path ``feeds.<name>``.
+Installed is not enabled: only feeds named under ``feeds:`` in the configuration are imported and created,
+and any problem (unknown name, plugin that fails to load, invalid options) stops startup with a
+``ConfigError`` that names the key path ``feeds.<name>``; a broken feed nobody names does not.
 """
 
 from __future__ import annotations
 
 import logging
-from importlib.metadata import entry_points
 
+from bot import plugins
 from bot.config import Config
-from bot.errors import ConfigError
 from bot.feeds.base import Feed
 from bot.feeds.http import HttpSettings
 
@@ -21,29 +20,16 @@ GROUP = "patchwarden.feeds"
 
 
 def available() -> dict[str, type[Feed]]:
-    """Every installed feed class by entry point name; a plugin that fails to load raises ``ConfigError``."""
-    feeds: dict[str, type[Feed]] = {}
-    for ep in entry_points(group=GROUP):
-        try:
-            cls = ep.load()
-        except Exception as exc:
-            raise ConfigError(f"feed plugin {ep.name!r} ({ep.value}) failed to load: {exc}") from exc
-        if not (isinstance(cls, type) and issubclass(cls, Feed)):
-            raise ConfigError(f"feed plugin {ep.name!r} ({ep.value}) is not a Feed subclass")
-        feeds[ep.name] = cls
-    return feeds
+    """Every installed feed class that loads, by entry point name (broken ones are logged and left out)."""
+    return plugins.available(plugins.installed(GROUP), base=Feed, kind="feed")
 
 
 def create_all(config: Config, *, http: HttpSettings) -> dict[str, Feed]:
     """Instantiate every feed named in ``config.feeds``; fail closed on any unknown or invalid feed."""
-    known = available()
+    found = plugins.installed(GROUP)
     feeds: dict[str, Feed] = {}
     for name, options in config.feeds.items():
-        cls = known.get(name)
-        if cls is None:
-            raise ConfigError(
-                f"feeds.{name}: unknown feed; installed feeds are: {', '.join(sorted(known)) or '(none)'}"
-            )
+        cls: type[Feed] = plugins.load(found, name, base=Feed, kind="feed", where=f"feeds.{name}")
         feeds[name] = cls(options or {}, key_path=f"feeds.{name}", http=http)
         log.info("feed %s enabled (%s)", name, cls.__qualname__)
     return feeds

@@ -19,7 +19,6 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot.commands import deploy
 from bot.deps import Deps, FakeClock
 from bot.scheduler import Scheduler
 from storage import due
@@ -97,7 +96,7 @@ class Clockwork:
         self.steps += 1
         for func, args in self._jobs.values():
             await func(*args)
-        running = [t for t in deploy.running_tasks() if not t.done()]
+        running = self.deps.deployments.tasks()
         if running:
             _, late = await asyncio.wait(running, timeout=RUN_TIMEOUT)
             if late:

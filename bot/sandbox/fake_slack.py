@@ -10,38 +10,18 @@ import asyncio
 import itertools
 import json
 import time
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
 from aiohttp import WSMsgType, web
 
-MAX_MESSAGE_BLOCKS = 50
+from bot.sandbox.fake_files import FakeFiles
+from bot.sandbox.fake_model import MAX_MESSAGE_BLOCKS, Call, Message
+
+__all__ = ["MAX_MESSAGE_BLOCKS", "Call", "FakeSlack", "Message", "bound_port", "start"]
 
 
-@dataclass
-class Call:
-    method: str
-    params: dict[str, Any]
-    at: float
-    seq: int = 0  # the same counter as message ts: orders replies among messages (the sandbox page)
-
-
-@dataclass
-class Message:
-    channel: str
-    ts: str
-    text: str
-    blocks: list[dict[str, Any]]
-    thread_ts: str | None
-    user: str = "UBOT"
-    ephemeral_to: str | None = None
-    history: list[dict[str, Any]] = field(default_factory=list)  # earlier versions (chat.update)
-    metadata: dict[str, Any] | None = None  # chat.postMessage metadata (event_type, event_payload)
-    files: list[dict[str, Any]] = field(default_factory=list)  # files shared with the message
-
-
-class FakeSlack:
+class FakeSlack(FakeFiles):
     """Records Web API calls under ``/api/{method}`` and keeps channels, threads and views in memory."""
 
     def __init__(
@@ -367,52 +347,6 @@ class FakeSlack:
             )
         )
         return web.Response(text="ok")
-
-    # ---- files (files_upload_v2: get an upload URL, POST the bytes, complete) ------------------------
-
-    async def _files_getUploadURLExternal(self, p: dict[str, Any]) -> web.Response:
-        if not p.get("filename") or not str(p.get("length", "")).isdigit():
-            return web.json_response({"ok": False, "error": "invalid_arguments"})
-        file_id = f"F{next(self._ts):08d}"
-        self.files[file_id] = {"name": p["filename"], "length": int(p["length"]), "content": None}
-        return web.json_response({"ok": True, "file_id": file_id, "upload_url": f"{self.url}/upload/{file_id}"})
-
-    async def _upload(self, request: web.Request) -> web.Response:
-        entry = self.files.get(request.match_info["file_id"])
-        if entry is None:
-            return web.Response(status=404, text="unknown upload")
-        entry["content"] = await request.read()
-        return web.Response(text=f"OK - {len(entry['content'])}")
-
-    async def _files_completeUploadExternal(self, p: dict[str, Any]) -> web.Response:
-        items = p.get("files")
-        items = json.loads(items) if isinstance(items, str) else items or []
-        shared = []
-        for item in items:
-            entry = self.files.get(item.get("id", ""))
-            if entry is None or entry["content"] is None:
-                return web.json_response({"ok": False, "error": "file_not_found"})
-            entry["title"] = item.get("title") or entry["name"]
-            shared.append(
-                {
-                    "id": item["id"],
-                    "name": entry["name"],
-                    "title": entry["title"],
-                    "url_private": f"{self.url}/files/{item['id']}",
-                }
-            )
-        channel = p.get("channel_id")
-        if channel:
-            ts = self._next_ts()
-            self.messages[ts] = Message(channel, ts, p.get("initial_comment", ""), [], p.get("thread_ts"), files=shared)
-        return web.json_response({"ok": True, "files": shared})
-
-    async def _file(self, request: web.Request) -> web.Response:
-        entry = self.files.get(request.match_info["file_id"])
-        if entry is None or entry["content"] is None:
-            return web.Response(status=404, text="no such file")
-        kind = "image/png" if entry["name"].endswith(".png") else "application/octet-stream"
-        return web.Response(body=entry["content"], content_type=kind)
 
 
 async def _socket_pump(ws: web.WebSocketResponse, envelopes: asyncio.Queue[dict[str, Any]]) -> None:

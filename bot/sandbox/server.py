@@ -26,7 +26,6 @@ from aiohttp import web
 
 from bot import app as app_module
 from bot import scheduler
-from bot.commands import deploy
 from bot.config import Config, Settings
 from bot.crypto import Signer
 from bot.deps import Deps, FakeClock, build_deps
@@ -38,7 +37,7 @@ from bot.sandbox.fake_slack import FakeSlack
 from bot.sandbox.fake_slack import start as start_fake
 from bot.sandbox.workspace import Workspace, channels_of
 from bot.scheduler import Scheduler
-from bot.slack import advisory_posts
+from bot.workflows import advisory_posts
 from storage import advisories, migrate
 
 log = logging.getLogger(__name__)
@@ -201,7 +200,7 @@ async def start_sandbox(*, port: int = 0, config: Config | None = None, seed: bo
         sched.pause()
         try:
             async with clockwork.lock:
-                for task in deploy.running_tasks():
+                for task in deps.deployments.tasks():
                     task.cancel()
                 await deps.engine.dispose()
                 for suffix in ("-wal", "-shm"):

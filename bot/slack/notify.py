@@ -1,42 +1,28 @@
-"""Posting to Slack after a transaction has committed: cards, thread messages, ephemeral replies.
+"""Cards and ephemeral replies in Slack, after a transaction has committed.
 
-Never called inside a database transaction: a slow or failing Slack must not hold row locks.
+Never called inside a database transaction: a slow or failing Slack must not hold row locks. These take
+snapshots the workflows built (``bot.workflows.cards``); thread notes are ``bot.slack.thread``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
+from typing import Any
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
 
 from bot.blocks import card as card_blocks
-from bot.blocks.common import mentions
-from bot.commands import home as home_commands
 from bot.deps import Deps
+from bot.slack import thread
 from bot.views import ChangeSnapshot
-from bot.workflows import plan_preview, views
-from storage import changes, outbox
-from storage.models import PENDING_APPROVAL, Change
+from storage import outbox
 
 log = logging.getLogger(__name__)
 
 
-async def load_snapshot(deps: Deps, change_id: int) -> ChangeSnapshot | None:
-    """A fresh snapshot of the change, read in its own short transaction."""
-    async with deps.sessions.begin() as session:
-        change = await changes.get(session, change_id)
-        if change is None:
-            return None
-        return await views.snapshot(session, config=deps.config, change=change)
-
-
-async def post_card(deps: Deps, change_id: int) -> ChangeSnapshot | None:
-    """Post the card in the approvals channel, remember its ts, and mention the pending approvers."""
-    snap = await load_snapshot(deps, change_id)
-    if snap is None:
-        return None
+async def post_card(deps: Deps, snap: ChangeSnapshot) -> tuple[str, str]:
+    """Post the change's card in the approvals channel; returns (channel, ts). Raises on a Slack failure."""
     channel = deps.config.slack.approvals_channel
     resp = await deps.client.chat_postMessage(
         channel=channel,
@@ -44,81 +30,13 @@ async def post_card(deps: Deps, change_id: int) -> ChangeSnapshot | None:
         blocks=card_blocks.card(snap),
         unfurl_links=False,
     )
-    ts = str(resp["ts"])
-    async with deps.sessions.begin() as session:
-        await changes.set_message(session, change_id, channel=channel, ts=ts)
-    snap.change.channel, snap.change.thread_ts = channel, ts
-    if snap.progress is not None and not snap.progress.complete:
-        await thread(
-            deps,
-            snap.change,
-            f"Approval needed for the *{snap.stage}* stage: {mentions(sorted(snap.progress.pending_people()))}",
-        )
-    await home_commands.refresh_involved(deps, snap)
-    _want_preview(deps, snap)
-    return snap
-
-
-def _want_preview(deps: Deps, snap: ChangeSnapshot) -> None:
-    """Queue a plan preview when the card awaits approval and has none for this revision yet."""
-    if snap.stage is not None and not snap.plans and snap.change.state in PENDING_APPROVAL.values():
-
-        async def run(key: str) -> None:
-            await preview_plans(deps, int(key))
-
-        deps.plans.mark([str(snap.change.id)], run)
-
-
-async def preview_plans(deps: Deps, change_id: int) -> None:
-    """Run the executors' dry-run previews for the stage awaiting approval and show them on the card."""
-    snap = await load_snapshot(deps, change_id)
-    if snap is None or snap.stage is None or snap.plans:
-        return
-    previews = await plan_preview.run_plans(deps.config, change=snap.change, stage=snap.stage)
-    async with deps.sessions.begin() as session:
-        change = await changes.get(session, change_id)
-        if change is None or change.revision != snap.change.revision:
-            return  # edited meanwhile: that edit runs its own preview
-        await plan_preview.record(session, change=change, stage=snap.stage, previews=previews, now=deps.clock.now())
-    await refresh_card(deps, change_id)
-
-
-async def refresh_card(deps: Deps, change_id: int, *, snap: ChangeSnapshot | None = None) -> ChangeSnapshot | None:
-    """Re-render the card in place (after every decision, edit or transition).
-
-    Pass ``snap`` when the caller already built it inside its own transaction: it saves a database round trip
-    on the hot path (the Approve click)."""
-    if snap is None:
-        snap = await load_snapshot(deps, change_id)
-    if snap is None or not snap.change.thread_ts or not snap.change.channel:
-        return snap
-    try:
-        await update_card(deps, snap)
-    except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
-        # the decision is committed: the card catches up through the outbox, never "nothing changed"
-        log.warning("card of %s deferred to the outbox: %s", snap.change.key, type(exc).__name__)
-        now = deps.clock.now()
-        async with deps.sessions.begin() as session:
-            await outbox.enqueue(
-                session,
-                key=f"{CARD_REFRESH}{snap.change.id}:{now.isoformat()}",
-                channel=snap.change.channel,
-                text="",
-                now=now,
-                thread_ts=snap.change.thread_ts,
-                change_id=snap.change.id,
-            )
-    await home_commands.refresh_involved(deps, snap)  # Home tabs show pending approvals and open changes
-    _want_preview(deps, snap)
-    return snap
-
-
-CARD_REFRESH = "card-refresh:"  # outbox key prefix: re-render the change's card (an update, not a post)
+    return channel, str(resp["ts"])
 
 
 async def update_card(deps: Deps, snap: ChangeSnapshot) -> None:
-    """``chat.update`` the card with ``snap`` (raises Slack's errors; callers decide what a failure means)."""
-    assert snap.change.channel and snap.change.thread_ts
+    """Re-render the change's card in place; a change without a posted card has nothing to update."""
+    if not snap.change.channel or not snap.change.thread_ts:
+        return
     await deps.client.chat_update(
         channel=snap.change.channel,
         ts=snap.change.thread_ts,
@@ -127,21 +45,30 @@ async def update_card(deps: Deps, snap: ChangeSnapshot) -> None:
     )
 
 
-async def thread(deps: Deps, change: Change, text: str) -> None:
-    """Say something in the change's thread (or the approvals channel if it has no card yet).
+CARD_REFRESH = "card-refresh:"  # outbox key prefix: re-render the change's card (an update, not a post)
 
-    If Slack refuses right now, the note goes to the outbox instead, which delivers it once Slack answers:
-    a thread is the change's history, and a lost note would be a hole in it."""
-    channel = change.channel or deps.config.slack.approvals_channel
+
+async def update_card_or_later(deps: Deps, snap: ChangeSnapshot) -> None:
+    """Update the card now; if Slack fails, the outbox carries this rendering and updates the card later.
+
+    The decision behind the card is committed: a failing Slack never turns into "nothing was changed". The
+    outbox delivers a channel's messages in order, so the newest rendering is the one that stays."""
     try:
-        await deps.client.chat_postMessage(channel=channel, thread_ts=change.thread_ts, text=text, unfurl_links=False)
+        await update_card(deps, snap)
     except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
-        log.warning("thread note for %s deferred to the outbox: %s", change.key, type(exc).__name__)
+        assert snap.change.channel and snap.change.thread_ts
+        log.warning("card of %s deferred to the outbox: %s", snap.change.key, type(exc).__name__)
         now = deps.clock.now()
-        key = f"thread:{change.id}:{now.isoformat()}:{hashlib.sha256(text.encode()).hexdigest()[:16]}"
         async with deps.sessions.begin() as session:
             await outbox.enqueue(
-                session, key=key, channel=channel, text=text, now=now, thread_ts=change.thread_ts, change_id=change.id
+                session,
+                key=f"{CARD_REFRESH}{snap.change.id}:{now.isoformat()}",
+                channel=snap.change.channel,
+                text=card_blocks.fallback_text(snap.change),
+                blocks=card_blocks.card(snap),
+                now=now,
+                thread_ts=snap.change.thread_ts,
+                change_id=snap.change.id,
             )
 
 
@@ -151,3 +78,20 @@ async def ephemeral(deps: Deps, *, channel: str, user: str, text: str) -> None:
         await deps.client.chat_postEphemeral(channel=channel, user=user, text=text)
     except SlackApiError as exc:
         log.warning("ephemeral reply to %s in %s failed: %s", user, channel, exc.response.get("error"))
+
+
+async def post(deps: Deps, *, channel: str, text: str) -> None:
+    """A top-level message in ``channel`` (audit checkpoints, feed reports): post, else the outbox delivers it."""
+    await thread.deliver(deps, channel=channel, text=text, what=f"message to {channel}")
+
+
+async def upload(deps: Deps, *, channel: str, file: bytes, filename: str, title: str, comment: str) -> None:
+    """Upload a file (a chart, a calendar) into ``channel`` with a comment. Raises on a Slack failure."""
+    await deps.client.files_upload_v2(
+        channel=channel, file=file, filename=filename, title=title, initial_comment=comment
+    )
+
+
+async def open_modal(deps: Deps, *, trigger_id: str, view: dict[str, Any]) -> None:
+    """Open a modal for the person whose click or command carried ``trigger_id``. Raises on a Slack failure."""
+    await deps.client.views_open(trigger_id=trigger_id, view=view)

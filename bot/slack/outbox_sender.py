@@ -121,11 +121,12 @@ class OutboxSender:
             await asyncio.sleep(wait)
 
     async def _refresh_card(self, claim: Claim, result: SweepResult) -> None:
-        # An update is idempotent and renders the state of now: no history lookup, no metadata key.
-        snap = await notify.load_snapshot(self.deps, claim.change_id) if claim.change_id is not None else None
+        # An update is idempotent: no history lookup, no metadata key. The row carries the rendering.
         try:
-            if snap is not None and snap.change.channel and snap.change.thread_ts:
-                await notify.update_card(self.deps, snap)
+            if claim.thread_ts:
+                await self.deps.client.chat_update(
+                    channel=claim.channel, ts=claim.thread_ts, text=claim.text, blocks=claim.blocks or None
+                )
         except SlackApiError as exc:
             await self._on_slack_error(claim, result, exc, maybe_posted=False)
             return

@@ -17,6 +17,7 @@ from bot.blocks import schedule as schedule_blocks
 from bot.blocks.announcement import AnnouncementKind
 from bot.blocks.common import escape, mention
 from bot.config import Config
+from bot.slack import thread
 from bot.views import state_label
 from bot.workflows import lifecycle
 from storage import changes, outbox, windows
@@ -29,7 +30,6 @@ __all__ = [
     "request_post_implementation_review",
     "request_review",
     "sweep_windows",
-    "thread_note",
 ]
 
 
@@ -97,21 +97,6 @@ async def announce(
     return queued
 
 
-async def thread_note(
-    session: AsyncSession, *, config: Config, change: Change, key: str, text: str, now: datetime
-) -> bool:
-    """Queue a line for the change's thread (the approvals channel if it has no card yet)."""
-    return await outbox.enqueue(
-        session,
-        key=f"thread:{change.id}:{key}",
-        channel=change.channel or config.slack.approvals_channel,
-        thread_ts=change.thread_ts,
-        text=text,
-        now=now,
-        change_id=change.id,
-    )
-
-
 async def request_post_implementation_review(
     session: AsyncSession, *, config: Config, change: Change, now: datetime
 ) -> bool:
@@ -128,7 +113,7 @@ async def request_post_implementation_review(
     text = schedule_blocks.review_request(
         change, reasons=reasons, people=[change.officer, change.requester, *operators]
     )
-    new = await thread_note(session, config=config, change=change, key="review", text=text, now=now)
+    new = await thread.say_later(session, config=config, change=change, key="review", text=text, now=now)
     if new:
         await lifecycle.log(
             session,
@@ -188,7 +173,7 @@ async def sweep_windows(session: AsyncSession, *, config: Config, now: datetime)
             reason=f"the change is {state}",
         )
         await announce(session, config=config, change=change, window=window, kind=AnnouncementKind.CANCELLED, now=now)
-        await thread_note(
+        await thread.say_later(
             session,
             config=config,
             change=change,

@@ -25,6 +25,7 @@ from bot.config import Config
 from bot.crypto.integrity import ArtifactRef, TrustEntry, VerifiedArtifact, fetch_and_verify, parse_trust, reverify
 from bot.deps import Deps
 from bot.errors import ConfigError, IllegalTransitionError, InputError, OutboundRefusedError, VerificationError
+from bot.slack import thread
 from bot.views import state_label
 from bot.workflows import lifecycle
 from storage import artifacts as store
@@ -185,19 +186,10 @@ async def _refused(deps: Deps, *, change: Change, row: Artifact, reason: str, ac
             change=change, url=row.url, reason=reason,
         )  # fmt: skip
     if notify_thread and change.thread_ts:
-        # Said where the approvers look; a Slack failure must not hide the refusal itself (it is raised).
-        try:
-            await deps.client.chat_postMessage(
-                channel=change.channel or config_channel(deps),
-                thread_ts=change.thread_ts,
-                text=f":no_entry: Artifact `{escape(outbound.redact(row.url))}` of {change.key} failed verification: "
-                f"{escape(reason)}. The deployment is refused.",
-                unfurl_links=False,
-            )
-        except Exception:
-            log.exception("could not post the artifact refusal of %s", change.key)
-
-
-def config_channel(deps: Deps) -> str:
-    """The approvals channel (where change threads live)."""
-    return deps.config.slack.approvals_channel
+        # Said where the approvers look; a Slack failure defers the note to the outbox (see bot.slack.thread).
+        await thread.say(
+            deps,
+            change,
+            f":no_entry: Artifact `{escape(outbound.redact(row.url))}` of {change.key} failed verification: "
+            f"{escape(reason)}. The deployment is refused.",
+        )

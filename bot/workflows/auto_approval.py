@@ -116,6 +116,14 @@ async def plan(session: AsyncSession, *, config: Config, change: Change) -> Plan
     return Plan(rule=rule.describe(index), at=at, veto_from=at - rule.veto)
 
 
+async def status_of(row: AutoApproval) -> AutoStatus:
+    """The read model of a booking."""
+    return AutoStatus(
+        rule=row.rule, stage=row.stage, at=row.at, veto_from=row.veto_from, vetoed_by=row.vetoed_by,
+        veto_reason=row.veto_reason, announced=row.announced_at is not None, applied=row.applied_at is not None,
+    )  # fmt: skip
+
+
 async def status(session: AsyncSession, *, config: Config, change: Change) -> AutoStatus | None:
     """The auto-approval to show: the booking of the awaited stage, else the plan, else the newest booking."""
     stage = pending_stage(change)
@@ -125,12 +133,7 @@ async def status(session: AsyncSession, *, config: Config, change: Change) -> Au
         if p is not None:
             return AutoStatus(rule=p.rule, stage=stage, at=p.at, veto_from=p.veto_from)
     row = row or await store.latest(session, change.id)
-    if row is None:
-        return None
-    return AutoStatus(
-        rule=row.rule, stage=row.stage, at=row.at, veto_from=row.veto_from, vetoed_by=row.vetoed_by,
-        veto_reason=row.veto_reason, announced=row.announced_at is not None, applied=row.applied_at is not None,
-    )  # fmt: skip
+    return None if row is None else await status_of(row)
 
 
 async def sweep(session: AsyncSession, *, config: Config, now: datetime) -> list[Happened]:

@@ -233,3 +233,14 @@ async def cancel(
         session, config=config, change=change, to=ChangeState.CANCELLED, actor=actor, now=now, reason=reason
     )
     return change
+
+
+async def listing(session: AsyncSession, *, scope: str, user: str) -> list[Change]:
+    """``/patch list``: ``pending`` (awaiting approval), ``mine`` (open, involving ``user``) or ``all`` changes."""
+    if scope == "pending":
+        rows = await changes.awaiting_approval(session)
+    elif scope == "mine":
+        rows = await changes.list_changes(session, involving=user)
+    else:
+        rows = await changes.list_changes(session)
+    return [c for c in rows if scope == "all" or c.state not in TERMINAL]

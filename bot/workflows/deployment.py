@@ -394,23 +394,3 @@ async def finish_rollback(
     )
     await _close(session, run=run, now=now)
     return change
-
-
-async def keep(session: AsyncSession, *, config: Config, run: Run, actor: str, now: datetime) -> Change | None:
-    """The owner keeps a deployment whose verification failed: prod → ``completed``, test → ``test_failed``.
-
-    Returns None when the decision was already taken (double click, the other button, another replica).
-    """
-    change = await lifecycle.load(session, run.change.id, lock=True)
-    moved = [
-        await deployments.set_status(session, t.deployment_id, expected=[S.VERIFY_FAILED], new=S.KEPT, finished_at=now)
-        for t in run.targets
-    ]
-    if not any(moved):
-        return None
-    to = ChangeState.TEST_FAILED if run.stage == "test" else ChangeState.COMPLETED
-    await lifecycle.transition(
-        session, config=config, change=change, to=to, actor=actor, now=now, reason="verification failed; owner kept it"
-    )
-    await _close(session, run=run, now=now)
-    return change

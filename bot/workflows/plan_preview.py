@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.config import Config
 from bot.errors import ConfigError
 from bot.executors.base import DeploymentRequest, StepResult
-from bot.workflows import runner
+from bot.executors.registry import Executors
 from storage import reports
 from storage.models import Change, StageReport
 
@@ -32,7 +32,7 @@ class Preview:
     excerpt: str
 
 
-async def run_plans(config: Config, *, change: Change, stage: str) -> list[Preview]:
+async def run_plans(config: Config, *, executors: Executors, change: Change, stage: str) -> list[Preview]:
     """Ask each affected system's executor for ``stage`` what it would do (no database, no Slack)."""
     out = []
     for system in change.systems:
@@ -41,7 +41,7 @@ async def run_plans(config: Config, *, change: Change, stage: str) -> list[Previ
             out.append(Preview(system, "—", False, f"no {stage} environment is configured for {system}", ""))
             continue
         try:
-            executor = runner.executor_for(config, system, stage)
+            executor = executors.get(system, stage)
         except ConfigError as exc:
             out.append(Preview(system, env.executor, False, exc.user_message, ""))
             continue

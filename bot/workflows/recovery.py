@@ -16,7 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.config import Config
 from bot.errors import ConflictError, IllegalTransitionError
 from bot.executors.base import Step
-from bot.workflows import lifecycle, runner
+from bot.executors.registry import Executors
+from bot.workflows import lifecycle
 from storage import deployments
 from storage.models import Change, ChangeState, Deployment, DeploymentStatus
 
@@ -34,21 +35,23 @@ class Interrupted:
     moved_to: ChangeState | None
 
 
-def longest_run(config: Config, system: str, stage: str) -> timedelta:
+def longest_run(executors: Executors, system: str, stage: str) -> timedelta:
     """The longest a run of ``stage`` on ``system`` can legitimately take: apply + verify + rollback + grace."""
     try:
-        executor = runner.executor_for(config, system, stage)
+        executor = executors.get(system, stage)
     except Exception:  # the environment was removed from the configuration since: any old run is dead
         return GRACE
     return sum((executor.timeout_for(s) for s in (Step.APPLY, Step.VERIFY, Step.ROLLBACK)), GRACE)
 
 
-async def close_interrupted(session: AsyncSession, *, config: Config, now: datetime) -> list[Interrupted]:
+async def close_interrupted(
+    session: AsyncSession, *, config: Config, executors: Executors, now: datetime
+) -> list[Interrupted]:
     """Close every run that cannot be alive any more. Safe to run on every replica at once (compare-and-set)."""
     out = []
     candidates = await deployments.unfinished_before(session, started_before=now - GRACE)
     for dep in candidates:
-        if now - dep.started_at < longest_run(config, dep.system, dep.stage):
+        if now - dep.started_at < longest_run(executors, dep.system, dep.stage):
             continue
         if not await deployments.set_status(
             session, dep.id, expected=[dep.status], new=DeploymentStatus.FAILED, finished_at=now

@@ -1,8 +1,9 @@
 """Running a deployment: executor steps, progress into the thread, results on the rows, then the state moves.
 
 The runner never holds a database transaction while an executor works: each step's results are recorded
-in one short transaction afterwards. Slack is reached only through a :class:`Sink` (the command layer
-provides the Slack one), so this module stays free of Slack imports and the benchmark can use a null sink.
+in one short transaction afterwards. Slack is reached only through a :class:`Sink` (``bot.slack.run_sink``
+is the Slack one), so this module stays free of Slack imports and the benchmark can use a null sink. Executors
+come from ``Deps.executors`` and every timestamp from the injected clock.
 
 Flow: apply on every system (in parallel, at most ``limit`` at a time) → all ok: ``<stage>_verifying`` and
 verify → all ok: success (test → the owner records the result; prod → completed and announced).
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
 from datetime import datetime
 from typing import Protocol
 
@@ -26,8 +26,8 @@ from bot.blocks.common import Block, escape
 from bot.config import Config, OnFailedVerify
 from bot.deps import Clock
 from bot.errors import ConfigError
-from bot.executors import registry
-from bot.executors.base import DeploymentRequest, Executor, Step, StepResult
+from bot.executors.base import DeploymentRequest, Step, StepResult
+from bot.executors.registry import Executors
 from bot.views import state_label
 from bot.workflows import announcements, lifecycle
 from bot.workflows import deployment as flow
@@ -40,9 +40,6 @@ log = logging.getLogger(__name__)
 DEFAULT_LIMIT = 8  # systems deployed at the same time within one run
 ATTACH_OVER_CHARS = 1500  # longer output is attached as a file rather than left to the streamed lines
 ATTACH_OVER_LINES = 20
-
-# Executors are created once per process and configuration (validated at startup; see prime()).
-_executors: dict[tuple[int, str, str], tuple[Config, Executor]] = {}
 
 
 class Sink(Protocol):
@@ -71,40 +68,22 @@ class NullSink:
         return None
 
 
-def prime(config: Config, executors: Mapping[tuple[str, str], Executor]) -> None:
-    """Seed the cache with the executors ``registry.validate_config`` created at startup."""
-    for (system, stage), executor in executors.items():
-        _executors[(id(config), system, stage)] = (config, executor)
-
-
-def executor_for(config: Config, system: str, stage: str) -> Executor:
-    """The executor of ``system``'s ``stage`` environment (created once, then cached)."""
-    key = (id(config), system, stage)
-    hit = _executors.get(key)
-    if hit is not None and hit[0] is config:
-        return hit[1]
-    env = config.systems[system].environments[stage]
-    executor = registry.create(
-        env.executor, dict(env.model_extra or {}), key_path=f"systems.{system}.environments.{stage}"
-    )
-    _executors[key] = (config, executor)
-    return executor
-
-
 def _too_long(output: str) -> bool:
     return len(output) > ATTACH_OVER_CHARS or output.count("\n") > ATTACH_OVER_LINES
 
 
-async def _step(config: Config, run: flow.Run, target: flow.Target, step: Step, sink: Sink) -> StepResult:
+async def _step(
+    executors: Executors, run: flow.Run, target: flow.Target, step: Step, *, sink: Sink, clock: Clock
+) -> StepResult:
     request = DeploymentRequest(run_id=target.run_id, change_key=run.change.key, stage=run.stage, system=target.system)
 
     async def progress(text: str) -> None:
         await sink.post(f"`{escape(target.system)}` {step}:\n```{escape(text)}```")
 
     try:
-        executor = executor_for(config, target.system, run.stage)
+        executor = executors.get(target.system, run.stage)
     except ConfigError as exc:  # validated at startup; only a config swapped at runtime gets here
-        now = datetime.now().astimezone()
+        now = clock.now()
         return StepResult(step=step, ok=False, summary=exc.user_message, started=now, finished=now)
     method = {
         Step.APPLY: executor.apply,
@@ -126,14 +105,14 @@ async def _step(config: Config, run: flow.Run, target: flow.Target, step: Step, 
 
 
 async def run_steps(
-    config: Config, run: flow.Run, step: Step, *, sink: Sink, limit: int = DEFAULT_LIMIT
+    executors: Executors, run: flow.Run, step: Step, *, sink: Sink, clock: Clock, limit: int = DEFAULT_LIMIT
 ) -> dict[int, StepResult]:
     """Run ``step`` on every system of the run, at most ``limit`` at a time; results by deployment id."""
     gate = asyncio.Semaphore(limit)
 
     async def one(target: flow.Target) -> tuple[int, StepResult]:
         async with gate:
-            return target.deployment_id, await _step(config, run, target, step, sink)
+            return target.deployment_id, await _step(executors, run, target, step, sink=sink, clock=clock)
 
     return dict(await asyncio.gather(*(one(t) for t in run.targets)))
 
@@ -168,6 +147,7 @@ async def execute(
     sessions: async_sessionmaker[AsyncSession],
     *,
     config: Config,
+    executors: Executors,
     clock: Clock,
     sink: Sink,
     run: flow.Run,
@@ -179,7 +159,9 @@ async def execute(
     thread; the systems stay locked so nobody deploys over a half-finished run until an operator looked.
     """
     try:
-        return await _execute(sessions, config=config, clock=clock, sink=sink, run=run, limit=limit)
+        return await _execute(
+            sessions, config=config, executors=executors, clock=clock, sink=sink, run=run, limit=limit
+        )
     except Exception as exc:
         log.exception("deployment %s of %s failed unexpectedly", run.stage, run.change.key)
         await sink.post(
@@ -207,12 +189,27 @@ async def _execute(
     sessions: async_sessionmaker[AsyncSession],
     *,
     config: Config,
+    executors: Executors,
     clock: Clock,
     sink: Sink,
     run: flow.Run,
     limit: int,
 ) -> Change:
     key, stage = run.change.key, run.stage
+
+    async def roll_back(reason: str) -> Change:
+        return await rollback(
+            sessions,
+            config=config,
+            executors=executors,
+            clock=clock,
+            sink=sink,
+            run=run,
+            actor=run.actor,
+            reason=reason,
+            limit=limit,
+        )
+
     await sink.refresh()
     systems = ", ".join(f"`{escape(t.system)}` ({escape(t.executor)})" for t in run.targets)
     await sink.post(f":rocket: Deploying {key} to *{stage}* on {systems}.")
@@ -226,24 +223,15 @@ async def _execute(
                 kind=AnnouncementKind.STARTED,
                 now=clock.now(),
             )
-    applied = await run_steps(config, run, Step.APPLY, sink=sink, limit=limit)
+    applied = await run_steps(executors, run, Step.APPLY, sink=sink, clock=clock, limit=limit)
     await _record(sessions, run, applied)
     await sink.post(blocks.results_text(f"*Apply of {key} ({stage})*", _pairs(run, applied)))
     if not all(r.ok for r in applied.values()):
-        return await rollback(
-            sessions,
-            config=config,
-            clock=clock,
-            sink=sink,
-            run=run,
-            actor=run.actor,
-            reason="apply failed",
-            limit=limit,
-        )
+        return await roll_back("apply failed")
     async with sessions.begin() as session:
         await flow.begin_verify(session, config=config, run=run, now=clock.now())
     await sink.refresh()
-    verified = await run_steps(config, run, Step.VERIFY, sink=sink, limit=limit)
+    verified = await run_steps(executors, run, Step.VERIFY, sink=sink, clock=clock, limit=limit)
     await _record(sessions, run, verified)
     await sink.post(blocks.results_text(f"*Verification of {key} ({stage})*", _pairs(run, verified)))
     if all(r.ok for r in verified.values()):
@@ -253,16 +241,7 @@ async def _execute(
     )
     if config.policy.on_failed_verify is OnFailedVerify.ROLLBACK:
         await sink.post(f":rewind: Verification failed ({escape(summary)}); the policy rolls back automatically.")
-        return await rollback(
-            sessions,
-            config=config,
-            clock=clock,
-            sink=sink,
-            run=run,
-            actor=run.actor,
-            reason="verify failed",
-            limit=limit,
-        )
+        return await roll_back("verify failed")
     async with sessions.begin() as session:
         change = await flow.await_decision(session, config=config, run=run, now=clock.now(), summary=summary)
     await sink.post(
@@ -307,6 +286,7 @@ async def rollback(
     sessions: async_sessionmaker[AsyncSession],
     *,
     config: Config,
+    executors: Executors,
     clock: Clock,
     sink: Sink,
     run: flow.Run,
@@ -323,7 +303,7 @@ async def rollback(
         async with sessions.begin() as session:
             return await lifecycle.load(session, run.change.id)
     await sink.post(f":rewind: Rolling back {run.change.key} ({run.stage}): {escape(reason)}.")
-    results = await run_steps(config, run, Step.ROLLBACK, sink=sink, limit=limit)
+    results = await run_steps(executors, run, Step.ROLLBACK, sink=sink, clock=clock, limit=limit)
     await _record(sessions, run, results)
     await sink.post(blocks.results_text(f"*Rollback of {run.change.key} ({run.stage})*", _pairs(run, results)))
     ok = {t.deployment_id: results[t.deployment_id].ok for t in run.targets}
@@ -350,23 +330,7 @@ async def rollback(
             "The test stage failed; record the problems found.",
             blocks=[
                 *test_blocks.result_prompt(change_id=change.id, change_key=change.key, owners=owners)[:1],
-                _problems_only(change.id),
+                test_blocks.problems_only(change.id),
             ],
         )
     return change
-
-
-def _problems_only(change_id: int) -> Block:
-    return {
-        "type": "actions",
-        "block_id": f"test_result:{change_id}",
-        "elements": [
-            {
-                "type": "button",
-                "action_id": test_blocks.TestActionId.PROBLEMS.value,
-                "value": str(change_id),
-                "style": "danger",
-                "text": {"type": "plain_text", "text": "Problems found"},
-            }
-        ],
-    }

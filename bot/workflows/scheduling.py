@@ -20,6 +20,7 @@ from bot.blocks.announcement import AnnouncementKind
 from bot.blocks.schedule import BookMode
 from bot.config import Config
 from bot.errors import AlreadyDoneError, IllegalTransitionError, PermissionDeniedError, UsageError
+from bot.slack import thread
 from bot.views import state_label
 from bot.windows import Booking, Slot, SlotRefusedError
 from bot.workflows import announcements, lifecycle
@@ -284,9 +285,7 @@ async def book(
         session, config=config, change=change, window=window, kind=kind, now=now, previous=previous
     )
     note = schedule_blocks.booked_note(change, window, user=user, timezone=zone, previous=previous, announced=announced)
-    await announcements.thread_note(
-        session, config=config, change=change, key=f"w{window.id}:{kind.value}", text=note, now=now
-    )
+    await thread.say_later(session, config=config, change=change, key=f"w{window.id}:{kind.value}", text=note, now=now)
     return BookingResult(change, window, previous, announced, zone)
 
 
@@ -329,7 +328,7 @@ async def unschedule(
         session, config=config, change=change, window=window, kind=AnnouncementKind.CANCELLED, now=now, note=reason
     )
     zone = timezone_of(config, change)
-    await announcements.thread_note(
+    await thread.say_later(
         session,
         config=config,
         change=change,
@@ -338,3 +337,8 @@ async def unschedule(
         now=now,
     )
     return window
+
+
+def offer_mode(change: Change, stage: str) -> BookMode:
+    """How slots are offered again after a refusal: MOVE when the stage is booked already, else NEW."""
+    return BookMode.MOVE if change.state is windows.SCHEDULED[stage] else BookMode.NEW
