@@ -14,7 +14,7 @@ from conftest import OTHER, SHARED_DATA, Harness, eventually, make_config
 
 from bot.config import parse_config
 from bot.errors import ConfigError
-from bot.slack.advisory_posts import run_feeds_poll
+from bot.jobs import run_feeds_poll
 from bot.workflows import advisory_export
 from bot.workflows.sla import arrival_note, match_due
 

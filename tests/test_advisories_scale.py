@@ -14,7 +14,7 @@ from conftest import OWNER, SEC1, Harness, eventually, make_config
 from sqlalchemy import event, func, select
 
 from bot.__main__ import cli
-from bot.slack.advisory_posts import run_advisory_sweep, run_feeds_poll
+from bot.jobs import run_advisory_sweep, run_feeds_poll
 from bot.slack.outbox_sender import OutboxSender
 from storage.models import AdvisoryMatch, AdvisoryRecord, AuditEntry
 

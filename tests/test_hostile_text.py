@@ -9,7 +9,7 @@ from typing import Any
 from conftest import SHARED_DATA, Harness, make_config
 
 from bot.blocks.common import escape, link, safe_url
-from bot.slack.advisory_posts import run_feeds_poll
+from bot.jobs import run_feeds_poll
 
 
 def mrkdwn(node: Any) -> list[str]:

@@ -59,8 +59,9 @@ def card_blocks(auto: AutoStatus | None, *, change_id: int, revision: int) -> li
 def veto_open_note(auto: AutoStatus, *, change_key: str, value: str, people: str) -> tuple[str, list[Block]]:
     """The thread note when the veto window opens: who may veto, until when, and the button."""
     text = (
-        f":robot_face: {change_key} approves itself for *{auto.stage}* {slack_date(auto.at)} "
-        f"by policy (_{escape(auto.rule)}_). {people}: veto before then if it must wait for explicit approval."
+        f":robot_face: The veto window is open: {change_key} approves itself for *{auto.stage}* "
+        f"{slack_date(auto.at)} by policy (_{escape(auto.rule)}_). {people}: press *Veto* before then "
+        "if it must wait for explicit approval."
     )
     return text, [section(text), {"type": "actions", "elements": [veto_button(value)]}]
 
