@@ -54,6 +54,8 @@ class ChangeSnapshot:
     windows: tuple[Window, ...] = ()
     deployments: tuple[Deployment, ...] = ()
     plans: tuple[StageReport, ...] = ()  # executor previews of the current revision and stage
+    test_result: str | None = None  # the owner's recorded test result ("passed" | "problems"), if any
+    advisory_link: str | None = None  # permalink-style link to the linked advisory's post, if posted
 
 
 @dataclass(frozen=True)

@@ -144,7 +144,7 @@ def register(app: AsyncApp, deps: Deps, router: Router) -> None:
                         session, config=config, advisory_id=advisory_id, change=change, actor=user, now=deps.clock.now()
                     )
             try:
-                await notify.post_card(deps, change.id)
+                snap = await notify.post_card(deps, change.id)
             except SlackApiError as exc:  # saved all the same: the sweep posts the card once Slack answers
                 log.warning("card of %s not posted: %s", change.key, exc.response.get("error"))
                 await notify.ephemeral(
@@ -161,7 +161,8 @@ def register(app: AsyncApp, deps: Deps, router: Router) -> None:
                 deps,
                 channel=channel,
                 user=user,
-                text=f"{change.key} is requested and posted in <#{config.slack.approvals_channel}>.",
+                text=f":white_check_mark: *{change.key}* is requested: see "
+                f"{await notify.card_link(deps, snap.change if snap else change)}.",
             )
 
         await guarded(lambda text: notify.ephemeral(deps, channel=channel, user=user, text=text), work)

@@ -127,3 +127,15 @@ async def ephemeral(deps: Deps, *, channel: str, user: str, text: str) -> None:
         await deps.client.chat_postEphemeral(channel=channel, user=user, text=text)
     except SlackApiError as exc:
         log.warning("ephemeral reply to %s in %s failed: %s", user, channel, exc.response.get("error"))
+
+
+async def card_link(deps: Deps, change: Change) -> str:
+    """``<permalink|its card>`` for the change's card (Slack's ``chat.getPermalink``), else the channel."""
+    channel = change.channel or deps.config.slack.approvals_channel
+    if change.thread_ts:
+        try:
+            resp = await deps.client.chat_getPermalink(channel=channel, message_ts=change.thread_ts)
+            return f"<{resp['permalink']}|its card> in <#{channel}>"
+        except SlackApiError as exc:
+            log.warning("permalink of %s failed: %s", change.key, exc.response.get("error"))
+    return f"its card in <#{channel}>"

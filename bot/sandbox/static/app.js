@@ -52,6 +52,10 @@ function token(inner) {
   }
   if (inner.startsWith("!")) return `<b>@${escapeText(inner.slice(1).split("|")[0])}</b>`;
   const [url, label] = inner.split("|");
+  const archive = /\/archives\/([A-Z0-9]+)\/p(\d+)(\d{6})$/.exec(url);  // a permalink: jump there in the page
+  if (archive) {
+    return `<a href="#" class="jump" data-jump-channel="${escapeText(archive[1])}" data-jump-ts="${archive[2]}.${archive[3]}">${escapeText(label || "message")}</a>`;
+  }
   if (/^https?:\/\//.test(url)) return `<a href="${escapeText(url)}" target="_blank" rel="noopener">${escapeText(label || url)}</a>`;
   return escapeText(`<${inner}>`);
 }
@@ -328,6 +332,15 @@ async function main() {
     await refresh(true);
   });
   $("#home-link").addEventListener("click", (e) => { e.preventDefault(); openHome(); });
+  document.addEventListener("click", (e) => {  // permalinks: open the channel and show the message
+    const link = e.target.closest("a.jump");
+    if (!link) return;
+    e.preventDefault();
+    S.view = link.dataset.jumpChannel;
+    render();
+    const target = document.querySelector(`.msg[data-ts="${CSS.escape(link.dataset.jumpTs)}"]`);
+    if (target) { target.scrollIntoView({ block: "center" }); target.classList.add("highlight"); }
+  });
   for (const button of document.querySelectorAll("[data-hours], [data-next-window]")) {
     button.addEventListener("click", async () => {
       const buttons = document.querySelectorAll("#skip button");
