@@ -92,3 +92,29 @@ async def test_reject_is_refused_before_the_reason_is_asked(harness_factory: Any
     assert len(h.fake.of("views.open")) == opened  # no reason form was opened for either
     await h.slack.click(h.latest(card), "change_reject", user=SEC1)  # an approver who has not decided: asked
     await h.opened_view("change_reject_reason", after=0)
+
+
+async def test_request_form_refuses_past_dates_endless_downtime_and_a_missing_rollback_plan(harness: Harness) -> None:
+    h = harness
+    await h.slack.command("request web-shop", user="U0REQ1")
+    view = await h.opened_view("change_request")
+    yesterday = (h.clock.now() - timedelta(days=2)).date().isoformat()
+    form = {
+        "title": "Update OpenSSL",
+        "details": "Fixes a CVE",
+        "planned_test": yesterday,
+        "expected_downtime": "forever and a day",
+        "rollback_plan": "  ",
+    }
+    status, body = await h.slack.submit(view, form, user="U0REQ1")
+    errors = json.loads(body)["errors"]
+    assert set(errors) == {"planned_test", "expected_downtime", "rollback_plan"}, errors
+    assert "passed" in errors["planned_test"] and "7 days" in errors["expected_downtime"]
+    form |= {"planned_test": None, "expected_downtime": "3 weeks", "rollback_plan": "Reinstall"}
+    status, body = await h.slack.submit(view, form, user="U0REQ1")
+    assert set(json.loads(body)["errors"]) == {"expected_downtime"}
+    form |= {"expected_downtime": "about 10 minutes"}
+    status, body = await h.slack.submit(view, form, user="U0REQ1")
+    assert status == 200 and body in ("", "{}"), body
+    rollback = next(b for b in view["blocks"] if b.get("block_id") == "rollback_plan")
+    assert not rollback.get("optional") and "Required" in rollback["hint"]["text"]

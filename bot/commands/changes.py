@@ -125,7 +125,7 @@ def register(app: AsyncApp, deps: Deps, router: Router) -> None:
     ) -> None:
         user = body["user"]["id"]
         try:
-            data = change_flow.validate_input(config, modal.read_values(view))
+            data = change_flow.validate_input(config, modal.read_values(view), now=deps.clock.now())
         except InputError as exc:
             await ack(response_action="errors", errors=exc.field_errors)
             return
@@ -172,7 +172,7 @@ def register(app: AsyncApp, deps: Deps, router: Router) -> None:
         user = body["user"]["id"]
         meta = json.loads(view.get("private_metadata") or "{}")
         try:
-            data = change_flow.validate_input(config, modal.read_values(view))
+            data = change_flow.validate_input(config, modal.read_values(view), now=deps.clock.now())
         except InputError as exc:
             await ack(response_action="errors", errors=exc.field_errors)
             return
