@@ -118,3 +118,28 @@ async def test_request_form_refuses_past_dates_endless_downtime_and_a_missing_ro
     assert status == 200 and body in ("", "{}"), body
     rollback = next(b for b in view["blocks"] if b.get("block_id") == "rollback_plan")
     assert not rollback.get("optional") and "Required" in rollback["hint"]["text"]
+
+
+def test_report_colours_mean_their_outcome_and_counts_have_whole_steps() -> None:
+    from bot.render import report
+
+    rows = [
+        report.SystemReport(
+            system="web-shop",
+            open_advisories=1,
+            overdue_advisories=0,
+            remediated_advisories=0,
+            mean_days_to_remediate=None,
+            changes={"open": 0, "cancelled": 1, "completed": 2, "expired": 0, "failed": 0, "rejected": 0},
+        )
+    ]
+    fig = report.chart_figure(rows)
+    chg = fig.axes[1]
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.colors import to_rgba
+
+    colours = {c.get_label(): c.patches[0].get_facecolor() for c in chg.containers}
+    assert colours["completed"] == to_rgba("#5cb85c") and colours["cancelled"] == to_rgba("#999999")
+    FigureCanvasAgg(fig).draw()
+    for axis in fig.axes:
+        assert all(float(t).is_integer() for t in axis.get_xticks()), axis.get_xticks()
