@@ -1,7 +1,7 @@
 // patchwarden sandbox page: renders the fake Slack's state and sends what a Slack client would send.
 "use strict";
 
-const S = { me: null, view: null, state: null, lastJson: "", modalKey: "", people: {}, channels: {} };
+const S = { me: null, view: null, state: null, lastJson: "", modalKey: "", people: {}, channels: {}, polls: 0, renders: 0 };
 const EMOJI = {
   white_check_mark: "✅", hourglass_flowing_sand: "⏳", hourglass: "⌛", no_entry: "⛔", tada: "🎉",
   warning: "⚠️", x: "❌", rewind: "⏪", alarm_clock: "⏰", rotating_light: "🚨", bell: "🔔", pencil2: "✏️",
@@ -115,6 +115,7 @@ async function api(kind, body) {
 async function refresh(force = false) {
   const resp = await fetch(`/api/state?user=${encodeURIComponent(S.me || "")}`);
   const state = await resp.json();
+  S.polls += 1;
   S.state = state;
   renderClock();
   const { now, ...rest } = state;  // the clock moves every poll; only a real change re-renders the timeline
@@ -275,6 +276,7 @@ function renderClock() {
   if ($("#clock").textContent !== text) $("#clock").textContent = text;
 }
 function render() {
+  S.renders += 1;
   const st = S.state;
   $("#banner").textContent = st.banner;
   S.people = Object.fromEntries(st.people.map((p) => [p.id, p]));
