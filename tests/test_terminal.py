@@ -85,3 +85,52 @@ def test_sandbox_is_quiet_and_stops_cleanly_and_quickly(sig: signal.Signals) -> 
     assert "Running job" not in err and "executed successfully" not in err and '"GET ' not in err, err
     assert f"{sig.name}: stopping the sandbox" in err
     assert took < 5.0, f"shutdown took {took:.1f} s"
+
+
+@pytest.mark.slow
+def test_serve_stops_on_sigterm_with_exit_0_and_a_busy_port_is_one_line(tmp_path: Path) -> None:
+    env = ENV | {
+        "PATCHWARDEN_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'p.db'}",
+        "PATCHWARDEN_CONFIG": str(REPO / "examples" / "patchwarden.yaml"),
+        "PATCHWARDEN_AUDIT_KEY_FILE": str(tmp_path / "audit.key"),
+        "SLACK_BOT_TOKEN": "xoxb-test",
+        "SLACK_SIGNING_SECRET": "not-a-real-secret",
+        "SLACK_API_URL": "http://127.0.0.1:9/api/",  # never called before the first request
+    }
+    subprocess.run([sys.executable, "-m", "bot", "db", "upgrade"], cwd=REPO, env=env, check=True, timeout=120)
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = subprocess.run(
+            [sys.executable, "-m", "bot", "serve", "--port", str(port)],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert busy.returncode == 2 and f"Error: Port {port} is already in use" in busy.stderr, busy
+    assert "Traceback" not in busy.stderr and "Unclosed" not in busy.stderr
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot", "serve", "--port", "0"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and "listening on" not in proc.stdout.readline():
+            pass
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        took = time.monotonic() - sent
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "SIGTERM: stopping" in err and "Traceback" not in err and "CancelledError" not in err, err
+    assert took < 5.0, f"shutdown took {took:.1f} s"

@@ -70,9 +70,9 @@ async def _serve(host: str, port: int, socket_mode: bool) -> None:
             if exc.errno == errno.EADDRINUSE:
                 raise PortInUseError(port) from exc
             raise
+        stop = common.stop_signal()
         click.echo(f"patchwarden listening on http://{host}:{port} (POST /slack/events, GET /healthz); Ctrl-C stops")
-        stop = asyncio.create_task(common.until_stopped())
-        waits: set[asyncio.Task[Any]] = {stop}
+        waits: set[asyncio.Future[Any]] = {stop}
         if socket_mode:
             assert s.slack_app_token is not None
             token = s.slack_app_token.get_secret_value()
