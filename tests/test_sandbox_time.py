@@ -143,3 +143,18 @@ async def test_welcome_reset_jump_calendar_and_reply_order(sandbox: Sandbox) -> 
         await page.post("command", user=demo.DANA, channel=demo.OPS, text="/patch list all")
         listing = await page.until(demo.DANA, lambda s: len(s["messages"][demo.OPS]) > 1 and s, "list reply")
         assert "CHG-" not in str(listing["messages"][demo.OPS][1:])
+
+
+async def test_a_change_created_from_an_advisory_links_its_post_on_the_card(sandbox: Sandbox) -> None:
+    from bot.blocks.advisory import AdvisoryAction
+
+    async with aiohttp.ClientSession() as http:
+        page = Page(sandbox, http)
+        await click(page, demo.ALICE, AdvisoryAction.CREATE_CHANGE.value, demo.ADVISORIES)
+        modal = await page.until(demo.ALICE, lambda s: s["modal"], "request modal")
+        values = {"title": "Fix the advisory", "rollback_plan": "Reinstall the old package"}
+        answer = await page.post("submit", user=demo.ALICE, view_id=modal["id"], values=values)
+        assert answer["ok"], answer
+        card = await page.until(demo.ALICE, card_of, "card")
+        linked = next(f["text"] for b in card["blocks"] for f in b.get("fields", []) if "Linked advisory" in f["text"])
+        assert f"/archives/{demo.ADVISORIES}/p" in linked, linked
