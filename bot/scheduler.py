@@ -8,7 +8,7 @@ unit of work inside it is claimed with a compare-and-set, so two replicas never 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -82,10 +82,10 @@ async def run_window_sweep(deps: Deps) -> tuple[int, int]:
         return await announcements.sweep_windows(session, config=deps.config, now=deps.clock.now())
 
 
-async def run_recovery(deps: Deps) -> int:
-    """Close deployments interrupted by a crash or restart, and say so in their threads."""
+async def run_recovery(deps: Deps, ids: Sequence[int] | None = None) -> int:
+    """Close deployments interrupted by a crash or restart (or ``ids``, cut off at shutdown), and say so."""
     async with deps.sessions.begin() as session:
-        closed = await recovery.close_interrupted(session, config=deps.config, now=deps.clock.now())
+        closed = await recovery.close_interrupted(session, config=deps.config, now=deps.clock.now(), ids=ids)
     for item in closed:
         dep, change = item.deployment, item.change
         await notify.refresh_card(deps, change.id)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -134,3 +135,25 @@ def test_serve_stops_on_sigterm_with_exit_0_and_a_busy_port_is_one_line(tmp_path
     assert proc.returncode == 0, err
     assert "SIGTERM: stopping" in err and "Traceback" not in err and "CancelledError" not in err, err
     assert took < 5.0, f"shutdown took {took:.1f} s"
+
+
+async def test_serve_shutdown_records_a_deployment_cut_off_after_the_grace_period(harness_factory: Any) -> None:
+    from conftest import Harness, eventually, make_config
+    from deploy_support import approved_for_test, wait_state
+    from test_deploy import deploy_cmd
+
+    from bot.cli.serve import finish_deployments
+    from storage import deployments
+    from storage.models import ChangeState, DeploymentStatus
+
+    very_slow = {"executor": "dry-run", "delay": "3s"}  # plan previews wait it out at teardown
+    h: Harness = await harness_factory(make_config(systems={"web-shop": {"environments": {"test": very_slow}}}))
+    card = await approved_for_test(h, change_class="emergency", details="outage")
+    assert "Deploying CHG-1" in await deploy_cmd(h, "CHG-1 test --now outage")
+    await wait_state(h, ChangeState.TEST_DEPLOYING)
+    await finish_deployments(h.deps, 0.2)  # SIGTERM's grace period runs out while the step still runs
+    async with h.deps.sessions.begin() as s:
+        [dep] = await deployments.for_change(s, 1)
+    assert dep.status is DeploymentStatus.FAILED and dep.finished_at is not None
+    await wait_state(h, ChangeState.TEST_FAILED)
+    await eventually(lambda: [m for m in h.thread(card) if "was interrupted" in m.text], what="thread note")

@@ -84,17 +84,16 @@ async def _serve(host: str, port: int, socket_mode: bool) -> None:
             click.echo(f"{stop.result()}: stopping...", err=True)
     finally:
         sched.shutdown(wait=False)
-        await finish_deployments(SHUTDOWN_GRACE)
+        await finish_deployments(deps, SHUTDOWN_GRACE)
         await runner.cleanup()
         await deps.engine.dispose()
         await slack_http.close()
 
 
-async def finish_deployments(grace: float) -> None:
-    """Let running deployment steps finish within ``grace`` seconds; cancel the rest.
-
-    A cancelled run stays unfinished in the database; the recovery sweep at the next start closes it as
-    interrupted, unlocks its system and says so in its thread (``bot/workflows/recovery.py``)."""
+async def finish_deployments(deps: Any, grace: float) -> None:
+    """Let running deployments finish within ``grace`` seconds; cancel the rest and record them as
+    interrupted before the process exits (failed, systems unlocked, said in their threads)."""
+    from bot import scheduler
     from bot.commands import deploy
 
     running = [t for t in deploy.running_tasks() if not t.done()]
@@ -102,8 +101,14 @@ async def finish_deployments(grace: float) -> None:
         return
     click.echo(f"waiting up to {grace:.0f} s for {len(running)} running deployment(s) to finish...", err=True)
     _, late = await asyncio.wait(running, timeout=grace)
+    ids = deploy.deployment_ids(list(late))  # read before cancelling: a finished task forgets its rows
     for task in late:
         task.cancel()
     if late:
         await asyncio.wait(late, timeout=5)
-        log.warning("%d deployment(s) interrupted by shutdown; the next start closes them as interrupted", len(late))
+        try:
+            closed = await scheduler.run_recovery(deps, ids)
+        except Exception:  # the database or Slack is gone too: the next start's recovery sweep closes them
+            log.exception("could not record the interrupted deployments; the next start does")
+            return
+        click.echo(f"{closed} deployment(s) cut off by the shutdown, recorded as interrupted", err=True)

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 STAGES = ("test", "prod")
 # Running deployments, so they are not garbage-collected mid-run (asyncio keeps only weak references).
 _tasks: set[asyncio.Task[Change]] = set()
+_deployment_ids: dict[asyncio.Task[Change], tuple[int, ...]] = {}
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,7 @@ def launch(deps: Deps, run: flow.Run) -> asyncio.Task[Change]:
         runner.execute(deps.sessions, config=deps.config, clock=deps.clock, sink=SlackSink(deps, run.change), run=run)
     )
     _tasks.add(task)
+    _deployment_ids[task] = tuple(t.deployment_id for t in run.targets)
     task.add_done_callback(_finished)
     return task
 
@@ -91,8 +93,14 @@ def running_tasks() -> list[asyncio.Task[Change]]:
     return list(_tasks)
 
 
+def deployment_ids(tasks: list[asyncio.Task[Change]]) -> list[int]:
+    """The deployment rows of these runs (``serve`` closes them as interrupted when it cuts them off)."""
+    return [i for task in tasks for i in _deployment_ids.get(task, ())]
+
+
 def _finished(task: asyncio.Task[Change]) -> None:
     _tasks.discard(task)
+    _deployment_ids.pop(task, None)
     if not task.cancelled() and task.exception() is not None:
         log.error("deployment task failed", exc_info=task.exception())
 
