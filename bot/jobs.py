@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -119,11 +119,11 @@ async def run_window_sweep(deps: Deps) -> tuple[int, int]:
         return await announcements.sweep_windows(session, config=deps.config, now=deps.clock.now())
 
 
-async def run_recovery(deps: Deps) -> int:
-    """Close deployments interrupted by a crash or restart, and say so in their threads."""
+async def run_recovery(deps: Deps, ids: Sequence[int] | None = None) -> int:
+    """Close deployments interrupted by a crash or restart (or ``ids``, cut off at shutdown), and say so."""
     async with deps.sessions.begin() as session:
         closed = await recovery.close_interrupted(
-            session, config=deps.config, executors=deps.executors, now=deps.clock.now()
+            session, config=deps.config, executors=deps.executors, now=deps.clock.now(), ids=ids
         )
     for item in closed:
         dep, change = item.deployment, item.change

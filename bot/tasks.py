@@ -52,16 +52,23 @@ class TaskSet:
 
     def __init__(self) -> None:
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._ids: dict[asyncio.Task[Any], tuple[int, ...]] = {}
 
-    def start(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
-        """Run ``coro`` in the background and keep it until it is done."""
+    def start(self, coro: Coroutine[Any, Any, T], *, ids: tuple[int, ...] = ()) -> asyncio.Task[T]:
+        """Run ``coro`` in the background and keep it until it is done; ``ids`` name its database rows."""
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
+        self._ids[task] = ids
         task.add_done_callback(self._finished)
         return task
 
+    def ids_of(self, tasks: list[asyncio.Task[Any]]) -> list[int]:
+        """The rows of these tasks (``serve`` closes them as interrupted when it cuts them off)."""
+        return [i for task in tasks for i in self._ids.get(task, ())]
+
     def _finished(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
+        self._ids.pop(task, None)
         if not task.cancelled() and task.exception() is not None:
             log.error("background task failed", exc_info=task.exception())
 

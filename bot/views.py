@@ -75,6 +75,8 @@ class ChangeSnapshot:
     deployments: tuple[Deployment, ...] = ()
     plans: tuple[StageReport, ...] = ()  # executor previews of the current revision and stage
     auto: AutoStatus | None = None  # the policy's auto-approval of the awaited stage, if a rule applies
+    test_result: str | None = None  # the owner's recorded test result ("passed" | "problems"), if any
+    advisory_link: str | None = None  # permalink-style link to the linked advisory's post, if posted
 
 
 @dataclass(frozen=True)

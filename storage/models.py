@@ -333,6 +333,8 @@ class Deployment(Base):
     finished_at: Mapped[datetime | None]
     steps: Mapped[list[Any]] = mapped_column(default=list)  # [{step, ok, summary, targets:[...], started, finished}]
     output: Mapped[str] = mapped_column(Text, default="")
+    # ``/patch deploy ... --now REASON`` outside any window (emergency bypass): shown on the card (0008)
+    bypass_reason: Mapped[str | None] = mapped_column(Text, default=None)
 
 
 class SystemLock(Base):

@@ -7,6 +7,7 @@ Drives the page's JSON API (what the page's JavaScript sends) through the whole 
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -68,7 +69,13 @@ async def test_skipping_days_and_weeks_plays_each_window_once_in_order(sandbox: 
         await page.post("command", user=demo.OLGA, channel=demo.OPS, text="/patch schedule CHG-1 test")
         await page.until(demo.OLGA, lambda s: "schedule_book_1" in str(s["messages"][demo.OPS]), "proposals")
         await click(page, demo.OLGA, "schedule_book_1", demo.OPS)
-        await page.until(demo.OLGA, lambda s: "test window of CHG-1 is booked" in everything(s), "test booked")
+        booked = await page.until(demo.OLGA, lambda s: "test window of CHG-1 is booked" in everything(s), "test booked")
+        # the reply shows the window as the card does (<!date> tokens), plus the system's own clock and zone
+        state = await page.state(demo.OLGA)
+        reply = next(t for t in texts(state, demo.OPS) if "test window of CHG-1 is booked" in t)
+        start = re.search(r"<!date\^(\d+)\^", reply)
+        assert booked and start and "(Europe/Berlin)" in reply, reply
+        assert f"<!date^{start.group(1)}^" in str(card_of(state)), "card and reply show different times"
 
         # +1 day over the test window: it opens and deploys; the owner is asked for the result
         assert (await page.post("clock", user=demo.OLGA, hours=24))["ok"]
@@ -143,3 +150,18 @@ async def test_welcome_reset_jump_calendar_and_reply_order(sandbox: Sandbox) -> 
         await page.post("command", user=demo.DANA, channel=demo.OPS, text="/patch list all")
         listing = await page.until(demo.DANA, lambda s: len(s["messages"][demo.OPS]) > 1 and s, "list reply")
         assert "CHG-" not in str(listing["messages"][demo.OPS][1:])
+
+
+async def test_a_change_created_from_an_advisory_links_its_post_on_the_card(sandbox: Sandbox) -> None:
+    from bot.blocks.advisory import AdvisoryAction
+
+    async with aiohttp.ClientSession() as http:
+        page = Page(sandbox, http)
+        await click(page, demo.ALICE, AdvisoryAction.CREATE_CHANGE.value, demo.ADVISORIES)
+        modal = await page.until(demo.ALICE, lambda s: s["modal"], "request modal")
+        values = {"title": "Fix the advisory", "rollback_plan": "Reinstall the old package"}
+        answer = await page.post("submit", user=demo.ALICE, view_id=modal["id"], values=values)
+        assert answer["ok"], answer
+        card = await page.until(demo.ALICE, card_of, "card")
+        linked = next(f["text"] for b in card["blocks"] for f in b.get("fields", []) if "Linked advisory" in f["text"])
+        assert f"/archives/{demo.ADVISORIES}/p" in linked, linked

@@ -36,10 +36,33 @@ STATE_ICON = {
 }
 
 
-def status_text(change: Change) -> str:
-    """Icon and words for the change's state."""
+def status_text(change: Change, *, test_result: str | None = None) -> str:
+    """Icon and words for the change's state.
+
+    ``test_passed`` is entered when the test deployment verified; the owner's result comes after, so the
+    card says "waiting for the owner's result" until ``test_result`` is recorded."""
+    if change.state is ChangeState.TEST_PASSED and test_result is None:
+        return ":test_tube: *Deployed to test and verified* · waiting for the owner's test result"
     icon = STATE_ICON.get(change.state, ":large_blue_circle:")
     return f"{icon} *{state_label(change.state).capitalize()}*"
+
+
+def _decided_stages(snap: ChangeSnapshot) -> list[Block]:
+    """Who approved the stages already behind the change, and when (the status of a finished change too)."""
+    change = snap.change
+    lines = []
+    for stage in ("test", "prod"):
+        if stage == snap.stage:
+            continue  # the open stage has its own progress section
+        rows = [
+            a
+            for a in snap.approvals
+            if a.stage == stage and a.revision == change.revision and not a.stale and a.decision is Decision.APPROVE
+        ]
+        if rows:
+            who = ", ".join(f"{mention(a.user_id)} {slack_date(a.decided_at)}" for a in rows)
+            lines.append(f":white_check_mark: {stage.capitalize()} approved by {who}")
+    return [context("\n".join(lines))] if lines else []
 
 
 def fallback_text(change: Change) -> str:
@@ -47,7 +70,7 @@ def fallback_text(change: Change) -> str:
     return f"{change.key}: {escape(change.title)} ({state_label(change.state)})"
 
 
-def _fields(change: Change) -> Block:
+def _fields(change: Change, *, advisory_link: str | None = None) -> Block:
     def field(label: str, value: str) -> dict[str, str]:
         return {"type": "mrkdwn", "text": f"*{label}*\n{value or '—'}"}
 
@@ -66,7 +89,12 @@ def _fields(change: Change) -> Block:
             field("Expected downtime", escape(change.expected_downtime)),
             field("Planned test", change.planned_test or ""),
             field("Planned production", change.planned_prod or ""),
-            field("Linked advisory", escape(change.advisory_ref)),
+            field(
+                "Linked advisory",
+                f"<{advisory_link}|{escape(change.advisory_ref) or 'its post'}>"
+                if advisory_link
+                else escape(change.advisory_ref),
+            ),
         ],
     }
 
@@ -153,8 +181,8 @@ def card(snap: ChangeSnapshot) -> list[Block]:
     change = snap.change
     blocks: list[Block] = [
         {"type": "header", "text": plain(clip(f"{change.key} · {strip_invisible(change.title)}", 150))},
-        section(status_text(change)),
-        _fields(change),
+        section(status_text(change, test_result=snap.test_result)),
+        _fields(change, advisory_link=snap.advisory_link),
     ]
     for label, text in (
         ("Details and purpose", change.details),
@@ -178,6 +206,7 @@ def card(snap: ChangeSnapshot) -> list[Block]:
         blocks.append(section(f"*What the {snap.stage} deployment will do* (executor preview)\n" + "\n".join(lines)))
     if snap.deployments:
         blocks.append(section("*Deployments*\n" + "\n".join(deployment_blocks.card_lines(snap.deployments))))
+    blocks.extend(_decided_stages(snap))
     blocks.extend(_approval_section(snap))
     blocks.extend(auto_blocks.card_blocks(snap.auto, change_id=change.id, revision=change.revision))
     blocks.extend(_buttons(snap))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from enum import StrEnum
 
-from bot.blocks.common import Block, clip, escape, mentions, plain, section
+from bot.blocks.common import Block, clip, escape, mention, mentions, plain, section
 from bot.executors.base import StepResult, TargetStatus
 from storage.models import Deployment
 
@@ -124,8 +124,15 @@ def card_lines(rows: Sequence[Deployment]) -> list[str]:
             for t in step.get("targets", []):
                 counts[t["status"]] = counts.get(t["status"], 0) + 1
         per = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        bypass = (
+            f" · :rotating_light: ran outside a window (`--now` by {mention(d.started_by)}): "
+            f"{escape(clip(d.bypass_reason, 300))}"
+            if d.window_id is None and d.bypass_reason
+            else ""
+        )
         lines.append(
             f"• {stage} · `{escape(system)}` · {escape(d.executor)}: *{d.status.value.replace('_', ' ')}*"
             + (f" ({per})" if per else "")
+            + bypass
         )
     return lines

@@ -128,6 +128,7 @@ def change_modal(
             "rollback_plan",
             "Rollback plan",
             _text(initial.rollback_plan if initial else None, multiline=True),
+            hint="Required: how to undo this change if it breaks (the approvers rely on it).",
         ),
         _input(
             "advisory_ref",

@@ -134,16 +134,16 @@ def review_request(change: Change, *, reasons: str, people: Sequence[str]) -> st
 
 
 def card_windows(windows: Sequence[Window], *, timezone: str) -> list[Block]:
-    """Booked or running windows for the change card, flagging an emergency bypass and its reason.
+    """Booked, running and held windows for the change card, flagging an emergency bypass and its reason.
 
     For ``blocks.card.card`` (the snapshot already carries ``windows``): one context line per live window.
     """
     lines = []
     for window in windows:
-        if window.state.value not in ("booked", "started"):
+        if window.state.value not in ("booked", "started", "done"):
             continue
         when = when_text(window.start, window.end, timezone)
-        state = "running" if window.state.value == "started" else "booked"
+        state = {"started": "running", "done": "held"}.get(window.state.value, "booked")
         line = f":calendar: {window.stage.capitalize()} window {state}: {when}"
         if window.emergency:
             line += f" · :rotating_light: *emergency bypass*: {escape(window.bypass_reason)}"

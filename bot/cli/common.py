@@ -62,8 +62,9 @@ async def session(s: Settings) -> AsyncIterator[AsyncSession]:
         await engine.dispose()
 
 
-async def until_stopped() -> str:
-    """Wait for Ctrl-C (SIGINT) or SIGTERM (how Procfile platforms stop a process); returns the signal's name.
+def stop_signal() -> asyncio.Future[str]:
+    """A future that resolves to the signal's name on Ctrl-C (SIGINT) or SIGTERM (how Procfile platforms
+    stop a process). The handlers are installed before this returns: call it before printing "ready".
 
     Handling the signals in the event loop, instead of letting KeyboardInterrupt cancel whatever runs,
     lets the caller shut down in order: no CancelledError from a database call cut in half."""
@@ -74,13 +75,14 @@ async def until_stopped() -> str:
         if not stopped.done():
             stopped.set_result(sig.name)
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop, sig)
-    try:
-        return await stopped
-    finally:
+    def restore(_: asyncio.Future[str]) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop, sig)
+    stopped.add_done_callback(restore)
+    return stopped
 
 
 def exit_port_in_use(exc: PortInUseError) -> NoReturn:

@@ -19,17 +19,18 @@ WARNING = (
 
 async def run_sandbox(port: int, config: Config | None = None) -> None:
     """Start the sandbox, print its URL and a warning, and serve until Ctrl-C or SIGTERM."""
-    from bot.cli.common import until_stopped
+    from bot.cli.common import stop_signal
     from bot.sandbox.server import start_sandbox
 
     sandbox = await start_sandbox(port=port, config=config)
     try:
+        stopped = stop_signal()
         click.secho(WARNING, fg="red", bold=True, err=True)
         click.echo(f"patchwarden sandbox: open {sandbox.url}  (calendar feed {sandbox.url}calendar.ics)")
         click.echo(
             "Its database is temporary and migrated by the sandbox itself: no `db upgrade` needed. Ctrl-C stops."
         )
-        signame = await until_stopped()
+        signame = await stopped
         click.echo(f"{signame}: stopping the sandbox...", err=True)
     finally:
         await sandbox.stop()

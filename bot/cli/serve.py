@@ -73,9 +73,9 @@ async def _serve(host: str, port: int, socket_mode: bool) -> None:
             if exc.errno == errno.EADDRINUSE:
                 raise PortInUseError(port) from exc
             raise
+        stop = common.stop_signal()
         click.echo(f"patchwarden listening on http://{host}:{port} (POST /slack/events, GET /healthz); Ctrl-C stops")
-        stop = asyncio.create_task(common.until_stopped())
-        waits: set[asyncio.Task[Any]] = {stop}
+        waits: set[asyncio.Future[Any]] = {stop}
         if socket_mode:
             assert s.slack_app_token is not None
             token = s.slack_app_token.get_secret_value()
@@ -97,17 +97,23 @@ async def _serve(host: str, port: int, socket_mode: bool) -> None:
 
 
 async def finish_deployments(deps: Deps, grace: float) -> None:
-    """Let running deployment steps finish within ``grace`` seconds; cancel the rest.
+    """Let running deployments finish within ``grace`` seconds; cancel the rest and record them as
+    interrupted before the process exits (failed, systems unlocked, said in their threads)."""
+    from bot import jobs
 
-    A cancelled run stays unfinished in the database; the recovery sweep at the next start closes it as
-    interrupted, unlocks its system and says so in its thread (``bot/workflows/recovery.py``)."""
     running = deps.deployments.tasks()
     if not running:
         return
     click.echo(f"waiting up to {grace:.0f} s for {len(running)} running deployment(s) to finish...", err=True)
     _, late = await asyncio.wait(running, timeout=grace)
+    ids = deps.deployments.ids_of(list(late))  # read before cancelling: a finished task forgets its rows
     for task in late:
         task.cancel()
     if late:
         await asyncio.wait(late, timeout=5)
-        log.warning("%d deployment(s) interrupted by shutdown; the next start closes them as interrupted", len(late))
+        try:
+            closed = await jobs.run_recovery(deps, ids)
+        except Exception:  # the database or Slack is gone too: the next start's recovery sweep closes them
+            log.exception("could not record the interrupted deployments; the next start does")
+            return
+        click.echo(f"{closed} deployment(s) cut off by the shutdown, recorded as interrupted", err=True)

@@ -120,9 +120,15 @@ def register(app: AsyncApp, deps: Deps) -> None:
         user, channel = body["user"]["id"], body.get("channel", {}).get("id", "")
 
         async def work() -> None:
-            change_id, _stage, _revision = parse_value(action["value"])
+            change_id, stage, revision = parse_value(action["value"])
             async with deps.sessions.begin() as session:
                 change = await lifecycle.load(session, change_id)
+                refusal = await approval.check_can_decide(
+                    session, config=deps.config, change_id=change_id, stage=stage, revision=revision, user=user
+                )
+            if refusal is not None:  # said before the reason is asked for, not after
+                await notify.ephemeral(deps, channel=channel, user=user, text=refusal)
+                return
             view = modal.reject_modal(
                 change_key=change.key,
                 title=change.title,

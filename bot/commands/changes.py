@@ -111,7 +111,7 @@ def register(app: AsyncApp, deps: Deps, router: Router) -> None:
     ) -> None:
         user = body["user"]["id"]
         try:
-            data = change_flow.validate_input(config, modal.read_values(view))
+            data = change_flow.validate_input(config, modal.read_values(view), now=deps.clock.now())
         except InputError as exc:
             await ack(response_action="errors", errors=exc.field_errors)
             return
@@ -130,7 +130,7 @@ def register(app: AsyncApp, deps: Deps, router: Router) -> None:
                         session, config=config, advisory_id=advisory_id, change=change, actor=user, now=deps.clock.now()
                     )
             try:
-                await cards.post_card(deps, change.id)
+                snap = await cards.post_card(deps, change.id)
             except SlackApiError as exc:  # saved all the same: the sweep posts the card once Slack answers
                 log.warning("card of %s not posted: %s", change.key, exc.response.get("error"))
                 await notify.ephemeral(
@@ -147,7 +147,8 @@ def register(app: AsyncApp, deps: Deps, router: Router) -> None:
                 deps,
                 channel=channel,
                 user=user,
-                text=f"{change.key} is requested and posted in <#{config.slack.approvals_channel}>.",
+                text=f":white_check_mark: *{change.key}* is requested: see "
+                f"{await notify.card_link(deps, snap.change if snap else change)}.",
             )
 
         await guarded(lambda text: notify.ephemeral(deps, channel=channel, user=user, text=text), work)
@@ -157,7 +158,7 @@ def register(app: AsyncApp, deps: Deps, router: Router) -> None:
         user = body["user"]["id"]
         meta = json.loads(view.get("private_metadata") or "{}")
         try:
-            data = change_flow.validate_input(config, modal.read_values(view))
+            data = change_flow.validate_input(config, modal.read_values(view), now=deps.clock.now())
         except InputError as exc:
             await ack(response_action="errors", errors=exc.field_errors)
             return

@@ -10,6 +10,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
 from bot.blocks import schedule as schedule_blocks
+from bot.blocks.announcement import when_text
 from bot.blocks.schedule import BookMode, ScheduleAction
 from bot.commands.replies import guarded
 from bot.commands.router import CommandContext, Router, out_of_date, usage_error
@@ -74,7 +75,9 @@ async def book_and_answer(
         return
     await cards.refresh_card(deps, change_id)
     window = result.window
-    when = format_slot(Slot(window.start, window.end), result.timezone)
+    # the same <!date> rendering as the card (each reader's local time), then the system's own clock
+    local = format_slot(Slot(window.start, window.end), result.timezone)
+    when = f"{when_text(window.start, window.end, result.timezone)} · on the system's clock {local}"
     verb = "moved to" if result.previous is not None else "booked for"
     n = result.announced
     told = f"; users are told in {n} channel{'s' if n != 1 else ''}" if n else ""

@@ -53,8 +53,16 @@ class DryRunExecutor(Executor[DryRunOptions]):
         results = []
         for target in targets:
             await ctx.emit(f"{target}: {status}")
-            results.append(TargetResult(target=target, status=status, detail="dry run: nothing was changed"))
-        verb = "would fail" if failed else "nothing changed"
+            # a pretended "changed" says so: never "changed" next to "nothing was changed"
+            detail = (
+                "dry run: pretended to change it (nothing real was touched)"
+                if good is TargetStatus.CHANGED
+                else ("dry run: pretended to check it")
+            )
+            results.append(
+                TargetResult(target=target, status=status, detail="dry run: would fail" if failed else detail)
+            )
+        verb = "would fail" if failed else "pretended (nothing real was touched)"
         return HookResult(
             ok=not failed,
             summary=f"dry run {ctx.step} on {len(targets)} target(s): {verb}",

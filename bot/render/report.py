@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import Config
@@ -127,8 +128,28 @@ def to_text(reports: list[SystemReport]) -> str:
     return "\n".join(lines)
 
 
+# Each outcome's colour says what it means: completed green, failures red, cancelled/expired grey.
+OUTCOME_COLOURS: dict[str, str] = {
+    "open": "#5bc0de",
+    "completed": "#5cb85c",
+    "cancelled": "#999999",
+    "expired": "#c8c8c8",
+    "rejected": "#f0ad4e",
+    "failed": "#d9534f",
+    "rolled_back": "#8e44ad",
+}
+
+
 def chart_png(reports: list[SystemReport]) -> bytes:
     """Two bar charts side by side: advisories (open / overdue) and changes by outcome, per system."""
+    fig = chart_figure(reports)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def chart_figure(reports: list[SystemReport]) -> Figure:
+    """The report's figure (counts on whole-number axes)."""
     fig = Figure(figsize=(12, 1.8 + 0.5 * max(1, len(reports))), dpi=100)
     adv, chg = fig.subplots(1, 2)
     names = [r.system for r in reports]
@@ -141,8 +162,8 @@ def chart_png(reports: list[SystemReport]) -> bytes:
     adv.set_title("Open advisories", fontsize=10)
     adv.legend(fontsize=8)
     left = [0] * len(reports)
-    colours = ["#5bc0de", "#5cb85c", "#777777", "#aaaaaa", "#d9534f", "#f0ad4e", "#8e44ad"]
-    for outcome, colour in zip(OUTCOMES, colours, strict=False):
+    for outcome in OUTCOMES:
+        colour = OUTCOME_COLOURS.get(outcome, "#777777")
         values = [r.changes.get(outcome, 0) for r in reports]
         if any(values):
             chg.barh(ys, values, left=left, color=colour, label=outcome.replace("_", " "))
@@ -151,7 +172,7 @@ def chart_png(reports: list[SystemReport]) -> bytes:
     chg.set_title("Changes by outcome", fontsize=10)
     if any(left):
         chg.legend(fontsize=8)
+    for axis in (adv, chg):  # counts: never a 0.5 step
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+    return fig

@@ -249,6 +249,12 @@ class FakeSlack(FakeFiles):
         msg.text, msg.blocks = p.get("text", msg.text), p.get("blocks", msg.blocks)
         return web.json_response({"ok": True, "channel": msg.channel, "ts": msg.ts})
 
+    async def _chat_getPermalink(self, p: dict[str, Any]) -> web.Response:
+        if p.get("message_ts", "") not in self.messages:
+            return web.json_response({"ok": False, "error": "message_not_found"})
+        ts = str(p["message_ts"]).replace(".", "")
+        return web.json_response({"ok": True, "permalink": f"{self.url}/archives/{p.get('channel')}/p{ts}"})
+
     async def _chat_postEphemeral(self, p: dict[str, Any]) -> web.Response:
         ts = self._next_ts()
         self.messages[ts] = Message(

@@ -17,6 +17,7 @@ from bot.deps import Deps
 from bot.slack import thread
 from bot.views import ChangeSnapshot
 from storage import outbox
+from storage.models import Change
 
 log = logging.getLogger(__name__)
 
@@ -95,3 +96,15 @@ async def upload(deps: Deps, *, channel: str, file: bytes, filename: str, title:
 async def open_modal(deps: Deps, *, trigger_id: str, view: dict[str, Any]) -> None:
     """Open a modal for the person whose click or command carried ``trigger_id``. Raises on a Slack failure."""
     await deps.client.views_open(trigger_id=trigger_id, view=view)
+
+
+async def card_link(deps: Deps, change: Change) -> str:
+    """``<permalink|its card>`` for the change's card (Slack's ``chat.getPermalink``), else the channel."""
+    channel = change.channel or deps.config.slack.approvals_channel
+    if change.thread_ts:
+        try:
+            resp = await deps.client.chat_getPermalink(channel=channel, message_ts=change.thread_ts)
+            return f"<{resp['permalink']}|its card> in <#{channel}>"
+        except SlackApiError as exc:
+            log.warning("permalink of %s failed: %s", change.key, exc.response.get("error"))
+    return f"its card in <#{channel}>"

@@ -254,3 +254,29 @@ async def reject(
         approval_deadline=None,
     )
     return DecisionResult(Outcome.REJECTED, change, f"You rejected {change.key}.")
+
+
+async def check_can_decide(
+    session: AsyncSession, *, config: Config, change_id: int, stage: str, revision: int, user: str
+) -> str | None:
+    """Why ``user`` could not decide on this stage now (not pending, edited, already decided, not an
+    approver), or None. Read-only: Reject asks for its reason only after this; ``reject`` checks again."""
+    change = await lifecycle.load(session, change_id)
+    if change.state is not PENDING_APPROVAL.get(stage):
+        return f"{change.key} is not awaiting {stage} approval (it is *{state_label(change.state)}*)."
+    if change.revision != revision:
+        return (
+            f"{change.key} was edited since this card was shown (now revision {change.revision}); "
+            "look at the updated card and decide again."
+        )
+    rows = await changes.approvals(session, change.id, stage=stage, revision=change.revision, include_stale=False)
+    if any(a.user_id == user for a in rows):
+        return ALREADY_DECIDED
+    progress = progress_from(config, change=change, stage=stage, rows=rows)
+    if not progress.eligible_anywhere(user):
+        who = ", ".join(f"<@{p}>" for p in sorted(progress.pending_people())) or "nobody"
+        return (
+            f"You cannot decide on {change.key}: you are not an approver of its {stage} stage "
+            f"(or you requested or edited it). Who can decide: {who}."
+        )
+    return None

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -33,9 +34,32 @@ APPROVABLE_FIELDS: dict[str, str] = {
 }
 
 
-def validate_input(config: Config, raw: dict[str, object]) -> ChangeInput:
-    """Validate form values; InputError.field_errors maps each bad field (block id) to a message."""
+MAX_DOWNTIME = timedelta(days=7)
+_DURATION = re.compile(r"(\d+(?:[.,]\d+)?)\s*(w|weeks?|d|days?|h|hrs?|hours?|m|mins?|minutes?)\b", re.I)
+_ENDLESS = re.compile(r"\b(forever|indefinite(ly)?|infinite|endless|unknown|unlimited)\b", re.I)
+_UNIT = {"w": timedelta(weeks=1), "d": timedelta(days=1), "h": timedelta(hours=1), "m": timedelta(minutes=1)}
+
+
+def downtime_problem(text: str) -> str | None:
+    """Why an expected downtime would mislead a reviewer (endless, or above ``MAX_DOWNTIME``), else None.
+
+    The field stays free text ("about 10 minutes", "none"): only what no reviewer could plan with is refused."""
+    if _ENDLESS.search(text):
+        return "Give the downtime as a duration a reviewer can plan with, e.g. 15 minutes or 2h (at most 7 days)."
+    total = sum(
+        (_UNIT[unit[0].lower()] * float(n.replace(",", ".")) for n, unit in _DURATION.findall(text)), timedelta()
+    )
+    if total > MAX_DOWNTIME:
+        return "That is more than 7 days of downtime; split the change, or give the real estimate."
+    return None
+
+
+def validate_input(config: Config, raw: dict[str, object], *, now: datetime | None = None) -> ChangeInput:
+    """Validate form values; InputError.field_errors maps each bad field (block id) to a message.
+
+    With ``now``, planned dates already past everywhere on Earth (UTC-12) are refused."""
     errors: dict[str, str] = {}
+    today = (now - timedelta(hours=12)).date() if now is not None else None
     try:
         data = ChangeInput.model_validate(raw)
     except ValidationError as exc:
@@ -54,10 +78,16 @@ def validate_input(config: Config, raw: dict[str, object]) -> ChangeInput:
             field_errors={"systems": f"Unknown system {', '.join(unknown)}. Known: {known}."},
         )
     if data.change_class is ChangeClass.EMERGENCY and not data.details:
-        raise InputError(
-            "emergency without reason",
-            field_errors={"details": "An emergency change needs its reason in the details."},
-        )
+        errors["details"] = "An emergency change needs its reason in the details."
+    for field, planned in (("planned_test", data.planned_test), ("planned_prod", data.planned_prod)):
+        if today is not None and planned is not None and planned < today:
+            errors[field] = f"That date has passed; plan for {today.isoformat()} or later."
+    if (problem := downtime_problem(data.expected_downtime)) is not None:
+        errors["expected_downtime"] = problem
+    if not data.rollback_plan.strip():
+        errors["rollback_plan"] = "Say how to undo this change if it breaks (the approvers rely on it)."
+    if errors:
+        raise InputError("invalid change request", field_errors=errors)
     return data
 
 

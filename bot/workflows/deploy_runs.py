@@ -38,7 +38,8 @@ def launch(deps: Deps, run: flow.Run) -> asyncio.Task[Change]:
             clock=deps.clock,
             sink=sink_for(deps, run.change),
             run=run,
-        )
+        ),
+        ids=tuple(t.deployment_id for t in run.targets),
     )
 
 

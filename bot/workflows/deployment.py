@@ -209,6 +209,7 @@ async def start(
                         started_at=now,
                         steps=[],
                         output="",
+                        bypass_reason=now_reason.strip() if window is None and now_reason else None,
                     ),
                 )
                 if not await deployments.acquire_lock(session, system=system, deployment_id=row.id, now=now):

@@ -8,6 +8,7 @@ grace period cannot still be running anywhere, on any replica.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -45,13 +46,20 @@ def longest_run(executors: Executors, system: str, stage: str) -> timedelta:
 
 
 async def close_interrupted(
-    session: AsyncSession, *, config: Config, executors: Executors, now: datetime
+    session: AsyncSession, *, config: Config, executors: Executors, now: datetime, ids: Sequence[int] | None = None
 ) -> list[Interrupted]:
-    """Close every run that cannot be alive any more. Safe to run on every replica at once (compare-and-set)."""
+    """Close every run that cannot be alive any more. Safe to run on every replica at once (compare-and-set).
+
+    ``ids``: runs this process itself cut off while shutting down (``serve`` on SIGTERM, after its grace
+    period): they are known dead, so they are closed now, whatever their age."""
     out = []
-    candidates = await deployments.unfinished_before(session, started_before=now - GRACE)
+    if ids is not None:
+        unfinished = (DeploymentStatus.RUNNING, DeploymentStatus.VERIFYING, DeploymentStatus.ROLLING_BACK)
+        candidates = [d for d in await deployments.by_ids(session, ids) if d.status in unfinished]
+    else:
+        candidates = await deployments.unfinished_before(session, started_before=now - GRACE)
     for dep in candidates:
-        if now - dep.started_at < longest_run(executors, dep.system, dep.stage):
+        if ids is None and now - dep.started_at < longest_run(executors, dep.system, dep.stage):
             continue
         if not await deployments.set_status(
             session, dep.id, expected=[dep.status], new=DeploymentStatus.FAILED, finished_at=now

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.config import Config
 from bot.views import ChangeSnapshot
 from bot.workflows import approval, auto_approval, plan_preview
-from storage import changes, deployments, reports, windows
+from storage import advisories, changes, deployments, reports, windows
 from storage.models import AuditEntry, Change, stage_of
 
 
@@ -32,7 +32,30 @@ async def snapshot(session: AsyncSession, *, config: Config, change: Change, his
         )
     )
     auto = await auto_approval.status(session, config=config, change=change) if config.policy.auto_approve else None
-    return ChangeSnapshot(change, stage, progress, rows, entries, booked, deployed, plans, auto)
+    results = await reports.for_change(session, change.id, kind="test_result")
+    test_result = str(results[-1].payload.get("result", "recorded")) if results else None
+    return ChangeSnapshot(
+        change,
+        stage,
+        progress,
+        rows,
+        entries,
+        booked,
+        deployed,
+        plans,
+        test_result=test_result,
+        advisory_link=await _advisory_link(session, change),
+        auto=auto,
+    )
+
+
+async def _advisory_link(session: AsyncSession, change: Change) -> str | None:
+    """A Slack archive link to the post of the advisory the change is linked to (by id or alias)."""
+    linked = await advisories.linked_to_change(session, change.id)
+    record = next((r for r in linked if r.channel and r.message_ts), None)
+    if record is None or not record.channel or not record.message_ts:
+        return None
+    return f"https://slack.com/archives/{record.channel}/p{record.message_ts.replace('.', '')}"
 
 
 def to_json(snap: ChangeSnapshot) -> dict[str, Any]:

@@ -11,6 +11,7 @@ no "missed" notice. Screenshots go to ``test-artifacts/`` (gitignored) so a fail
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import AsyncIterator
@@ -97,6 +98,15 @@ async def test_browser_plays_request_approve_schedule_home_and_calendar(sandbox:
             # the card appears in #patch-approvals with the Approve button
             await page.locator(f'a[data-channel="{demo.APPROVALS}"]').click()
             await expect(timeline).to_contain_text("CHG-1 · Update jQuery to 3.5.0")
+            # polling does not re-render an unchanged timeline (text stays selectable)
+            # (the old page re-rendered on every poll, as the clock changed: never 4 quiet polls in a row)
+            for _ in range(10):
+                renders, polls = await page.evaluate("[S.renders, S.polls]")
+                await page.wait_for_function(f"S.polls >= {polls + 4}")
+                if await page.evaluate("S.renders") == renders:
+                    break
+            else:
+                raise AssertionError("the timeline re-rendered on every poll although nothing changed")
             await shot("03-card")
 
             # the owner (Alice) approves the test stage from the card
@@ -124,6 +134,7 @@ async def test_browser_plays_request_approve_schedule_home_and_calendar(sandbox:
             await expect(home).to_contain_text("Overdue advisories")
             await expect(home).to_contain_text("Nothing waits for your approval")
             await expect(home).to_contain_text("CHG-1 test on web-shop (booked)")
+            await expect(page.locator("#composer")).to_be_hidden()  # no message box into a "# home" channel
             await shot("06-home")
 
             # the calendar picture arrives in #ops and really renders
@@ -193,7 +204,10 @@ async def test_browser_plays_request_approve_schedule_home_and_calendar(sandbox:
             assert not any("missed" in text for text in shop)
             # the clock shows its zone; a window time in the announcement is rendered, with its zone
             await expect(page.get_by_test_id("clock")).to_contain_text("(")
-            assert "<!date" not in "".join(shop) and "**" not in "".join(shop)
+            assert "<!date" not in "".join(shop) and "*" not in "".join(shop)  # bold around dates is rendered
+            await page.locator(f'a[data-channel="{demo.APPROVALS}"]').click()
+            everything = "\n".join(await timeline.locator("div.msg").all_inner_texts())
+            assert not re.findall(r":[a-z_]{3,}:", everything), re.findall(r":[a-z_]{3,}:", everything)
             await shot("11-shop-users")
         finally:
             await browser.close()

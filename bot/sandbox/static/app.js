@@ -1,7 +1,7 @@
 // patchwarden sandbox page: renders the fake Slack's state and sends what a Slack client would send.
 "use strict";
 
-const S = { me: null, view: null, state: null, lastJson: "", modalKey: "", people: {}, channels: {} };
+const S = { me: null, view: null, state: null, lastJson: "", modalKey: "", people: {}, channels: {}, polls: 0, renders: 0 };
 const EMOJI = {
   white_check_mark: "✅", hourglass_flowing_sand: "⏳", hourglass: "⌛", no_entry: "⛔", tada: "🎉",
   warning: "⚠️", x: "❌", rewind: "⏪", alarm_clock: "⏰", rotating_light: "🚨", bell: "🔔", pencil2: "✏️",
@@ -52,6 +52,10 @@ function token(inner) {
   }
   if (inner.startsWith("!")) return `<b>@${escapeText(inner.slice(1).split("|")[0])}</b>`;
   const [url, label] = inner.split("|");
+  const archive = /\/archives\/([A-Z0-9]+)\/p(\d+)(\d{6})$/.exec(url);  // a permalink: jump there in the page
+  if (archive) {
+    return `<a href="#" class="jump" data-jump-channel="${escapeText(archive[1])}" data-jump-ts="${archive[2]}.${archive[3]}">${escapeText(label || "message")}</a>`;
+  }
   if (/^https?:\/\//.test(url)) return `<a href="${escapeText(url)}" target="_blank" rel="noopener">${escapeText(label || url)}</a>`;
   return escapeText(`<${inner}>`);
 }
@@ -111,6 +115,7 @@ async function api(kind, body) {
 async function refresh(force = false) {
   const resp = await fetch(`/api/state?user=${encodeURIComponent(S.me || "")}`);
   const state = await resp.json();
+  S.polls += 1;
   S.state = state;
   renderClock();
   const { now, ...rest } = state;  // the clock moves every poll; only a real change re-renders the timeline
@@ -271,6 +276,7 @@ function renderClock() {
   if ($("#clock").textContent !== text) $("#clock").textContent = text;
 }
 function render() {
+  S.renders += 1;
   const st = S.state;
   $("#banner").textContent = st.banner;
   S.people = Object.fromEntries(st.people.map((p) => [p.id, p]));
@@ -328,6 +334,15 @@ async function main() {
     await refresh(true);
   });
   $("#home-link").addEventListener("click", (e) => { e.preventDefault(); openHome(); });
+  document.addEventListener("click", (e) => {  // permalinks: open the channel and show the message
+    const link = e.target.closest("a.jump");
+    if (!link) return;
+    e.preventDefault();
+    S.view = link.dataset.jumpChannel;
+    render();
+    const target = document.querySelector(`.msg[data-ts="${CSS.escape(link.dataset.jumpTs)}"]`);
+    if (target) { target.scrollIntoView({ block: "center" }); target.classList.add("highlight"); }
+  });
   for (const button of document.querySelectorAll("[data-hours], [data-next-window]")) {
     button.addEventListener("click", async () => {
       const buttons = document.querySelectorAll("#skip button");

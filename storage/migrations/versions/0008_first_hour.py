@@ -1,16 +1,17 @@
-"""first hour: issue 13 (the first hour)
+"""first hour: deployments.bypass_reason, the ``--now`` reason shown on the change card (issue 13)
 
 Revision ID: 0008
 Revises: 0007
 Create Date: 2026-12-03
 
-Reserved in the linear chain so that parallel work lands without competing heads; empty until filled.
+An emergency deploy outside any window was told only in the thread; the card's Deployments line now says
+it ran outside a window and why. NULL for every deployment that ran in its window.
 """
 
 from __future__ import annotations
 
-import sqlalchemy as sa  # noqa: F401
-from alembic import op  # noqa: F401
+import sqlalchemy as sa
+from alembic import op
 
 revision = "0008"
 down_revision = "0007"
@@ -19,8 +20,10 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    with op.batch_alter_table("deployments") as batch:
+        batch.add_column(sa.Column("bypass_reason", sa.Text(), nullable=True))
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table("deployments") as batch:
+        batch.drop_column("bypass_reason")
