@@ -8,8 +8,9 @@ unit of work inside it is claimed with a compare-and-set, so two replicas never 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -18,7 +19,7 @@ from bot.commands import deploy
 from bot.deps import Deps
 from bot.slack import advisory_posts, notify, outbox_sender
 from bot.workflows import announcements, audit_publish, recovery, reminders
-from storage import changes
+from storage import alarms, changes
 from storage.models import Change
 
 log = logging.getLogger(__name__)
@@ -127,6 +128,19 @@ def create_scheduler(deps: Deps) -> AsyncIOScheduler:
     ]
     if feeds:
         jobs.insert(0, ("feeds_poll", run_feeds_poll, deps.config.advisories.poll_every))
+
+    async def run_arm(d: Deps) -> None:  # exact alarms for due windows (issue 14)
+        await run_arm_windows(d, scheduler)
+
+    scheduler.add_job(
+        _safe(_led("arm_windows", run_arm)),
+        "interval",
+        args=[deps],
+        id="arm_windows",
+        seconds=ARM_EVERY.total_seconds(),
+        next_run_time=datetime.now(UTC),
+        replace_existing=True,
+    )
     for job_id, fn, every in jobs:
         scheduler.add_job(
             _safe(_led(job_id, fn)),
@@ -137,6 +151,36 @@ def create_scheduler(deps: Deps) -> AsyncIOScheduler:
             replace_existing=True,
         )
     return scheduler
+
+
+ALARM_HORIZON = timedelta(hours=3)  # windows starting this far ahead get an exact alarm
+ALARM_RESOLUTION = timedelta(milliseconds=100)  # starts within one step share an alarm
+ARM_EVERY = timedelta(minutes=1)  # re-read the bookings (new, moved, cancelled) this often
+
+
+def arm_alarms(
+    scheduler: AsyncIOScheduler, starts: list[datetime], fn: Callable[..., Awaitable[object]], args: list[object]
+) -> int:
+    """One date job per start (rounded up to ``ALARM_RESOLUTION``) that runs ``fn(*args)``; returns alarms set.
+
+    Ids are derived from the moment, so re-arming replaces instead of doubling; an alarm for a window that
+    was moved or cancelled fires into a claim that finds nothing. The interval sweep stays the safety net.
+    """
+    step = ALARM_RESOLUTION.total_seconds()
+    moments = sorted({datetime.fromtimestamp(math.ceil(s.timestamp() / step) * step, UTC) for s in starts})
+    for moment in moments:
+        scheduler.add_job(
+            fn, "date", run_date=moment, args=args, id=f"window-alarm:{moment.isoformat()}", replace_existing=True
+        )
+    return len(moments)
+
+
+async def run_arm_windows(deps: Deps, scheduler: AsyncIOScheduler) -> int:
+    """Arm an exact alarm for each booked window starting within ``ALARM_HORIZON`` (at start and every minute)."""
+    now = deps.clock.now()
+    async with deps.sessions.begin() as session:
+        starts = await alarms.upcoming_starts(session, after=now, until=now + ALARM_HORIZON)
+    return arm_alarms(scheduler, starts, _safe(deploy.run_due_windows), [deps])
 
 
 async def run_jobs_now(scheduler: AsyncIOScheduler) -> None:
