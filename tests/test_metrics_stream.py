@@ -123,7 +123,7 @@ async def test_log_streamed_as_ndjson_and_heads_published(
         if m.metadata:
             m.metadata["event_payload"]["signature"] = m.metadata["event_payload"]["signature"][::-1]
     result = await asyncio.to_thread(CliRunner().invoke, cli, ["audit", "verify", "--against", "channel"])
-    assert result.exit_code == 1 and "audit channel checkpoint at entry 3" in result.output, result.output
+    assert result.exit_code == 1 and "head in the audit channel at entry 3" in result.output, result.output
 
 
 class _Udp(asyncio.DatagramProtocol):
