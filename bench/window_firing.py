@@ -7,6 +7,8 @@ measures event-loop lag every few milliseconds. The baseline is the same schedul
 for the same time in the same process. Prints numbers; asserts nothing about time.
 
     python bench/window_firing.py [--windows 10000] [--spread 20] [--every 1.0]
+
+Runs twice in one process: the sweep alone (before), then the bot's exact alarms plus the sweep (after).
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storage import db, migrate, windows
+from bot import scheduler as bot_scheduler
+from storage import alarms, db, migrate, windows
 from storage.models import Change, ChangeClass, ChangeState, Window, WindowState
 
 TICK = 0.005
@@ -92,12 +95,17 @@ async def seed(sessions: async_sessionmaker[AsyncSession], *, count: int, first:
         await session.execute(insert(Window), rows)
 
 
-async def run(duration: float, every: float, job: object) -> list[float]:
-    """Run ``job`` every ``every`` s on a real scheduler for ``duration`` s; returns the loop lags."""
+async def run(duration: float, every: float, job: object, starts: list[datetime] | None = None) -> list[float]:
+    """Run ``job`` every ``every`` s on a real scheduler for ``duration`` s; returns the loop lags.
+
+    With ``starts``, also the bot's exact alarms (``bot.scheduler.arm_alarms``) for those window starts."""
     scheduler = AsyncIOScheduler(
         timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600}
     )
     scheduler.add_job(job, "interval", seconds=every, id="sweep", next_run_time=datetime.now(UTC))
+    if starts is not None:
+        armed = bot_scheduler.arm_alarms(scheduler, starts, job, [])  # type: ignore[arg-type]
+        print(f"armed {armed} alarms (resolution {bot_scheduler.ALARM_RESOLUTION.total_seconds() * 1000:g} ms)")
     lags: list[float] = []
     stop = asyncio.Event()
     tick = asyncio.create_task(ticker(lags, stop))
@@ -107,6 +115,36 @@ async def run(duration: float, every: float, job: object) -> list[float]:
     stop.set()
     await tick
     return lags
+
+
+async def measure(
+    sessions: async_sessionmaker[AsyncSession], args: argparse.Namespace, mode: str, *, alarmed: bool
+) -> tuple[int, list[float], list[float]]:
+    """Seed the windows, fire them (sweep, or alarms + sweep); returns claimed, lateness and loop stalls."""
+    first = datetime.now(UTC) + timedelta(seconds=3)
+    started = time.perf_counter()
+    await seed(sessions, count=args.windows, first=first, spread=args.spread)
+    print(f"{mode}: seeded {args.windows} booked windows in {time.perf_counter() - started:.2f} s")
+    starts = None
+    if alarmed:
+        async with sessions.begin() as session:  # what the bot's arm_windows job reads at start
+            now = datetime.now(UTC)
+            starts = await alarms.upcoming_starts(session, after=now, until=now + bot_scheduler.ALARM_HORIZON)
+    duration = (first - datetime.now(UTC)).total_seconds() + args.spread + 2 * args.every + 1
+    lateness: list[float] = []
+    claimed = 0
+
+    async def fire() -> None:
+        nonlocal claimed
+        now = datetime.now(UTC)
+        async with sessions.begin() as session:
+            for window in await windows.due_windows(session, now=now):
+                if await windows.claim_window(session, window.id, owner="bench", now=now):
+                    claimed += 1
+                    lateness.append((datetime.now(UTC) - window.start).total_seconds())
+
+    fired = await run(duration, args.every, fire, starts)
+    return claimed, lateness, fired
 
 
 async def main() -> None:
@@ -126,33 +164,19 @@ async def main() -> None:
             await asyncio.sleep(0)
 
         baseline = await run(duration, args.every, trivial)
-        first = datetime.now(UTC) + timedelta(seconds=3)
-        started = time.perf_counter()
-        await seed(sessions, count=args.windows, first=first, spread=args.spread)
-        seeded = time.perf_counter() - started
-        print(f"seeded {args.windows} booked windows in {seeded:.2f} s")
-        duration = (first - datetime.now(UTC)).total_seconds() + args.spread + 2 * args.every + 1
-
-        lateness: list[float] = []
-        claimed = 0
-
-        async def fire() -> None:
-            nonlocal claimed
-            now = datetime.now(UTC)
-            async with sessions.begin() as session:
-                for window in await windows.due_windows(session, now=now):
-                    if await windows.claim_window(session, window.id, owner="bench", now=now):
-                        claimed += 1
-                        lateness.append((datetime.now(UTC) - window.start).total_seconds())
-
-        fired = await run(duration, args.every, fire)
+        results = []
+        for mode in ("sweep only (before)", "alarms + sweep (after)"):
+            claimed, lateness, fired = await measure(sessions, args, mode, alarmed=mode.startswith("alarms"))
+            results.append((mode, claimed, lateness, fired))
         await engine.dispose()
-    print(f"sweep every {args.every:g} s, {args.windows} windows starting over {args.spread:g} s, claimed {claimed}")
-    print(line("firing lateness", lateness))
-    print(line("loop stall, firing sweep", fired))
+    print(f"sweep every {args.every:g} s, {args.windows} windows starting over {args.spread:g} s")
+    for mode, claimed, lateness, fired in results:
+        print(f"-- {mode}: claimed {claimed}")
+        print(line("firing lateness", lateness))
+        print(line("loop stall, firing", fired))
+        if claimed != args.windows:
+            print(f"NOTE: {args.windows - claimed} windows were not fired within the run")
     print(line("loop stall, trivial job", baseline))
-    if claimed != args.windows:
-        print(f"NOTE: {args.windows - claimed} windows were not fired within the run")
 
 
 if __name__ == "__main__":

@@ -8,12 +8,15 @@ tick, and each unit of work inside it is claimed with a compare-and-set, so two 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot import jobs
 from bot.deps import Deps
+from storage import alarms
 
 log = logging.getLogger(__name__)
 Scheduler = AsyncIOScheduler  # for type annotations elsewhere, without importing apscheduler there
@@ -33,7 +36,50 @@ def create_scheduler(deps: Deps) -> AsyncIOScheduler:
             seconds=every.total_seconds(),
             replace_existing=True,
         )
+
+    async def run_arm(d: Deps) -> None:  # exact alarms for due windows; the interval sweep stays the net
+        await run_arm_windows(d, scheduler)
+
+    scheduler.add_job(
+        _safe(_led("arm_windows", run_arm)),
+        "interval",
+        args=[deps],
+        id="arm_windows",
+        seconds=ARM_EVERY.total_seconds(),
+        next_run_time=datetime.now(UTC),
+        replace_existing=True,
+    )
     return scheduler
+
+
+ALARM_HORIZON = timedelta(hours=3)  # windows starting this far ahead get an exact alarm
+ALARM_RESOLUTION = timedelta(milliseconds=100)  # starts within one step share an alarm
+ARM_EVERY = timedelta(minutes=1)  # re-read the bookings (new, moved, cancelled) this often
+
+
+def arm_alarms(
+    scheduler: AsyncIOScheduler, starts: list[datetime], fn: Callable[..., Awaitable[object]], args: list[object]
+) -> int:
+    """One date job per start (rounded up to ``ALARM_RESOLUTION``) that runs ``fn(*args)``; returns alarms set.
+
+    Ids are derived from the moment, so re-arming replaces instead of doubling; an alarm for a window that
+    was moved or cancelled fires into a claim that finds nothing. The interval sweep stays the safety net.
+    """
+    step = ALARM_RESOLUTION.total_seconds()
+    moments = sorted({datetime.fromtimestamp(math.ceil(s.timestamp() / step) * step, UTC) for s in starts})
+    for moment in moments:
+        scheduler.add_job(
+            fn, "date", run_date=moment, args=args, id=f"window-alarm:{moment.isoformat()}", replace_existing=True
+        )
+    return len(moments)
+
+
+async def run_arm_windows(deps: Deps, scheduler: AsyncIOScheduler) -> int:
+    """Arm an exact alarm for each booked window starting within ``ALARM_HORIZON`` (at start and every minute)."""
+    now = deps.clock.now()
+    async with deps.sessions.begin() as session:
+        starts = await alarms.upcoming_starts(session, after=now, until=now + ALARM_HORIZON)
+    return arm_alarms(scheduler, starts, _safe(jobs.run_due_windows), [deps])
 
 
 async def run_jobs_now(scheduler: AsyncIOScheduler) -> None:

@@ -205,9 +205,9 @@ async def attack_two_keys(s: AsyncSession) -> None:
 ATTACKS = {
     "rewrite-and-resign-with-fresh-key": (attack_resign_fresh_key, "untrusted key"),
     "all-checkpoints-deleted": (attack_delete_checkpoints, "covered by no signed checkpoint"),
-    "tail-deleted-head-moved": (attack_tail_and_head, "head row head at entry 10"),
+    "tail-deleted-head-moved": (attack_tail_and_head, "head row at entry 10: Ed25519 signature does not verify"),
     "head-row-deleted": (attack_delete_head, "head row is missing"),
-    "forged-entry-appended": (attack_append_forged, "head row head at entry 13"),
+    "forged-entry-appended": (attack_append_forged, "head row at entry 13: Ed25519 signature does not verify"),
     "at-back-dated": (attack_backdate_at, "column at"),
     "checkpoints-by-two-keys": (attack_two_keys, "was in force there"),
 }

@@ -63,30 +63,40 @@ async def _log(h: Harness, n: int) -> None:
             await lifecycle.log(s, config=h.config, now=h.clock.now(), actor=f"U{i}", action="test", note=i)
 
 
-async def _receiver() -> tuple[web.AppRunner, str, list[dict[str, Any]]]:
+async def _receiver() -> tuple[web.AppRunner, str, list[dict[str, Any]], list[dict[str, Any]]]:
     got: list[dict[str, Any]] = []
+    witnessed: list[dict[str, Any]] = []
 
-    async def take(request: web.Request) -> web.Response:
-        assert request.content_type == "application/x-ndjson"
-        got.extend(json.loads(line) for line in (await request.text()).splitlines() if line)
-        return web.Response(status=204)
+    def taker(into: list[dict[str, Any]]) -> Any:
+        async def take(request: web.Request) -> web.Response:
+            assert request.content_type == "application/x-ndjson"
+            into.extend(json.loads(line) for line in (await request.text()).splitlines() if line)
+            return web.Response(status=204)
+
+        return take
 
     app = web.Application()
-    app.router.add_post("/siem", take)
+    app.router.add_post("/siem", taker(got))
+    app.router.add_post("/witness", taker(witnessed))
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return runner, f"http://127.0.0.1:{port}/siem", got
+    return runner, f"http://127.0.0.1:{port}/siem", got, witnessed
 
 
 async def test_log_streamed_as_ndjson_and_heads_published(
     harness_factory: Any, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    runner, url, got = await _receiver()
+    runner, url, got, witnessed = await _receiver()
     witness = tmp_path / "witness.jsonl"
-    audit_cfg = {"checkpoint_every": 3, "witness_file": str(witness), "stream": {"url": url}}
+    audit_cfg = {
+        "checkpoint_every": 3,
+        "witness_file": str(witness),
+        "witness_url": url.replace("/siem", "/witness"),
+        "stream": {"url": url},
+    }
     h: Harness = await harness_factory(make_config(audit=audit_cfg, slack={"audit_channel": "C0AUDIT"}))
     try:
         await _log(h, 7)  # checkpoints at 3 and 6, signed in the transactions
@@ -96,6 +106,7 @@ async def test_log_streamed_as_ndjson_and_heads_published(
         assert [e["seq"] for e in entries] == list(range(1, 8)) and entries[0]["record"]["actor"] == "U0"
         assert [c["seq"] for c in heads] == [3, 6] and all(c["signature"] for c in heads)
         assert [json.loads(line)["seq"] for line in witness.read_text().splitlines()] == [3, 6]
+        assert witnessed == heads  # the witness URL got the same signed heads
         posted = h.fake.channel_messages("C0AUDIT")
         assert [m.metadata["event_payload"]["seq"] for m in posted if m.metadata] == [3, 6]
         assert await audit_publish.run_publish(h.deps) == 0  # nothing twice
@@ -123,7 +134,7 @@ async def test_log_streamed_as_ndjson_and_heads_published(
         if m.metadata:
             m.metadata["event_payload"]["signature"] = m.metadata["event_payload"]["signature"][::-1]
     result = await asyncio.to_thread(CliRunner().invoke, cli, ["audit", "verify", "--against", "channel"])
-    assert result.exit_code == 1 and "audit channel checkpoint at entry 3" in result.output, result.output
+    assert result.exit_code == 1 and "head in the audit channel at entry 3" in result.output, result.output
 
 
 class _Udp(asyncio.DatagramProtocol):

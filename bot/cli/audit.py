@@ -38,13 +38,13 @@ async def _published_heads(s: Settings, config: Config | None, against: str | No
     if against and against != "channel":
         files.append(Path(against))  # named explicitly: it must be readable
     for path in dict.fromkeys(files):
-        heads += [audit_flow.PublishedHead.parse(r, source=str(path)) for r in witness.read_file(path)]
+        heads += [audit_flow.PublishedHead.parse(r, source=f"head in {path}") for r in witness.read_file(path)]
     if against == "channel":
         if config is None or not config.slack.audit_channel or s.slack_bot_token is None:
             raise ConfigError("--against channel needs slack.audit_channel and SLACK_BOT_TOKEN")
         client = create_client(token=s.slack_bot_token.get_secret_value(), base_url=s.slack_api_url)
         for record in await audit_posts.read_heads(client, channel=config.slack.audit_channel):
-            heads.append(audit_flow.PublishedHead.parse(record, source="audit channel"))
+            heads.append(audit_flow.PublishedHead.parse(record, source="head in the audit channel"))
     return heads
 
 

@@ -167,7 +167,7 @@ class PublishedHead:
 
 def published(cp: AuditCheckpoint) -> PublishedHead:
     """A checkpoint row in its published form."""
-    return PublishedHead(cp.seq, cp.hash, cp.signed_at, cp.key_id, cp.signature, "database")
+    return PublishedHead(cp.seq, cp.hash, cp.signed_at, cp.key_id, cp.signature, "checkpoint")
 
 
 @dataclass(frozen=True)
@@ -282,16 +282,16 @@ async def verify(
         try:
             _check_head(head, epochs)
         except VerificationError as exc:
-            return fail(f"{head.source} {head.kind} at entry {head.seq}: {exc}", head.seq)
+            return fail(f"{head.source} at entry {head.seq}: {exc}", head.seq)
         entry = await audit.entry_at(session, head.seq)
         if entry is None:
             return fail(
-                f"entry {head.seq}: a signed {head.source} head names it but the log ends at {report.last_seq} "
+                f"entry {head.seq}: the signed {head.source} names it but the log ends at {report.last_seq} "
                 "(truncated)",
                 min(head.seq, report.last_seq + 1),
             )
         if entry.hash != head.hash:
-            return fail(f"entry {head.seq}: hash differs from the signed {head.source} head", head.seq)
+            return fail(f"entry {head.seq}: hash differs from the signed {head.source}", head.seq)
     last_signed = max((cp.seq for cp in cps), default=0)
     if checkpoint_every is not None and report.last_seq - last_signed > checkpoint_every:  # 4.
         return fail(
