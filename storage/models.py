@@ -450,6 +450,7 @@ class AdvisoryMatch(Base):
     fixed: Mapped[list[Any]] = mapped_column(default=list)
     status: Mapped[str] = mapped_column(String(16))  # affected | needs_triage
     reason: Mapped[str] = mapped_column(Text, default="")
+    remediation: Mapped[str] = mapped_column(Text, default="")  # the vendor's fix line (CSAF), issue 9
 
 
 class InventoryPackage(Base):

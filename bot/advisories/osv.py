@@ -93,8 +93,8 @@ def rate_osv(data: Mapping[str, Any]) -> sev.Rated:
     if vector is not None:
         return vector
     ident = str(data.get("id", ""))
-    top = data.get("database_specific") if isinstance(data.get("database_specific"), Mapping) else {}
-    assert isinstance(top, Mapping)
+    raw_top = data.get("database_specific")
+    top: Mapping[str, Any] = raw_top if isinstance(raw_top, Mapping) else {}
     eco = _blocks(data, "ecosystem_specific") + _blocks(data, "database_specific")
     typed = {str(e.get("type")): e.get("score") for e in entries}
     redhat = ident.upper().startswith(("RHSA", "RHBA", "RHEA", "RHSB"))

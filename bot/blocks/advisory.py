@@ -70,7 +70,8 @@ def match_lines(config: Config, v: AdvisoryView) -> list[str]:
         pkg = f"`{escape(m.ecosystem)}/{escape(m.package)}`"
         if m.status == "affected":
             fixed = escape(", ".join(m.fixed)) if m.fixed else "no fixed version listed"
-            lines.append(f"• `{escape(m.system)}` ({owner}): {pkg} {escape(m.installed)} → {fixed}")
+            fix_line = f" (fix: {escape(clip(m.remediation, 200))})" if m.remediation else ""
+            lines.append(f"• `{escape(m.system)}` ({owner}): {pkg} {escape(m.installed)} → {fixed}{fix_line}")
         else:
             lines.append(
                 f"• `{escape(m.system)}` ({owner}): {pkg} {escape(m.installed)}: "

@@ -126,6 +126,7 @@ def _match_rows(matches: Sequence[Match]) -> list[dict[str, object]]:
                 "fixed": list(m.fixed_versions),
                 "status": m.status.value,
                 "reason": m.reason,
+                "remediation": m.remediation,
             }
         )
     return rows
