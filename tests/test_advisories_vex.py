@@ -48,6 +48,19 @@ async def test_vex_and_remediation_reach_the_stored_matches_and_the_post(harness
         assert jquery.fixed == ["3.5.0"] and jquery.remediation.startswith("Upgrade jQuery to 3.5.0.")
     await publish_all(h.deps, result.changed)
     (post,) = await eventually(lambda: h.fake.channel_messages("C0ADVISORIES"))
-    text = json.dumps(post.blocks)
+    text = json.dumps(post.blocks, ensure_ascii=False)
     assert "lodash-es" in text and "npm/lodash`" not in text  # the cleared product is not listed
     assert "fix: Upgrade jQuery to 3.5.0." in text
+
+
+async def test_the_post_says_where_the_severity_came_from(harness_factory: Any) -> None:
+    packages = [{"ecosystem": "PyPI", "name": "widget", "version": "1.0.0"}]
+    h: Harness = await harness_factory(make_config(systems={"web-shop": {"packages": packages}}))
+    flagged = _csaf(REPO / "tests" / "data" / "csaf" / "score-mismatch.json")
+    async with h.deps.sessions.begin() as s:
+        result = await flow.ingest(s, config=h.config, batch=FeedBatch(advisories=(flagged,)), now=h.clock.now())
+    await publish_all(h.deps, result.changed)
+    (post,) = await eventually(lambda: h.fake.channel_messages("C0ADVISORIES"))
+    text = json.dumps(post.blocks, ensure_ascii=False)
+    assert "*Medium* (CVSS 6.5) · from CVSS 3.1 vector" in text
+    assert "declared score disagreed with its vector" in text
