@@ -109,6 +109,16 @@ def test_records_that_are_not_osv_are_refused(name: str, reason: str) -> None:
         parse_osv(json.loads((LOCAL / "osv" / name).read_text()))
 
 
+def test_a_record_naming_only_source_repositories_is_refused() -> None:
+    git_only = {
+        "id": "PW-GIT-1",
+        "modified": "2026-11-30T10:00:00Z",
+        "affected": [{"ranges": [{"type": "GIT", "repo": "https://example.org/r.git", "events": [{"introduced": "0"}]}]}],
+    }
+    with pytest.raises(FeedError, match="names no package, only source repositories"):
+        parse_osv(git_only)
+
+
 async def test_feed_quarantines_non_osv_records_with_a_reason(tmp_path: Path) -> None:
     for name in ("legacy-OSV-2020-111.json", "no-affected-PW-2026-0005.json", "PW-DSA-1571-1.json"):
         shutil.copy(LOCAL / "osv" / name, tmp_path / name)
