@@ -113,7 +113,7 @@ def test_a_record_naming_only_source_repositories_is_refused() -> None:
     git_only = {
         "id": "PW-GIT-1",
         "modified": "2026-11-30T10:00:00Z",
-        "affected": [{"ranges": [{"type": "GIT", "repo": "https://example.org/r.git", "events": [{"introduced": "0"}]}]}],
+        "affected": [{"ranges": [{"type": "GIT", "repo": "https://git.example/r", "events": [{"introduced": "0"}]}]}],
     }
     with pytest.raises(FeedError, match="names no package, only source repositories"):
         parse_osv(git_only)
