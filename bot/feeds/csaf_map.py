@@ -146,11 +146,6 @@ def products(tree: object) -> dict[str, _Product]:
     return found
 
 
-def product_purls(tree: object) -> dict[str, str]:
-    """product_id → purl for every product of a CSAF ``product_tree`` that has one (relationships inherit)."""
-    return {pid: p.purl for pid, p in products(tree).items()}
-
-
 def _fix_lines(vuln: Mapping[str, Any]) -> dict[str, str]:
     lines: dict[str, str] = {}
     for rem in vuln.get("remediations") or []:
