@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO
+from conftest import REPO, SHARED_DATA
 
 from bot.advisories.matching import MatchIndex
 from bot.advisories.osv import parse_osv
@@ -88,6 +88,22 @@ def test_rpm_hosts_match_red_hat_csaf_products_by_platform_release() -> None:
     assert found["rhel9"].fixed_versions == ("1:3.0.7-27.el9",)
     assert found["rhel86"].fixed_versions == ("1:1.1.1k-12.el8_9",)
     assert "errata/PW-RHSA-2026:0001" in found["rhel9"].remediation
+
+
+def test_a_real_red_hat_csaf_document_matches_a_rhel_7_host() -> None:
+    # RHSA-2022:0011 names its rpms only by NEVRA ("telnet-1:0.17-65.el7_6.x86_64") on RHEL 7 platforms.
+    rhsa = parse_csaf(json.loads((SHARED_DATA / "csaf" / "rhsa-2022_0011.json").read_text()))
+    assert {(p.ecosystem, p.name) for p in rhsa.affected} >= {("Red Hat:7", "telnet"), ("Red Hat:7", "telnet-server")}
+    systems = {
+        "rhel7": _host("pkg:rpm/redhat/telnet@0.17-64.el7?arch=x86_64&epoch=1&distro=rhel-7.9"),
+        "rhel7-fixed": _host("pkg:rpm/redhat/telnet@0.17-65.el7_6?arch=x86_64&epoch=1&distro=rhel-7.6"),
+        "rhel8": _host("pkg:rpm/redhat/telnet@0.17-64.el8?arch=x86_64&epoch=1&distro=rhel-8.6"),
+    }
+    matches = MatchIndex([rhsa]).match_all(systems)
+    assert [(m.system, m.fixed_versions, m.status) for m in matches] == [
+        ("rhel7", ("1:0.17-65.el7_6",), MatchStatus.AFFECTED)
+    ]
+    assert "access.redhat.com" in matches[0].remediation
 
 
 def test_debian_x_0_releases_match() -> None:
