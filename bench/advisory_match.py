@@ -184,12 +184,13 @@ def main() -> None:
     sample_rng = random.Random(11)
     baseline_advisories: list[Advisory] = []
     changed_later: list[Advisory] = []
-    t_index = 0.0
+    t_index = cpu_index = 0.0
     t0 = time.perf_counter()
     for advisory in advisory_stream(universe, n_adv):
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.process_time()
         index.upsert(advisory)
         t_index += time.perf_counter() - t1
+        cpu_index += time.process_time() - c1
         if len(baseline_advisories) < 1_000:
             baseline_advisories.append(advisory)
         if sample_rng.random() < 60 / n_adv:
@@ -204,13 +205,15 @@ def main() -> None:
     )
     print(f"peak RSS: {rss_index:.0f} MiB after indexing the advisories, {rss_mib():.0f} MiB with inventory")
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     matches = index.match_all(systems)
-    t_match = time.perf_counter() - t0
+    t_match, cpu_match = time.perf_counter() - t0, time.process_time() - c0
     affected = sum(m.status == "affected" for m in matches)
     print(f"index build (upsert of every advisory): {t_index:.2f} s; full match: {t_match:.2f} s; "
           f"together {t_index + t_match:.2f} s → {len(matches):,} matches ({affected:,} affected); "
           f"version cache {len(index.versions):,} entries")  # fmt: skip
+    # On a shared machine wall time includes waiting for a core; CPU time is what the code costs.
+    print(f"CPU time: index {cpu_index:.2f} s, match {cpu_match:.2f} s, together {cpu_index + cpu_match:.2f} s")
     print(f"peak RSS of the whole run (generator, advisories, inventory, index, matches): {rss_mib():.0f} MiB")
     del matches
 

@@ -463,6 +463,9 @@ class AdvisoryMatch(Base):
     priority: Mapped[str] = mapped_column(String(32), default="")  # the policy's tier for this match
 
 
+    remediation: Mapped[str] = mapped_column(Text, default="")  # the vendor's fix line (CSAF), issue 9
+
+
 class InventoryPackage(Base):
     """An installed package of a system, from an SBOM import or the configuration."""
 

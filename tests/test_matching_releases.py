@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO
+from conftest import REPO, SHARED_DATA
 
 from bot.advisories.matching import MatchIndex
 from bot.advisories.osv import parse_osv
@@ -90,6 +90,22 @@ def test_rpm_hosts_match_red_hat_csaf_products_by_platform_release() -> None:
     assert "errata/PW-RHSA-2026:0001" in found["rhel9"].remediation
 
 
+def test_a_real_red_hat_csaf_document_matches_a_rhel_7_host() -> None:
+    # RHSA-2022:0011 names its rpms only by NEVRA ("telnet-1:0.17-65.el7_6.x86_64") on RHEL 7 platforms.
+    rhsa = parse_csaf(json.loads((SHARED_DATA / "csaf" / "rhsa-2022_0011.json").read_text()))
+    assert {(p.ecosystem, p.name) for p in rhsa.affected} >= {("Red Hat:7", "telnet"), ("Red Hat:7", "telnet-server")}
+    systems = {
+        "rhel7": _host("pkg:rpm/redhat/telnet@0.17-64.el7?arch=x86_64&epoch=1&distro=rhel-7.9"),
+        "rhel7-fixed": _host("pkg:rpm/redhat/telnet@0.17-65.el7_6?arch=x86_64&epoch=1&distro=rhel-7.6"),
+        "rhel8": _host("pkg:rpm/redhat/telnet@0.17-64.el8?arch=x86_64&epoch=1&distro=rhel-8.6"),
+    }
+    matches = MatchIndex([rhsa]).match_all(systems)
+    assert [(m.system, m.fixed_versions, m.status) for m in matches] == [
+        ("rhel7", ("1:0.17-65.el7_6",), MatchStatus.AFFECTED)
+    ]
+    assert "access.redhat.com" in matches[0].remediation
+
+
 def test_debian_x_0_releases_match() -> None:
     etch = _host("pkg:deb/debian/libssl0.9.8@0.9.8c-4etch1?distro=debian-4.0&upstream=openssl")
     lenny = _host("pkg:deb/debian/libssl0.9.8@0.9.8c-4etch1?distro=debian-5.0&upstream=openssl")
@@ -107,6 +123,16 @@ def test_debian_x_0_releases_match() -> None:
 def test_records_that_are_not_osv_are_refused(name: str, reason: str) -> None:
     with pytest.raises(FeedError, match=reason.replace("(", r"\(").replace(")", r"\)")):
         parse_osv(json.loads((LOCAL / "osv" / name).read_text()))
+
+
+def test_a_record_naming_only_source_repositories_is_refused() -> None:
+    git_only = {
+        "id": "PW-GIT-1",
+        "modified": "2026-11-30T10:00:00Z",
+        "affected": [{"ranges": [{"type": "GIT", "repo": "https://git.example/r", "events": [{"introduced": "0"}]}]}],
+    }
+    with pytest.raises(FeedError, match="names no package, only source repositories"):
+        parse_osv(git_only)
 
 
 async def test_feed_quarantines_non_osv_records_with_a_reason(tmp_path: Path) -> None:

@@ -8,8 +8,10 @@ so the walk is written here (about 40 lines), and univers only compares versions
 
 What the inventory cannot decide is reported as ``MatchStatus.NEEDS_TRIAGE``, never dropped: an entry
 with only GIT ranges (a commit graph is needed), an ecosystem without a known version ordering, a version
-univers cannot parse, or a system whose distribution release is unknown while the advisory names one.
-Withdrawn advisories match nothing.
+univers cannot parse, a system whose distribution release is unknown while the advisory names one, or a
+product the vendor is still investigating (CSAF). Withdrawn advisories match nothing. A vendor's VEX
+``known_not_affected`` statement suppresses the match on that product only; suppressed matches are kept in
+``MatchIndex.suppressed`` with the justification, so they can be recorded.
 
 ``MatchIndex`` keys advisories by (ecosystem base, normalised package name), groups the inventory by
 (name, release, version) and caches parsed versions, so a full match costs one evaluation per distinct

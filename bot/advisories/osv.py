@@ -2,8 +2,8 @@
 
 A document is refused (``FeedError``, which a feed turns into a quarantine entry with the reason) when it is
 not an OSV record at all: no ``id``, a legacy pre-1.0 layout (top-level ``package`` / ``affects``), or no
-``affected`` list while not withdrawn. Such records would otherwise be stored as advisories with zero
-packages, matching nothing, silently.
+``affected`` list (or only package-less GIT entries) while not withdrawn. Such records would otherwise be
+stored as advisories with zero packages, matching nothing, silently.
 """
 
 from __future__ import annotations
@@ -93,8 +93,8 @@ def rate_osv(data: Mapping[str, Any]) -> sev.Rated:
     if vector is not None:
         return vector
     ident = str(data.get("id", ""))
-    top = data.get("database_specific") if isinstance(data.get("database_specific"), Mapping) else {}
-    assert isinstance(top, Mapping)
+    raw_top = data.get("database_specific")
+    top: Mapping[str, Any] = raw_top if isinstance(raw_top, Mapping) else {}
     eco = _blocks(data, "ecosystem_specific") + _blocks(data, "database_specific")
     typed = {str(e.get("type")): e.get("score") for e in entries}
     redhat = ident.upper().startswith(("RHSA", "RHBA", "RHEA", "RHSB"))
@@ -120,6 +120,11 @@ def _check_is_osv(data: Mapping[str, Any]) -> None:
         return  # a withdrawn record only has to say so: it matches nothing anyway
     if affected is None or affected == []:
         raise FeedError("not usable as an OSV record: no 'affected' packages, so nothing could ever match")
+    if isinstance(affected, list) and not any(isinstance(a, Mapping) and a.get("package") for a in affected):
+        raise FeedError(
+            "names no package, only source repositories (GIT ranges): nothing an inventory could match; "
+            "check the repositories by hand"
+        )
 
 
 def parse_osv(data: Mapping[str, Any], *, source: str = "osv") -> Advisory:

@@ -51,6 +51,10 @@ def severity_text(v: AdvisoryView) -> str:
     """``:red_circle: *Critical* (CVSS 9.8)`` plus the known-exploited badge."""
     sev = v.record.severity
     score = f" (CVSS {v.advisory.cvss_score:.1f})" if v.advisory.cvss_score is not None else ""
+    basis = v.advisory.severity_basis()  # issue 9: say which source the severity came from
+    score += f" · from {basis}" if basis else ""
+    if v.advisory.severity_flag:
+        score += " · :warning: the declared score disagreed with its vector; computed score used"
     text = f"{SEVERITY_ICON.get(sev, ':grey_question:')} *{sev.capitalize()}*{score}"
     if v.record.known_exploited:
         due = f", CISA due {v.advisory.kev_due_date}" if v.advisory.kev_due_date else ""
@@ -82,7 +86,8 @@ def match_lines(config: Config, v: AdvisoryView) -> list[str]:
         pkg = f"`{escape(m.ecosystem)}/{escape(m.package)}`"
         if m.status == "affected":
             fixed = escape(", ".join(m.fixed)) if m.fixed else "no fixed version listed"
-            lines.append(f"• `{escape(m.system)}` ({owner}): {pkg} {escape(m.installed)} → {fixed}")
+            fix_line = f" (fix: {escape(clip(m.remediation, 200))})" if m.remediation else ""
+            lines.append(f"• `{escape(m.system)}` ({owner}): {pkg} {escape(m.installed)} → {fixed}{fix_line}")
         else:
             lines.append(
                 f"• `{escape(m.system)}` ({owner}): {pkg} {escape(m.installed)}: "

@@ -39,6 +39,7 @@ that disagrees is flagged, CSAF test 6.1.9), then ``aggregate_severity``, then a
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -122,16 +123,36 @@ class _Product:
     release: str | None = None
 
 
-def products(tree: object) -> dict[str, _Product]:
-    """product_id → purl (and platform release) for every product with a purl (relationships inherit)."""
+# Red Hat documents before 2023 name rpm products only by NEVRA ("telnet-1:0.17-65.el7_6.x86_64").
+_NEVRA = re.compile(
+    r"^(?P<name>.+)-(?:(?P<epoch>\d+):)?(?P<version>[^-:]+)-(?P<release>[^-:]+)"
+    r"\.(?P<arch>x86_64|aarch64|noarch|i686|ppc64le|ppc64|s390x|src)$"
+)
+
+
+def _nevra_purl(product_id: str) -> str | None:
+    m = _NEVRA.match(product_id)
+    if m is None:
+        return None
+    epoch = f"&epoch={m['epoch']}" if m["epoch"] and m["epoch"] != "0" else ""
+    return f"pkg:rpm/redhat/{m['name']}@{m['version']}-{m['release']}?arch={m['arch']}{epoch}"
+
+
+def products(tree: object, *, red_hat: bool = False) -> dict[str, _Product]:
+    """product_id → purl (and platform release) for every product with a purl (relationships inherit).
+
+    ``red_hat``: the publisher is Red Hat, whose older documents give rpm products no purl; their NEVRA
+    product ids are read as ``pkg:rpm/redhat`` purls."""
     if not isinstance(tree, Mapping):
         return {}
     listed = [*_walk_branches(tree.get("branches")), *(tree.get("full_product_names") or [])]
     cpes = {str(p.get("product_id")): _helper(p, "cpe") for p in listed if isinstance(p, Mapping)}
     found: dict[str, _Product] = {}
     for product in listed:
-        purl = _helper(product, "purl")
-        if purl is not None and isinstance(product, Mapping):
+        if not isinstance(product, Mapping):
+            continue
+        purl = _helper(product, "purl") or (_nevra_purl(str(product.get("product_id"))) if red_hat else None)
+        if purl is not None:
             found[str(product.get("product_id"))] = _Product(purl)
     for rel in tree.get("relationships") or []:
         if not isinstance(rel, Mapping) or not isinstance(rel.get("full_product_name"), Mapping):
@@ -144,11 +165,6 @@ def products(tree: object) -> dict[str, _Product]:
         if purl is not None:
             found[pid] = _Product(purl, release)
     return found
-
-
-def product_purls(tree: object) -> dict[str, str]:
-    """product_id → purl for every product of a CSAF ``product_tree`` that has one (relationships inherit)."""
-    return {pid: p.purl for pid, p in products(tree).items()}
 
 
 def _fix_lines(vuln: Mapping[str, Any]) -> dict[str, str]:
@@ -302,7 +318,9 @@ def parse_csaf(data: Mapping[str, Any], *, source: str = "csaf") -> Advisory:
     )
     try:
         rated = rate_csaf(data)
-        affected, not_affected = _packages(vulns, products(data.get("product_tree")))
+        publisher = document.get("publisher") if isinstance(document.get("publisher"), Mapping) else {}
+        red_hat = "redhat.com" in str(publisher.get("namespace", "")) if isinstance(publisher, Mapping) else False
+        affected, not_affected = _packages(vulns, products(data.get("product_tree"), red_hat=red_hat))
         return Advisory(
             id=ident,
             source=source,

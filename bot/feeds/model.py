@@ -53,6 +53,23 @@ class Severity(StrEnum):
     UNKNOWN = "unknown"
 
 
+# Where a severity came from (bot.advisories.severity sources), in words a post can show.
+SEVERITY_SOURCES: dict[str, str] = {
+    "cvss_v4.0": "CVSS 4.0 vector",
+    "cvss_v3.1": "CVSS 3.1 vector",
+    "cvss_v3.0": "CVSS 3.0 vector",
+    "cvss_v2": "CVSS 2 vector",
+    "ghsa": "GitHub advisory rating",
+    "csaf_aggregate": "vendor's aggregate severity (CSAF)",
+    "csaf_threat_impact": "vendor's impact rating (CSAF)",
+    "debian_urgency": "Debian urgency",
+    "ubuntu_priority": "Ubuntu priority",
+    "redhat_severity": "Red Hat severity",
+    "ecosystem_specific": "the package database's rating",
+    "none": "no rating in any source",
+}
+
+
 class RangeEvent(Frozen):
     """One OSV range event; exactly one field is set."""
 
@@ -118,6 +135,10 @@ class Advisory(Frozen):
     not_affected: tuple[NotAffected, ...] = ()
     references: tuple[str, ...] = ()
     content_hash: str = Field(default="", description="sha256 of the source document, to notice upstream changes")
+
+    def severity_basis(self) -> str:
+        """Where the severity came from, in words ("CVSS 3.1 vector"); empty for records stored before."""
+        return SEVERITY_SOURCES.get(self.severity_source, self.severity_source)
 
     def all_ids(self) -> frozenset[str]:
         """The id and every alias, for de-duplication across feeds."""

@@ -132,6 +132,7 @@ def _match_rows(matches: Sequence[Match]) -> list[dict[str, Any]]:
                 "fixed": list(m.fixed_versions),
                 "status": m.status.value,
                 "reason": m.reason,
+                "remediation": m.remediation,
             }
         )
     return rows

@@ -230,7 +230,9 @@ def test_purls_become_affected_packages() -> None:
 
     add_purls(doc["product_tree"]["branches"])
     adv = parse_csaf(doc)
-    (pkg,) = adv.affected
+    # Products without a purl are read from their Red Hat NEVRA ids (telnet, telnet-debuginfo) as well.
+    assert [p.name for p in adv.affected] == ["telnet", "telnet-debuginfo", "telnet-server"]
+    pkg = adv.affected[-1]
     assert (pkg.ecosystem, pkg.name) == ("Red Hat:7", "telnet-server")  # release from the platform CPE
     assert pkg.purl == "pkg:rpm/redhat/telnet-server"
     assert [e.model_dump(exclude_none=True) for e in pkg.ranges[0].events] == [
