@@ -26,6 +26,7 @@ from bot.feeds.model import Advisory, InstalledPackage, Match, Severity
 from bot.workflows import advisory_rank as rank
 from bot.workflows import sla
 from storage import advisories as store
+from storage import advisory_bulk as bulk
 from storage import inventory as inventory_store
 from storage.models import AdvisoryMatch, AdvisoryRecord, AdvisoryStatus
 
@@ -181,11 +182,11 @@ async def ingest(session: AsyncSession, *, config: Config, batch: FeedBatch, now
     result = IngestResult(unchanged=batch.unchanged)
     if batch.scores:
         rows = [s.model_dump() for s in batch.scores]
-        result.scores = await store.replace_epss(session, rows)
+        result.scores = await bulk.replace_epss(session, rows)
         result.changed.extend(await reprioritise(session, config=config, now=now))
     ids = {i for a in batch.advisories for i in a.all_ids()}
-    owner_ids = await store.alias_owners(session, ids)
-    stored = await store.get_many(session, set(owner_ids.values()))
+    owner_ids = await bulk.alias_owners(session, ids)
+    stored = await bulk.get_many(session, set(owner_ids.values()))
     owner: dict[str, AdvisoryRecord] = {alias: stored[i] for alias, i in owner_ids.items()}
     touched: dict[int, _Touched] = {}  # by id() of the record object: new records have no id yet
     new_aliases: list[tuple[str, AdvisoryRecord]] = []
@@ -196,10 +197,16 @@ async def ingest(session: AsyncSession, *, config: Config, batch: FeedBatch, now
         doc_key = f"{advisory.source}:{advisory.id}"
         if record is None:
             record = AdvisoryRecord(
-                primary_id=advisory.id[:100], sources=[], aliases=[], data={"docs": {}}, content_hash="",
-                severity=advisory.severity.value, status=AdvisoryStatus.OPEN, first_seen=now, updated_at=now,
-            )  # fmt: skip
-            session.add(record)
+                primary_id=advisory.id[:100],
+                sources=[],
+                aliases=[],
+                data={"docs": {}},
+                content_hash="",
+                severity=advisory.severity.value,
+                status=AdvisoryStatus.OPEN,
+                first_seen=now,
+                updated_at=now,
+            )  # fmt: skip  (transient: inserted in bulk by _rematch with every column set)
             touched[id(record)] = _Touched(record, True, None)
         old_doc = record.data.get("docs", {}).get(doc_key)
         if old_doc is not None and advisory.content_hash and old_doc.get("content_hash") == advisory.content_hash:
@@ -220,7 +227,7 @@ async def ingest(session: AsyncSession, *, config: Config, batch: FeedBatch, now
                 new_aliases.append((i, record))
     changed = [t for t in touched.values() if t.doc_keys]
     result.changed.extend(await _rematch(session, config=config, touched=changed, now=now))
-    await store.add_aliases(session, [{"alias": a[:100], "advisory_id": r.id} for a, r in new_aliases])
+    await bulk.add_aliases(session, [{"alias": a[:100], "advisory_id": r.id} for a, r in new_aliases])
     for q in batch.quarantined:
         row = await store.quarantine(session, source=q.source, document=q.document, reason=q.reason, now=now)
         if row is not None:
@@ -270,7 +277,8 @@ async def _rematch(session: AsyncSession, *, config: Config, touched: list[_Touc
             dict.fromkeys(n for key, replaced in t.doc_keys for n in _notes(t.before, after, key, replaced, moved))
         )
         pending.append((t, rows, tuple(notes)))
-    await session.flush()  # new records get their ids, changed ones their columns (executemany)
+    await bulk.insert_records(session, [t.record for t in touched if t.created])  # one executemany, ids set
+    await session.flush()  # changed records get their columns
     out: list[Ingested] = []
     inserts: list[dict[str, Any]] = []
     for t, rows, said in pending:
@@ -285,7 +293,7 @@ async def _rematch(session: AsyncSession, *, config: Config, touched: list[_Touc
                 new_systems=new_systems,
             )
         )  # fmt: skip
-    await store.swap_matches(session, [t.record.id for t in touched if not t.created], inserts)
+    await bulk.swap_matches(session, [t.record.id for t in touched if not t.created], inserts)
     return out
 
 
@@ -335,7 +343,7 @@ async def rematch_all(session: AsyncSession, *, config: Config, now: datetime) -
                     record.id, False, ("affected systems changed after an inventory import",), new_systems=new_systems
                 )
             )
-        await store.swap_matches(session, swap, inserts)
+        await bulk.swap_matches(session, swap, inserts)
     return changed
 
 
@@ -366,7 +374,7 @@ async def reprioritise(session: AsyncSession, *, config: Config, now: datetime) 
                     f"priority {', '.join(tiers_before) or '—'} → {', '.join(tiers_after)} (new EPSS scores or policy)"
                 )
                 changed.append(Ingested(record.id, False, (note,)))
-        await store.swap_matches(session, swap, inserts)
+        await bulk.swap_matches(session, swap, inserts)
     return changed
 
 

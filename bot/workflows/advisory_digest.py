@@ -25,6 +25,7 @@ from bot.config import Config
 from bot.workflows import advisory_triage as triage
 from bot.workflows.advisories import Ingested, IngestResult
 from storage import advisories as store
+from storage import advisory_bulk as bulk
 from storage import outbox
 from storage.models import AdvisoryMatch
 
@@ -46,9 +47,9 @@ async def plan(session: AsyncSession, *, config: Config, result: IngestResult, n
     if not over:
         return
     candidates = [i for i in result.changed if i.new_systems and set(i.new_systems) <= over]
-    records = await store.get_many(session, [i.record_id for i in candidates])
+    records = await bulk.get_many(session, [i.record_id for i in candidates])
     chosen = {i.record_id for i in candidates if records[i.record_id].channel is None}
-    await store.mark_digested(session, sorted(chosen), now=now)
+    await bulk.mark_digested(session, sorted(chosen), now=now)
     result.changed = [replace(i, digested=True) if i.record_id in chosen else i for i in result.changed]
     for system in sorted(over):
         ids = sorted(i.record_id for i in by_system[system] if i.record_id in chosen)
@@ -70,7 +71,7 @@ async def _queue(session: AsyncSession, *, config: Config, system: str, record_i
     order = triage.tier_order(config)
     counts = sorted(Counter(m.priority for m in matches).items(), key=lambda kv: order.get(kv[0], len(order)))
     top_ids = list(dict.fromkeys(m.advisory_id for m in _rank(config, matches)))[:TOP]
-    top = await triage.views(session, list((await store.get_many(session, top_ids)).values()), config=config)
+    top = await triage.views(session, list((await bulk.get_many(session, top_ids)).values()), config=config)
     top.sort(key=lambda v: top_ids.index(v.record.id))
     body = blocks.digest(
         config, system=system, counts=counts, top=top, total=len(record_ids), command=list_command(system)
