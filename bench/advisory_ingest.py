@@ -199,7 +199,7 @@ def main() -> None:
             sys.path.insert(0, str(REPO / "tests"))
             from support.pg import start_pg_server
 
-            pg = start_pg_server(work / "pg")
+            pg = start_pg_server(Path(tempfile.gettempdir()))  # the postgres user cannot enter work/
         print(f"{args.records} OSV records in one zip; one system with {INSTALLED} installed packages")
         try:
             for backend in args.backends.split(","):

@@ -16,6 +16,8 @@ from sqlalchemy import event, func, select
 from bot.__main__ import cli
 from bot.slack.advisory_posts import run_advisory_sweep, run_feeds_poll
 from bot.slack.outbox_sender import OutboxSender
+from bot.workflows import advisories as flow
+from storage import inventory
 from storage.models import AdvisoryMatch, AdvisoryRecord, AuditEntry
 
 N = 2000
@@ -161,3 +163,23 @@ async def test_unchanged_records_cost_no_write_and_discovery_is_kept(harness_fac
     async with h.deps.sessions.begin() as s:
         after = {m.advisory_id: m.discovered for m in (await s.execute(select(AdvisoryMatch))).scalars()}
     assert after == discovered, "a re-matched record keeps the time its match was first seen"
+
+
+async def test_an_sbom_import_that_matches_many_is_digested_by_the_sweep(harness_factory: Any, tmp_path: Path) -> None:
+    feed = tmp_path / "osv"
+    write_feed(feed, range(40))
+    config = make_config(feeds={"osv": {"source": str(feed)}})  # web-shop has no packages yet
+    h: Harness = await harness_factory(config)
+    await run_feeds_poll(h.deps)
+    assert h.fake.channel_messages("C0ADVISORIES") == [], "nothing matches yet"
+    package = {"ecosystem": "PyPI", "name": "libscale", "version": "1.0", "release": None, "purl": None}
+    async with h.deps.sessions.begin() as s:
+        await inventory.replace(s, system="web-shop", source="sbom.cdx.json", packages=[package], now=h.clock.now())
+        changed = await flow.rematch_all(s, config=config, now=h.clock.now())
+    assert len(changed) == 40
+    await run_advisory_sweep(h.deps)
+    await OutboxSender(h.deps, channel_gap=0.0).drain()
+    (digest,) = h.fake.channel_messages("C0ADVISORIES")
+    assert "40 advisories newly affect web-shop" in str(digest.blocks)
+    await run_advisory_sweep(h.deps)
+    assert len(h.fake.channel_messages("C0ADVISORIES")) == 1, "digested once, never posted one by one"

@@ -170,6 +170,8 @@ async def run_advisory_sweep(deps: Deps) -> int:
         pending: list[int] = []
         async for page in store.record_pages(session, statuses=list(sla.ACTIVE), with_matches=True):
             pending.extend(r.id for r in page if r.channel is None and r.digested_at is None)
+        digested = await digest.plan_pending(session, config=deps.config, record_ids=pending, now=deps.clock.now())
+        pending = [i for i in pending if i not in digested]
         nudges = await sla.sweep(session, config=deps.config, now=deps.clock.now())
     await publish_all(deps, [flow.Ingested(i, True) for i in pending])
     grouped = await _escalate_digested(deps, [n for n in nudges if n.kind == "overdue" and n.record.message_ts is None])

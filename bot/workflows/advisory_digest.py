@@ -39,23 +39,43 @@ def list_command(system: str) -> str:
 
 async def plan(session: AsyncSession, *, config: Config, result: IngestResult, now: datetime) -> None:
     """Turn the batch's new matches into digests where a system got more than ``digest_over`` of them."""
+    chosen = await _digest(session, config=config, items=result.changed, now=now, digests=result.digests)
+    result.changed = [replace(i, digested=True) if i.record_id in chosen else i for i in result.changed]
+
+
+async def plan_pending(session: AsyncSession, *, config: Config, record_ids: list[int], now: datetime) -> set[int]:
+    """The sweep's unposted records (an SBOM import, a poll without Slack): digest where a system has too many."""
+    systems: dict[int, set[str]] = {}
+    for m in await store.matches(session, record_ids):
+        systems.setdefault(m.advisory_id, set()).add(m.system)
+    items = [Ingested(i, True, new_systems=tuple(sorted(systems.get(i, ())))) for i in record_ids]
+    return await _digest(session, config=config, items=items, now=now, digests={})
+
+
+async def _digest(
+    session: AsyncSession, *, config: Config, items: list[Ingested], now: datetime, digests: dict[str, list[int]]
+) -> set[int]:
     by_system: dict[str, list[Ingested]] = {}
-    for item in result.changed:
+    for item in items:
         for system in item.new_systems:
             by_system.setdefault(system, []).append(item)
-    over = {s for s, items in by_system.items() if len(items) > config.advisories.digest_over}
+    over = {s for s, group in by_system.items() if len(group) > config.advisories.digest_over}
     if not over:
-        return
-    candidates = [i for i in result.changed if i.new_systems and set(i.new_systems) <= over]
+        return set()
+    candidates = [i for i in items if i.new_systems and set(i.new_systems) <= over]
     records = await bulk.get_many(session, [i.record_id for i in candidates])
-    chosen = {i.record_id for i in candidates if records[i.record_id].channel is None}
+    chosen = {
+        i.record_id
+        for i in candidates
+        if records[i.record_id].channel is None and records[i.record_id].digested_at is None
+    }
     await bulk.mark_digested(session, sorted(chosen), now=now)
-    result.changed = [replace(i, digested=True) if i.record_id in chosen else i for i in result.changed]
     for system in sorted(over):
         ids = sorted(i.record_id for i in by_system[system] if i.record_id in chosen)
         if ids:
-            result.digests[system] = ids
+            digests[system] = ids
             await _queue(session, config=config, system=system, record_ids=ids, now=now)
+    return chosen
 
 
 def _rank(config: Config, matches: Sequence[AdvisoryMatch]) -> list[AdvisoryMatch]:
