@@ -103,9 +103,13 @@ async def test_two_thousand_matches_one_digest_all_listed_all_escalated(
 
     # published in 2019, yet no burst: the clock started at discovery (critical: 30 days, others: 90)
     assert await run_advisory_sweep(h.deps) == 0
-    h.clock.advance(timedelta(days=31))
+    h.clock.advance(timedelta(days=24))  # the 7-day reminder of the 500 critical ones: one message
+    assert await run_advisory_sweep(h.deps) == 500
+    reminders = [m for m in h.fake.channel_messages("C0ADVISORIES") if m.text.startswith(":bell:")]
+    assert len(reminders) == 1 and "500 advisories on `web-shop` fall due" in reminders[0].text
+    h.clock.advance(timedelta(days=7))
     assert await run_advisory_sweep(h.deps) == 500, "every critical one falls due, none is skipped"
-    h.clock.advance(timedelta(days=60))
+    h.clock.advance(timedelta(days=60))  # past the others' 7- and 1-day reminders: straight to overdue
     assert await run_advisory_sweep(h.deps) == 1500
     assert await run_advisory_sweep(h.deps) == 0, "each is escalated once"
     async with h.deps.sessions.begin() as s:

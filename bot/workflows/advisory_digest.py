@@ -6,7 +6,7 @@ marked ``digested_at`` and one digest per system is queued in the outbox *in the
 digest is never lost between the commit and Slack. The digest gives the counts by priority tier, the most
 urgent items with their buttons, and the command that lists every one (``patchwarden advisories list
 --system S``). Later polls below the threshold post individually as before. Overdue digested records are
-escalated together, one message per system (:func:`escalation_text`).
+reminded and escalated together, one message per system and sweep (:func:`nudge_text`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.blocks import advisory as blocks
-from bot.blocks.common import escape, mentions
+from bot.blocks.common import escape, mentions, slack_date
 from bot.config import Config
 from bot.workflows import advisory_triage as triage
 from bot.workflows.advisories import Ingested, IngestResult
@@ -102,13 +102,28 @@ async def _queue(session: AsyncSession, *, config: Config, system: str, record_i
     )
 
 
-def escalation_text(config: Config, *, system: str, overdue: list[tuple[str, str]], people: Sequence[str]) -> str:
-    """One escalation for the digested records of a system that fell due together (ids with their tiers)."""
+def nudge_text(
+    config: Config,
+    *,
+    kind: str,
+    system: str,
+    items: list[tuple[str, str]],
+    people: Sequence[str],
+    due: datetime | None = None,
+) -> str:
+    """One reminder or escalation for the digested records of a system that reached it together (id, tier)."""
     order = triage.tier_order(config)
-    counts = sorted(Counter(t for _, t in overdue).items(), key=lambda kv: order.get(kv[0], len(order)))
+    counts = sorted(Counter(t for _, t in items).items(), key=lambda kv: order.get(kv[0], len(order)))
     by_tier = ", ".join(f"{n} {escape(t or 'unranked')}" for t, n in counts)
-    first = ", ".join(escape(i) for i, _ in sorted(overdue, key=lambda x: order.get(x[1], len(order)))[:TOP])
+    first = ", ".join(escape(i) for i, _ in sorted(items, key=lambda x: order.get(x[1], len(order)))[:TOP])
+    every = f"Every one: `{list_command(system)}`."
+    if kind == "reminder":
+        when = f" from {slack_date(due, fmt='{date_short}')}" if due is not None else ""
+        return (
+            f":bell: {len(items)} advisories on `{escape(system)}` fall due{when} ({by_tier}), among them {first}: "
+            f"{mentions(people)}, please remediate. {every}"
+        )
     return (
-        f":rotating_light: {len(overdue)} advisories on `{escape(system)}` are *overdue* ({by_tier}), among them "
-        f"{first}. Escalating to {mentions(people)}. Every one: `{list_command(system)}`."
+        f":rotating_light: {len(items)} advisories on `{escape(system)}` are *overdue* ({by_tier}), among them "
+        f"{first}. Escalating to {mentions(people)}. {every}"
     )
