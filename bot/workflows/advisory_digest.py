@@ -5,7 +5,7 @@ When one batch (a first import, a large re-match) newly affects a system with mo
 marked ``digested_at`` and one digest per system is queued in the outbox *in the same transaction*, so a
 digest is never lost between the commit and Slack. The digest gives the counts by priority tier, the most
 urgent items with their buttons, and the command that lists every one (``patchwarden advisories list
---system S``). Later polls below the threshold post individually as before. Overdue digested records are
+--system S``). Later polls below the threshold post individually as before. Digested records are
 reminded and escalated together, one message per system and sweep (:func:`nudge_text`).
 """
 
