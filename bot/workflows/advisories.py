@@ -206,7 +206,7 @@ async def ingest(session: AsyncSession, *, config: Config, batch: FeedBatch, now
                 status=AdvisoryStatus.OPEN,
                 first_seen=now,
                 updated_at=now,
-            )  # fmt: skip  (transient: inserted in bulk by _rematch with every column set)
+            )  # transient: _rematch inserts it in bulk once every column is set
             touched[id(record)] = _Touched(record, True, None)
         old_doc = record.data.get("docs", {}).get(doc_key)
         if old_doc is not None and advisory.content_hash and old_doc.get("content_hash") == advisory.content_hash:
