@@ -226,9 +226,12 @@ async def run_advisory_sweep(deps: Deps) -> int:
         pending: list[int] = []
         async for page in advisory_store.record_pages(session, statuses=list(sla.ACTIVE), with_matches=True):
             pending.extend(r.id for r in page if r.channel is None and r.digested_at is None)
+        digested = await digest.plan_pending(session, config=deps.config, record_ids=pending, now=deps.clock.now())
+        pending = [i for i in pending if i not in digested]
         nudges = await sla.sweep(session, config=deps.config, now=deps.clock.now())
     await advisory_posts.publish_all(deps, [advisory_flow.Ingested(i, True) for i in pending])
-    grouped = await _escalate_digested(deps, [n for n in nudges if n.kind == "overdue" and n.record.message_ts is None])
+    unposted = [n for n in nudges if n.kind in ("overdue", "reminder") and n.record.message_ts is None]
+    grouped = await _nudge_unposted(deps, unposted)
     for nudge in nudges:
         record = nudge.record
         if nudge.record.id in grouped:
@@ -255,8 +258,8 @@ async def run_advisory_sweep(deps: Deps) -> int:
     return len(nudges)
 
 
-async def _escalate_digested(deps: Deps, nudges: list[sla.Nudge]) -> set[int]:
-    """Escalate overdue records without a post of their own together: one message per system."""
+async def _nudge_unposted(deps: Deps, nudges: list[sla.Nudge]) -> set[int]:
+    """Remind and escalate records without a post of their own (digested) together: one message per system."""
     channel = deps.config.slack.advisories_channel
     if channel is None or not nudges:
         return set()
@@ -264,13 +267,14 @@ async def _escalate_digested(deps: Deps, nudges: list[sla.Nudge]) -> set[int]:
         tiers = {
             m.advisory_id: m.priority for m in await advisory_store.matches(session, [n.record.id for n in nudges])
         }
-    by_system: dict[str, list[sla.Nudge]] = {}
+    groups: dict[tuple[str, str], list[sla.Nudge]] = {}
     for n in nudges:
-        by_system.setdefault(n.systems[0] if n.systems else "", []).append(n)
-    for system, group in by_system.items():
+        groups.setdefault((n.kind, n.systems[0] if n.systems else ""), []).append(n)
+    for (kind, system), group in groups.items():
         people = list(dict.fromkeys(p for n in group for p in n.people))
-        overdue = [(n.record.primary_id, tiers.get(n.record.id, "")) for n in group]
-        text = digest.escalation_text(deps.config, system=system, overdue=overdue, people=people)
+        items = [(n.record.primary_id, tiers.get(n.record.id, "")) for n in group]
+        due = min(n.record.due for n in group if n.record.due is not None) if kind == "reminder" else None
+        text = digest.nudge_text(deps.config, kind=kind, system=system, items=items, people=people, due=due)
         await notify.post(deps, channel=channel, text=text)
     return {n.record.id for n in nudges}
 

@@ -7,10 +7,11 @@ from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.advisory_bulk import chunks
 from storage.models import (
     AdvisoryAlias,
     AdvisoryMatch,
@@ -246,52 +247,6 @@ async def claim_quarantine_report(session: AsyncSession, row_id: int) -> bool:
 
 # ---- bulk ingestion and paging (issue 9: nothing dropped, fast ingestion) --------------------------------
 
-CHUNK = 5000  # bound parameters per IN (...): under SQLite's 32766 and asyncpg's 32767
-
-
-def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
-    """``items`` in slices of at most ``size``."""
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-async def alias_owners(session: AsyncSession, ids: Iterable[str]) -> dict[str, int]:
-    """Which record each of ``ids`` (advisory ids or aliases) already points at; unknown ids are absent."""
-    out: dict[str, int] = {}
-    for part in chunks(sorted(set(ids))):
-        rows = await session.execute(
-            select(AdvisoryAlias.alias, AdvisoryAlias.advisory_id).where(AdvisoryAlias.alias.in_(part))
-        )
-        out.update({str(a): int(i) for a, i in rows})
-    return out
-
-
-async def get_many(session: AsyncSession, advisory_ids: Iterable[int]) -> dict[int, AdvisoryRecord]:
-    """Records by id (any number of ids)."""
-    out: dict[int, AdvisoryRecord] = {}
-    for part in chunks(sorted(set(advisory_ids))):
-        rows = await session.execute(select(AdvisoryRecord).where(AdvisoryRecord.id.in_(part)))
-        out.update({r.id: r for r in rows.scalars()})
-    return out
-
-
-async def add_aliases(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Insert ``{"alias", "advisory_id"}`` rows in one executemany (the caller knows they are new)."""
-    for part in chunks(rows):
-        await session.execute(insert(AdvisoryAlias), list(part))
-
-
-async def swap_matches(session: AsyncSession, advisory_ids: Sequence[int], rows: Sequence[Mapping[str, Any]]) -> None:
-    """Replace the matches of ``advisory_ids`` with ``rows`` (column dicts with ``advisory_id``), in bulk."""
-    for part in chunks(sorted(set(advisory_ids))):
-        await session.execute(
-            delete(AdvisoryMatch)
-            .where(AdvisoryMatch.advisory_id.in_(part))
-            .execution_options(synchronize_session=False)
-        )
-    for part in chunks(rows):
-        await session.execute(insert(AdvisoryMatch), list(part))
-
 
 async def record_pages(
     session: AsyncSession,
@@ -354,14 +309,6 @@ async def quarantine_pages(session: AsyncSession, *, page: int = 1000) -> AsyncI
         after = rows[-1].id
 
 
-async def replace_epss(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> int:
-    """Replace the EPSS table with a new daily file's ``{"cve","epss","percentile","score_date"}`` rows."""
-    await session.execute(delete(EpssScore).execution_options(synchronize_session=False))
-    for part in chunks(rows):
-        await session.execute(insert(EpssScore), list(part))
-    return len(rows)
-
-
 async def epss_for(session: AsyncSession, cves: Iterable[str]) -> dict[str, tuple[float, float]]:
     """``{cve: (epss, percentile)}`` for the given CVE ids that have a score."""
     out: dict[str, tuple[float, float]] = {}
@@ -371,14 +318,3 @@ async def epss_for(session: AsyncSession, cves: Iterable[str]) -> dict[str, tupl
         )
         out.update({str(c): (float(e), float(p)) for c, e, p in rows})
     return out
-
-
-async def mark_digested(session: AsyncSession, advisory_ids: Sequence[int], *, now: datetime) -> None:
-    """Mark records as reached through a digest (they get no post of their own)."""
-    for part in chunks(list(advisory_ids)):
-        await session.execute(
-            update(AdvisoryRecord)
-            .where(AdvisoryRecord.id.in_(part))
-            .values(digested_at=now)
-            .execution_options(synchronize_session=False)
-        )

@@ -16,7 +16,9 @@ from bot.config import parse_config
 from bot.errors import ConfigError
 from bot.jobs import run_feeds_poll
 from bot.workflows import advisory_export
+from bot.workflows.advisory_export import status_of
 from bot.workflows.sla import arrival_note, match_due
+from storage.models import AdvisoryMatch, AdvisoryRecord, AdvisoryStatus
 
 PRIORITY = [
     {"tier": "fix-now", "when": {"kev": True}},
@@ -136,3 +138,15 @@ def test_priority_rules_are_validated() -> None:
     with pytest.raises(ConfigError, match=r"systems\.web-shop\.exposure"):
         parse_config(exposure)
     assert make_config().systems["web-shop"].exposure == "internal"
+
+
+def test_list_status_words() -> None:
+    def rec(status: AdvisoryStatus) -> AdvisoryRecord:
+        return AdvisoryRecord(primary_id="X-1", status=status)
+
+    affected, undecided = AdvisoryMatch(status="affected"), AdvisoryMatch(status="needs_triage")
+    assert status_of(rec(AdvisoryStatus.OPEN), affected) == "open"
+    assert status_of(rec(AdvisoryStatus.OPEN), undecided) == "needs_triage"
+    assert status_of(rec(AdvisoryStatus.NOT_APPLICABLE), affected) == "not_affected"
+    assert status_of(rec(AdvisoryStatus.CHANGE_REQUESTED), undecided) == "change_requested"
+    assert status_of(rec(AdvisoryStatus.REMEDIATED), affected) == "remediated"

@@ -16,6 +16,8 @@ from sqlalchemy import event, func, select
 from bot.__main__ import cli
 from bot.jobs import run_advisory_sweep, run_feeds_poll
 from bot.slack.outbox_sender import OutboxSender
+from bot.workflows import advisories as flow
+from storage import inventory
 from storage.models import AdvisoryMatch, AdvisoryRecord, AuditEntry
 
 N = 2000
@@ -101,9 +103,13 @@ async def test_two_thousand_matches_one_digest_all_listed_all_escalated(
 
     # published in 2019, yet no burst: the clock started at discovery (critical: 30 days, others: 90)
     assert await run_advisory_sweep(h.deps) == 0
-    h.clock.advance(timedelta(days=31))
+    h.clock.advance(timedelta(days=24))  # the 7-day reminder of the 500 critical ones: one message
+    assert await run_advisory_sweep(h.deps) == 500
+    reminders = [m for m in h.fake.channel_messages("C0ADVISORIES") if m.text.startswith(":bell:")]
+    assert len(reminders) == 1 and "500 advisories on `web-shop` fall due" in reminders[0].text
+    h.clock.advance(timedelta(days=7))
     assert await run_advisory_sweep(h.deps) == 500, "every critical one falls due, none is skipped"
-    h.clock.advance(timedelta(days=60))
+    h.clock.advance(timedelta(days=60))  # past the others' 7- and 1-day reminders: straight to overdue
     assert await run_advisory_sweep(h.deps) == 1500
     assert await run_advisory_sweep(h.deps) == 0, "each is escalated once"
     async with h.deps.sessions.begin() as s:
@@ -161,3 +167,23 @@ async def test_unchanged_records_cost_no_write_and_discovery_is_kept(harness_fac
     async with h.deps.sessions.begin() as s:
         after = {m.advisory_id: m.discovered for m in (await s.execute(select(AdvisoryMatch))).scalars()}
     assert after == discovered, "a re-matched record keeps the time its match was first seen"
+
+
+async def test_an_sbom_import_that_matches_many_is_digested_by_the_sweep(harness_factory: Any, tmp_path: Path) -> None:
+    feed = tmp_path / "osv"
+    write_feed(feed, range(40))
+    config = make_config(feeds={"osv": {"source": str(feed)}})  # web-shop has no packages yet
+    h: Harness = await harness_factory(config)
+    await run_feeds_poll(h.deps)
+    assert h.fake.channel_messages("C0ADVISORIES") == [], "nothing matches yet"
+    package = {"ecosystem": "PyPI", "name": "libscale", "version": "1.0", "release": None, "purl": None}
+    async with h.deps.sessions.begin() as s:
+        await inventory.replace(s, system="web-shop", source="sbom.cdx.json", packages=[package], now=h.clock.now())
+        changed = await flow.rematch_all(s, config=config, now=h.clock.now())
+    assert len(changed) == 40
+    await run_advisory_sweep(h.deps)
+    await OutboxSender(h.deps, channel_gap=0.0).drain()
+    (digest,) = h.fake.channel_messages("C0ADVISORIES")
+    assert "40 advisories newly affect web-shop" in str(digest.blocks)
+    await run_advisory_sweep(h.deps)
+    assert len(h.fake.channel_messages("C0ADVISORIES")) == 1, "digested once, never posted one by one"

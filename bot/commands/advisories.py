@@ -41,7 +41,8 @@ def register(app: AsyncApp, deps: Deps, router: Router) -> None:
             await ctx.respond(text=f"No advisories ({escape(scope)}).", response_type="ephemeral")
             return
         lines = blocks.listing_lines(config, views[:40])
-        more = f"\n…and {len(views) - 40} more" if len(views) > 40 else ""
+        rest = len(views) - 40
+        more = f"\n…and {rest} more: `patchwarden advisories list` lists every one" if rest > 0 else ""
         text = f"*Advisories ({escape(scope)})*\n" + "\n".join(lines) + more
         await ctx.respond(text=text, response_type="ephemeral")
 

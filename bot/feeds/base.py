@@ -76,6 +76,7 @@ class FeedBatch(BaseModel):
     quarantined: tuple[Quarantined, ...] = ()
     cursor: dict[str, str] = {}
     scores: tuple[ExploitScore, ...] = ()
+    unchanged: int = 0  # documents the feed skipped because they are byte-identical to the last poll's
 
 
 class FeedOptions(BaseModel):

@@ -27,6 +27,7 @@ from bot.feeds.model import Advisory, InstalledPackage, Match, Severity
 from bot.workflows import advisory_rank as rank
 from bot.workflows import sla
 from storage import advisories as store
+from storage import advisory_bulk as bulk
 from storage import inventory as inventory_store
 from storage.models import AdvisoryMatch, AdvisoryRecord, AdvisoryStatus
 
@@ -184,14 +185,14 @@ async def ingest(session: AsyncSession, *, config: Config, batch: FeedBatch, now
     and the matches of the changed records are swapped in bulk (keeping each match's ``discovered`` time).
     Systems with more than ``advisories.digest_over`` new matches get one digest (see ``digests``).
     """
-    result = IngestResult()
+    result = IngestResult(unchanged=batch.unchanged)
     if batch.scores:
         rows = [s.model_dump() for s in batch.scores]
-        result.scores = await store.replace_epss(session, rows)
+        result.scores = await bulk.replace_epss(session, rows)
         result.changed.extend(await reprioritise(session, config=config, now=now))
     ids = {i for a in batch.advisories for i in a.all_ids()}
-    owner_ids = await store.alias_owners(session, ids)
-    stored = await store.get_many(session, set(owner_ids.values()))
+    owner_ids = await bulk.alias_owners(session, ids)
+    stored = await bulk.get_many(session, set(owner_ids.values()))
     owner: dict[str, AdvisoryRecord] = {alias: stored[i] for alias, i in owner_ids.items()}
     touched: dict[int, _Touched] = {}  # by id() of the record object: new records have no id yet
     new_aliases: list[tuple[str, AdvisoryRecord]] = []
@@ -202,10 +203,16 @@ async def ingest(session: AsyncSession, *, config: Config, batch: FeedBatch, now
         doc_key = f"{advisory.source}:{advisory.id}"
         if record is None:
             record = AdvisoryRecord(
-                primary_id=advisory.id[:100], sources=[], aliases=[], data={"docs": {}}, content_hash="",
-                severity=advisory.severity.value, status=AdvisoryStatus.OPEN, first_seen=now, updated_at=now,
-            )  # fmt: skip
-            session.add(record)
+                primary_id=advisory.id[:100],
+                sources=[],
+                aliases=[],
+                data={"docs": {}},
+                content_hash="",
+                severity=advisory.severity.value,
+                status=AdvisoryStatus.OPEN,
+                first_seen=now,
+                updated_at=now,
+            )  # transient: _rematch inserts it in bulk once every column is set
             touched[id(record)] = _Touched(record, True, None)
         old_doc = record.data.get("docs", {}).get(doc_key)
         if old_doc is not None and advisory.content_hash and old_doc.get("content_hash") == advisory.content_hash:
@@ -224,10 +231,9 @@ async def ingest(session: AsyncSession, *, config: Config, batch: FeedBatch, now
             if i not in owner:
                 owner[i] = record
                 new_aliases.append((i, record))
-    await session.flush()  # new records get their ids (one executemany)
-    await store.add_aliases(session, [{"alias": a[:100], "advisory_id": r.id} for a, r in new_aliases])
     changed = [t for t in touched.values() if t.doc_keys]
     result.changed.extend(await _rematch(session, config=config, touched=changed, now=now))
+    await bulk.add_aliases(session, [{"alias": a[:100], "advisory_id": r.id} for a, r in new_aliases])
     for q in batch.quarantined:
         row = await store.quarantine(session, source=q.source, document=q.document, reason=q.reason, now=now)
         if row is not None:
@@ -236,21 +242,25 @@ async def ingest(session: AsyncSession, *, config: Config, batch: FeedBatch, now
 
 
 async def _rematch(session: AsyncSession, *, config: Config, touched: list[_Touched], now: datetime) -> list[Ingested]:
-    """Re-merge, re-match and prioritise the touched records; swap their matches in bulk."""
+    """Re-merge, re-match and prioritise the touched records, then insert the new ones and swap matches in bulk.
+
+    Every column of a new record is set before the one flush that inserts it (no INSERT-then-UPDATE).
+    """
     if not touched:
+        await session.flush()
         return []
-    index = MatchIndex()
-    index.set_systems(await current_inventory(session, config=config))
-    old_rows = await store.matches(session, [t.record.id for t in touched if not t.created])
+    with session.no_autoflush:
+        index = MatchIndex()
+        index.set_systems(await current_inventory(session, config=config))
+        old_rows = await store.matches(session, [t.record.id for t in touched if not t.created])
+        afters = {id(t.record): merged(t.record) for t in touched}
+        epss = await store.epss_for(session, {i for a in afters.values() for i in (a.id, *a.aliases)})
     old_by: dict[int, list[AdvisoryMatch]] = {}
     for m in old_rows:
         old_by.setdefault(m.advisory_id, []).append(m)
-    afters = {t.record.id: merged(t.record) for t in touched}
-    epss = await store.epss_for(session, {i for a in afters.values() for i in (a.id, *a.aliases)})
-    out: list[Ingested] = []
-    inserts: list[dict[str, Any]] = []
+    pending: list[tuple[_Touched, list[dict[str, Any]], tuple[str, ...]]] = []
     for t in touched:
-        record, after = t.record, afters[t.record.id]
+        record, after = t.record, afters[id(t.record)]
         record.sources = sorted({k.split(":", 1)[0] for k in record.data.get("docs", {})})
         record.aliases = list(after.aliases)
         record.content_hash = after.content_hash
@@ -266,23 +276,30 @@ async def _rematch(session: AsyncSession, *, config: Config, touched: list[_Touc
         seen = {(m.system, m.ecosystem, m.package, m.installed): m.discovered for m in before_rows}
         rows = _dedupe(_match_rows(index.rematch_advisory(after)))
         for row in rows:
-            row["advisory_id"] = record.id
             row["discovered"] = seen.get((row["system"], row["ecosystem"], row["package"], row["installed"])) or now
         rank.prioritise(config, record, after, rows, epss)
-        inserts.extend(rows)
         moved = t.before is not None and _match_keys(rows) != _match_keys(before_rows)
         notes = list(
             dict.fromkeys(n for key, replaced in t.doc_keys for n in _notes(t.before, after, key, replaced, moved))
         )
-        new_systems = tuple(sorted({r["system"] for r in rows} - {m.system for m in before_rows}))
+        pending.append((t, rows, tuple(notes)))
+    await bulk.insert_records(session, [t.record for t in touched if t.created])  # one executemany, ids set
+    await session.flush()  # changed records get their columns
+    out: list[Ingested] = []
+    inserts: list[dict[str, Any]] = []
+    for t, rows, said in pending:
+        record = t.record
+        for row in rows:
+            row["advisory_id"] = record.id
+        inserts.extend(rows)
+        new_systems = tuple(sorted({r["system"] for r in rows} - {m.system for m in old_by.get(record.id, [])}))
         out.append(
             Ingested(
-                record.id, t.created, tuple(notes), matched=bool(rows) or record.message_ts is not None,
+                record.id, t.created, said, matched=bool(rows) or record.message_ts is not None,
                 new_systems=new_systems,
             )
         )  # fmt: skip
-    await store.swap_matches(session, [t.record.id for t in touched if not t.created], [])
-    await store.swap_matches(session, [], inserts)
+    await bulk.swap_matches(session, [t.record.id for t in touched if not t.created], inserts)
     return out
 
 
@@ -332,7 +349,7 @@ async def rematch_all(session: AsyncSession, *, config: Config, now: datetime) -
                     record.id, False, ("affected systems changed after an inventory import",), new_systems=new_systems
                 )
             )
-        await store.swap_matches(session, swap, inserts)
+        await bulk.swap_matches(session, swap, inserts)
     return changed
 
 
@@ -363,7 +380,7 @@ async def reprioritise(session: AsyncSession, *, config: Config, now: datetime) 
                     f"priority {', '.join(tiers_before) or '—'} → {', '.join(tiers_after)} (new EPSS scores or policy)"
                 )
                 changed.append(Ingested(record.id, False, (note,)))
-        await store.swap_matches(session, swap, inserts)
+        await bulk.swap_matches(session, swap, inserts)
     return changed
 
 

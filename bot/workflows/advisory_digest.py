@@ -5,8 +5,8 @@ When one batch (a first import, a large re-match) newly affects a system with mo
 marked ``digested_at`` and one digest per system is queued in the outbox *in the same transaction*, so a
 digest is never lost between the commit and Slack. The digest gives the counts by priority tier, the most
 urgent items with their buttons, and the command that lists every one (``patchwarden advisories list
---system S``). Later polls below the threshold post individually as before. Overdue digested records are
-escalated together, one message per system (:func:`escalation_text`).
+--system S``). Later polls below the threshold post individually as before. Digested records are
+reminded and escalated together, one message per system and sweep (:func:`nudge_text`).
 """
 
 from __future__ import annotations
@@ -20,11 +20,12 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.blocks import advisory as blocks
-from bot.blocks.common import escape, mentions
+from bot.blocks.common import escape, mentions, slack_date
 from bot.config import Config
 from bot.workflows import advisory_triage as triage
 from bot.workflows.advisories import Ingested, IngestResult
 from storage import advisories as store
+from storage import advisory_bulk as bulk
 from storage import outbox
 from storage.models import AdvisoryMatch
 
@@ -38,23 +39,43 @@ def list_command(system: str) -> str:
 
 async def plan(session: AsyncSession, *, config: Config, result: IngestResult, now: datetime) -> None:
     """Turn the batch's new matches into digests where a system got more than ``digest_over`` of them."""
+    chosen = await _digest(session, config=config, items=result.changed, now=now, digests=result.digests)
+    result.changed = [replace(i, digested=True) if i.record_id in chosen else i for i in result.changed]
+
+
+async def plan_pending(session: AsyncSession, *, config: Config, record_ids: list[int], now: datetime) -> set[int]:
+    """The sweep's unposted records (an SBOM import, a poll without Slack): digest where a system has too many."""
+    systems: dict[int, set[str]] = {}
+    for m in await store.matches(session, record_ids):
+        systems.setdefault(m.advisory_id, set()).add(m.system)
+    items = [Ingested(i, True, new_systems=tuple(sorted(systems.get(i, ())))) for i in record_ids]
+    return await _digest(session, config=config, items=items, now=now, digests={})
+
+
+async def _digest(
+    session: AsyncSession, *, config: Config, items: list[Ingested], now: datetime, digests: dict[str, list[int]]
+) -> set[int]:
     by_system: dict[str, list[Ingested]] = {}
-    for item in result.changed:
+    for item in items:
         for system in item.new_systems:
             by_system.setdefault(system, []).append(item)
-    over = {s for s, items in by_system.items() if len(items) > config.advisories.digest_over}
+    over = {s for s, group in by_system.items() if len(group) > config.advisories.digest_over}
     if not over:
-        return
-    candidates = [i for i in result.changed if i.new_systems and set(i.new_systems) <= over]
-    records = await store.get_many(session, [i.record_id for i in candidates])
-    chosen = {i.record_id for i in candidates if records[i.record_id].channel is None}
-    await store.mark_digested(session, sorted(chosen), now=now)
-    result.changed = [replace(i, digested=True) if i.record_id in chosen else i for i in result.changed]
+        return set()
+    candidates = [i for i in items if i.new_systems and set(i.new_systems) <= over]
+    records = await bulk.get_many(session, [i.record_id for i in candidates])
+    chosen = {
+        i.record_id
+        for i in candidates
+        if records[i.record_id].channel is None and records[i.record_id].digested_at is None
+    }
+    await bulk.mark_digested(session, sorted(chosen), now=now)
     for system in sorted(over):
         ids = sorted(i.record_id for i in by_system[system] if i.record_id in chosen)
         if ids:
-            result.digests[system] = ids
+            digests[system] = ids
             await _queue(session, config=config, system=system, record_ids=ids, now=now)
+    return chosen
 
 
 def _rank(config: Config, matches: Sequence[AdvisoryMatch]) -> list[AdvisoryMatch]:
@@ -70,7 +91,7 @@ async def _queue(session: AsyncSession, *, config: Config, system: str, record_i
     order = triage.tier_order(config)
     counts = sorted(Counter(m.priority for m in matches).items(), key=lambda kv: order.get(kv[0], len(order)))
     top_ids = list(dict.fromkeys(m.advisory_id for m in _rank(config, matches)))[:TOP]
-    top = await triage.views(session, list((await store.get_many(session, top_ids)).values()), config=config)
+    top = await triage.views(session, list((await bulk.get_many(session, top_ids)).values()), config=config)
     top.sort(key=lambda v: top_ids.index(v.record.id))
     body = blocks.digest(
         config, system=system, counts=counts, top=top, total=len(record_ids), command=list_command(system)
@@ -81,13 +102,28 @@ async def _queue(session: AsyncSession, *, config: Config, system: str, record_i
     )
 
 
-def escalation_text(config: Config, *, system: str, overdue: list[tuple[str, str]], people: Sequence[str]) -> str:
-    """One escalation for the digested records of a system that fell due together (ids with their tiers)."""
+def nudge_text(
+    config: Config,
+    *,
+    kind: str,
+    system: str,
+    items: list[tuple[str, str]],
+    people: Sequence[str],
+    due: datetime | None = None,
+) -> str:
+    """One reminder or escalation for the digested records of a system that reached it together (id, tier)."""
     order = triage.tier_order(config)
-    counts = sorted(Counter(t for _, t in overdue).items(), key=lambda kv: order.get(kv[0], len(order)))
+    counts = sorted(Counter(t for _, t in items).items(), key=lambda kv: order.get(kv[0], len(order)))
     by_tier = ", ".join(f"{n} {escape(t or 'unranked')}" for t, n in counts)
-    first = ", ".join(escape(i) for i, _ in sorted(overdue, key=lambda x: order.get(x[1], len(order)))[:TOP])
+    first = ", ".join(escape(i) for i, _ in sorted(items, key=lambda x: order.get(x[1], len(order)))[:TOP])
+    every = f"Every one: `{list_command(system)}`."
+    if kind == "reminder":
+        when = f" from {slack_date(due, fmt='{date_short}')}" if due is not None else ""
+        return (
+            f":bell: {len(items)} advisories on `{escape(system)}` fall due{when} ({by_tier}), among them {first}: "
+            f"{mentions(people)}, please remediate. {every}"
+        )
     return (
-        f":rotating_light: {len(overdue)} advisories on `{escape(system)}` are *overdue* ({by_tier}), among them "
-        f"{first}. Escalating to {mentions(people)}. Every one: `{list_command(system)}`."
+        f":rotating_light: {len(items)} advisories on `{escape(system)}` are *overdue* ({by_tier}), among them "
+        f"{first}. Escalating to {mentions(people)}. {every}"
     )

@@ -32,8 +32,8 @@ def upgrade() -> None:
     op.create_table(
         "epss_scores",
         sa.Column("cve", sa.String(length=32), nullable=False),
-        sa.Column("epss", sa.Float(), nullable=False),
-        sa.Column("percentile", sa.Float(), nullable=False),
+        sa.Column("epss", sa.Double(), nullable=False),
+        sa.Column("percentile", sa.Double(), nullable=False),
         sa.Column("score_date", sa.String(length=10), nullable=False),
         sa.PrimaryKeyConstraint("cve"),
     )
