@@ -117,6 +117,11 @@ class MissedWindow(StrEnum):
     RUN = "run"
 
 
+class VerifyFix(StrEnum):
+    INVENTORY = "inventory"
+    NONE = "none"
+
+
 class OnFailedVerify(StrEnum):
     ASK = "ask"
     ROLLBACK = "rollback"
@@ -138,6 +143,9 @@ class Policy(Strict):
     on_failed_verify: OnFailedVerify = OnFailedVerify.ASK
     sla_days: dict[str, int] = Field(default_factory=lambda: {"critical": 30, "high": 90, "medium": 90, "low": 90})
     kev_due_date: bool = True
+    verify_fix: VerifyFix = VerifyFix.INVENTORY  # a completed prod change proves its fix by inventory
+    drift_window: Duration = timedelta(hours=24)  # a version change without a change this recent is drift
+    exception_remind_before: Duration = timedelta(days=3)
 
     @field_validator("stages")
     @classmethod
@@ -145,9 +153,11 @@ class Policy(Strict):
         missing = {"test", "prod"} - set(value)
         if missing:
             raise ValueError(f"stages must define {' and '.join(sorted(missing))}")
-        unknown = set(value) - {"test", "prod"}
+        unknown = set(value) - {"test", "prod", "exception"}
         if unknown:
-            raise ValueError(f"unknown stage(s) {', '.join(sorted(unknown))}; the stages are test and prod")
+            raise ValueError(
+                f"unknown stage(s) {', '.join(sorted(unknown))}; the stages are test, prod (and exception)"
+            )
         for stage, reqs in value.items():
             if not reqs:
                 raise ValueError(f"stage {stage} has no requirement; an empty policy would approve nothing")
@@ -191,6 +201,7 @@ class Environment(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True)
     executor: str
+    targets: tuple[str, ...] = ()  # the hosts a deployment addresses (DeploymentRequest.targets)
 
 
 class Package(Strict):

@@ -116,6 +116,9 @@ TRANSITIONS: dict[ChangeState, frozenset[ChangeState]] = {
     S.PROD_DEPLOYING: frozenset({S.PROD_VERIFYING, S.FAILED, S.ROLLED_BACK}),
     S.PROD_VERIFYING: frozenset({S.COMPLETED, S.ROLLED_BACK, S.FAILED}),
 }
+# A run refused before any step ran (an artifact failed verification) gives the stage back to its approval.
+TRANSITIONS[S.TEST_DEPLOYING] |= {S.APPROVED_FOR_TEST}
+TRANSITIONS[S.PROD_DEPLOYING] |= {S.APPROVED_FOR_PROD}
 for _state in list(TRANSITIONS):
     if _state not in (S.TEST_DEPLOYING, S.PROD_DEPLOYING, S.TEST_VERIFYING, S.PROD_VERIFYING):
         TRANSITIONS[_state] = TRANSITIONS[_state] | {S.CANCELLED}
@@ -393,6 +396,10 @@ class AdvisoryStatus(StrEnum):
     NOT_APPLICABLE = "not_applicable"
     SNOOZED = "snoozed"
     WITHDRAWN = "withdrawn"
+    REMEDIATION_PENDING = "remediation_pending"  # its change completed in prod; the inventory must prove it
+    STILL_VULNERABLE = "still_vulnerable"  # the inventory after the change still has an affected version
+    RISK_ACCEPTED = "risk_accepted"  # an approved exception (accept) until its expiry
+    NOT_AFFECTED = "not_affected"  # an approved exception (not-affected, with a VEX justification)
 
 
 class AdvisoryRecord(Base):
@@ -422,6 +429,8 @@ class AdvisoryRecord(Base):
     escalated_at: Mapped[datetime | None]
     first_seen: Mapped[datetime]
     updated_at: Mapped[datetime]
+    remediated_at: Mapped[datetime | None]  # when the inventory proved the fix (issue 10)
+    remediation: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {change_id, systems, evidence, ...}
 
 
 class AdvisoryAlias(Base):

@@ -22,8 +22,8 @@ from bot.deps import Deps
 from bot.errors import UsageError
 from bot.slack import notify
 from bot.views import state_label
+from bot.workflows import delivery, due_windows, lifecycle, remediation, runner
 from bot.workflows import deployment as flow
-from bot.workflows import due_windows, lifecycle, runner
 from storage import windows
 from storage.models import Change, DeploymentStatus, WindowState
 
@@ -78,8 +78,17 @@ class SlackSink:
 
 def launch(deps: Deps, run: flow.Run) -> asyncio.Task[Change]:
     """Run ``run`` in the background; the task's result is the change in its final state."""
+    sink = SlackSink(deps, run.change)
     task = asyncio.create_task(
-        runner.execute(deps.sessions, config=deps.config, clock=deps.clock, sink=SlackSink(deps, run.change), run=run)
+        runner.execute(
+            deps.sessions,
+            config=deps.config,
+            clock=deps.clock,
+            sink=sink,
+            run=run,
+            artifacts=delivery.gate(deps, change_id=run.change.id, actor=run.actor),
+            after_prod=remediation.after_prod(deps, sink=sink),
+        )
     )
     _tasks.add(task)
     task.add_done_callback(_finished)

@@ -40,7 +40,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
@@ -61,6 +60,7 @@ ProgressCallback = Callable[[str], Awaitable[None]]
 PROGRESS_INTERVAL = 2.0
 MAX_PROGRESS_CHARS = 3000
 MAX_OUTPUT_CHARS = 5_000_000
+MAX_INVENTORY_BYTES = 20_000_000  # an SBOM a step writes to PATCHWARDEN_INVENTORY_OUT
 DEFAULT_TIMEOUT = timedelta(minutes=15)
 
 _RUN_ID = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
@@ -111,6 +111,35 @@ class StepResult(BaseModel):
     started: datetime
     finished: datetime
     timed_out: bool = False
+    inventory: str = ""  # an SBOM (CycloneDX or SPDX JSON) of the system the step wrote, if any
+
+
+class ArtifactInfo(BaseModel):
+    """One verified patch artifact as an executor receives it: a quarantined file re-hashed just before use.
+
+    ``path`` is the only copy an executor may use; ``sha256`` is the digest it had when the runner
+    re-hashed it, so an executor that copies the file can (and the built-in ones do) check the copy again.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+~-]{0,199}$")
+    path: Path
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    signer: str = Field(default="", max_length=100)
+    size: int = Field(default=0, ge=0)
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, path: Path) -> Path:
+        text = str(path)
+        if not path.is_absolute() or any(c in text for c in "\n\r\0"):
+            raise ValueError(f"artifact path {text[:80]!r} must be absolute")
+        return path
+
+    def manifest(self) -> dict[str, str]:
+        """The JSON entry executors hand on (``PATCHWARDEN_ARTIFACTS``, ``patchwarden_artifacts``)."""
+        return {"name": self.name, "path": str(self.path), "sha256": self.sha256, "signer": self.signer}
 
 
 class DeploymentRequest(BaseModel):
@@ -127,7 +156,7 @@ class DeploymentRequest(BaseModel):
     stage: str = Field(pattern=_NAME)
     system: str = Field(pattern=_NAME)
     targets: tuple[str, ...] = ()
-    artifacts: tuple[Path, ...] = ()
+    artifacts: tuple[ArtifactInfo, ...] = ()  # the verified artifacts, and only those (see ArtifactInfo)
 
     @field_validator("targets")
     @classmethod
@@ -139,12 +168,10 @@ class DeploymentRequest(BaseModel):
 
     @field_validator("artifacts")
     @classmethod
-    def _artifacts(cls, value: tuple[Path, ...]) -> tuple[Path, ...]:
-        for path in value:
-            text = str(path)
-            # Joined with os.pathsep into PATCHWARDEN_ARTIFACTS, so a separator would forge a second path.
-            if not path.is_absolute() or os.pathsep in text or any(c in text for c in "\n\r\0"):
-                raise ValueError(f"artifact path {text[:80]!r} must be absolute and contain no {os.pathsep!r}")
+    def _artifacts(cls, value: tuple[ArtifactInfo, ...]) -> tuple[ArtifactInfo, ...]:
+        names = [a.name for a in value]
+        if len(set(names)) != len(names):
+            raise ValueError("artifact names must be unique within a request")
         return value
 
 
@@ -164,6 +191,7 @@ class HookResult(BaseModel):
     ok: bool
     summary: str
     targets: tuple[TargetResult, ...] = ()
+    inventory: str = ""  # an SBOM of the system after the step (the runner imports it after verify)
 
 
 class StepContext:
@@ -359,6 +387,7 @@ class Executor(ABC):
             started=started,
             finished=_now(),
             timed_out=timed_out,
+            inventory=outcome.inventory,
         )
 
     @abstractmethod

@@ -170,7 +170,7 @@ async def run_advisory_sweep(deps: Deps) -> int:
     await publish_all(deps, [flow.Ingested(i, True) for i in pending])
     for nudge in nudges:
         record = nudge.record
-        if nudge.kind in ("unsnoozed", "remediated", "reopened"):
+        if nudge.kind in ("unsnoozed", "remediated", "reopened", "remediation_pending"):
             await publish(deps, record.id)
         due = slack_date(record.due) if record.due else "—"
         if nudge.kind == "reminder":
@@ -184,6 +184,11 @@ async def run_advisory_sweep(deps: Deps) -> int:
             text = f":alarm_clock: The snooze of {escape(record.primary_id)} is over; it is open again."
         elif nudge.kind == "remediated":
             text = f":white_check_mark: {escape(record.primary_id)} is remediated by CHG-{record.change_id}."
+        elif nudge.kind == "remediation_pending":
+            text = (
+                f":hourglass: CHG-{record.change_id} for {escape(record.primary_id)} completed; the fix counts once "
+                "the system's inventory shows it (`patchwarden inventory import` or the executor's SBOM)."
+            )
         else:
             text = (
                 f":leftwards_arrow_with_hook: The change for {escape(record.primary_id)} ended unfinished; open again."

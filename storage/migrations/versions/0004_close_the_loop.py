@@ -9,8 +9,8 @@ Reserved in the linear chain so that parallel work lands without competing heads
 
 from __future__ import annotations
 
-import sqlalchemy as sa  # noqa: F401
-from alembic import op  # noqa: F401
+import sqlalchemy as sa
+from alembic import op
 
 revision = "0004"
 down_revision = "0003"
@@ -19,8 +19,12 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    with op.batch_alter_table("advisories") as batch:
+        batch.add_column(sa.Column("remediated_at", sa.DateTime(timezone=True), nullable=True))
+        batch.add_column(sa.Column("remediation", sa.JSON(), nullable=False, server_default="{}"))
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table("advisories") as batch:
+        batch.drop_column("remediation")
+        batch.drop_column("remediated_at")
