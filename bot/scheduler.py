@@ -15,6 +15,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.blocks.common import mentions, slack_date
 from bot.commands import deploy
+from bot.commands import exceptions as exception_commands
 from bot.deps import Deps
 from bot.slack import advisory_posts, notify, outbox_sender
 from bot.workflows import announcements, recovery, reminders
@@ -130,6 +131,7 @@ def create_scheduler(deps: Deps) -> AsyncIOScheduler:
         ("due_windows", deploy.run_due_windows, SWEEP_EVERY),
         ("recovery", run_recovery, SWEEP_EVERY),  # deployments interrupted by a crash
         ("advisory_sweep", advisory_posts.run_advisory_sweep, advisory_posts.SWEEP_EVERY),
+        ("exception_sweep", exception_commands.run_exception_sweep, advisory_posts.SWEEP_EVERY),
         ("checkpoint", run_checkpoint, CHECKPOINT_EVERY),
         ("outbox", run_outbox, OUTBOX_EVERY),
     ]

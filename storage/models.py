@@ -520,3 +520,44 @@ class Artifact(Base):
     verified_at: Mapped[datetime | None]
     status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | verified | refused
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+# ---- exceptions (issue 10: close the loop) ------------------------------------------------------------------
+
+
+class ExceptionKind(StrEnum):
+    ACCEPT = "accept"  # the risk is accepted until the expiry
+    NOT_AFFECTED = "not_affected"  # not affected, with an OpenVEX justification
+
+
+class ExceptionState(StrEnum):
+    PENDING = "pending"  # waiting for the policy.stages.exception quorum
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"  # its end passed: the match reopened
+    RENEWED = "renewed"  # superseded by an approved renewal
+
+
+class AdvisoryException(Base):
+    """A time-boxed, approved decision not to patch one advisory on one system (accept or not affected)."""
+
+    __tablename__ = "advisory_exceptions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    advisory_id: Mapped[int] = mapped_column(ForeignKey("advisories.id"), index=True)
+    system: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[ExceptionKind] = mapped_column(str_enum(ExceptionKind, 16))
+    justification: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    until: Mapped[datetime] = mapped_column(index=True)
+    state: Mapped[ExceptionState] = mapped_column(str_enum(ExceptionState, 16), index=True)
+    requested_by: Mapped[str] = mapped_column(String(32))
+    requested_at: Mapped[datetime]
+    approvals: Mapped[list[Any]] = mapped_column(default=list)  # [{user, requirement, at}]
+    decided_at: Mapped[datetime | None]
+    renewal_of: Mapped[int | None] = mapped_column(Integer)
+    renewals: Mapped[int] = mapped_column(Integer, default=0)
+    reminded_at: Mapped[datetime | None]
+    previous_status: Mapped[str] = mapped_column(String(20), default="open")  # the advisory's status before
+    channel: Mapped[str | None] = mapped_column(String(32))
+    message_ts: Mapped[str | None] = mapped_column(String(32))

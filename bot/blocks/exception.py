@@ -1,0 +1,58 @@
+"""Block Kit of an exception card: what is excepted, why, until when, who approved, the Approve button."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from bot.blocks.common import Block, context, escape, mention, mentions, plain, section, slack_date
+from storage.models import AdvisoryException, AdvisoryRecord, ExceptionKind, ExceptionState
+
+
+class ExceptionActionId(StrEnum):
+    APPROVE = "exception_approve"
+
+
+STATE_LABELS = {
+    ExceptionState.PENDING: ":hourglass: Waiting for approval",
+    ExceptionState.APPROVED: ":white_check_mark: Approved",
+    ExceptionState.REJECTED: ":no_entry: Rejected",
+    ExceptionState.EXPIRED: ":alarm_clock: Expired (the advisory is open again)",
+    ExceptionState.RENEWED: ":repeat: Superseded by its renewal",
+}
+
+
+def summary(row: AdvisoryException, record: AdvisoryRecord) -> str:
+    """One line: ``Exception #3: GHSA-… on `web-shop`: risk accepted until …``."""
+    what = "risk accepted" if row.kind is ExceptionKind.ACCEPT else f"not affected ({escape(row.justification or '')})"
+    return (
+        f"Exception #{row.id}: {escape(record.primary_id)} on `{escape(row.system)}`: {what} "
+        f"until {slack_date(row.until)}"
+    )
+
+
+def card(row: AdvisoryException, record: AdvisoryRecord, *, pending: list[str]) -> list[Block]:
+    """The exception's card in the approvals channel."""
+    approvers = ", ".join(mention(a["user"]) for a in row.approvals) or "nobody yet"
+    blocks: list[Block] = [
+        section(f"*{summary(row, record)}*\n{STATE_LABELS[row.state]}"),
+        section(f"*Reason:* {escape(row.reason)}"),
+        context(f"Requested by {mention(row.requested_by)} · approved by {approvers} · renewals: {row.renewals}"),
+    ]
+    if row.state is ExceptionState.PENDING:
+        blocks.append(context(f"Waiting for: {mentions(pending) or 'nobody eligible is left'}"))
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": f"exception:{row.id}",
+                "elements": [
+                    {
+                        "type": "button",
+                        "action_id": ExceptionActionId.APPROVE.value,
+                        "value": str(row.id),
+                        "style": "primary",
+                        "text": plain("Approve exception"),
+                    }
+                ],
+            }
+        )
+    return blocks

@@ -1,0 +1,123 @@
+"""``/patch exception ADVISORY SYSTEM accept|not-affected [JUSTIFICATION] --until DATE REASON``, its card's
+Approve button, and the exception sweep (reminders before the end, expiry)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp
+
+from bot.blocks import exception as blocks
+from bot.blocks.common import escape, mention, mentions
+from bot.commands.replies import guarded
+from bot.commands.router import CommandContext, Router, usage_error
+from bot.deps import Deps
+from bot.errors import InputError, UsageError
+from bot.slack import notify
+from bot.workflows import exceptions as flow
+from storage.models import AdvisoryException, AdvisoryRecord, ExceptionKind
+
+log = logging.getLogger(__name__)
+USAGE = "/patch exception ADVISORY SYSTEM accept|not-affected [JUSTIFICATION] --until YYYY-MM-DD REASON"
+KINDS = {"accept": ExceptionKind.ACCEPT, "not-affected": ExceptionKind.NOT_AFFECTED}
+
+
+def parse(rest: str) -> tuple[str, str, ExceptionKind, str | None, str, str]:
+    """→ (advisory, system, kind, justification, until text, reason). Raises UsageError."""
+    head, sep, tail = rest.partition("--until")
+    words = head.split()
+    if not sep or len(words) not in (3, 4) or words[2].lower() not in KINDS:
+        raise UsageError("bad exception", user_message=f"Usage: `{USAGE}`")
+    kind = KINDS[words[2].lower()]
+    justification = words[3] if len(words) == 4 else None
+    until, _, reason = tail.strip().partition(" ")
+    return words[0], words[1], kind, justification, until, reason.strip()
+
+
+async def _post_or_update(deps: Deps, row: AdvisoryException, record: AdvisoryRecord) -> None:
+    pending = sorted(flow.progress(deps.config, row).pending_people())
+    content = blocks.card(row, record, pending=pending)
+    text = blocks.summary(row, record)
+    if row.message_ts and row.channel:
+        await deps.client.chat_update(channel=row.channel, ts=row.message_ts, text=text, blocks=content)
+        return
+    channel = deps.config.slack.approvals_channel
+    resp = await deps.client.chat_postMessage(channel=channel, text=text, blocks=content, unfurl_links=False)
+    from storage import exceptions as store  # the message ts is the only thing a listener stores
+
+    async with deps.sessions.begin() as session:
+        await store.compare_and_set(session, row.id, expected=row.state, channel=channel, message_ts=resp["ts"])
+    await deps.client.chat_postMessage(
+        channel=channel, thread_ts=resp["ts"], text=f"Approval needed for this exception: {mentions(pending)}"
+    )
+
+
+async def run_exception_sweep(deps: Deps) -> int:
+    """The scheduler's job: remind before an exception ends, expire it at its end; returns the nudges."""
+    async with deps.sessions.begin() as session:
+        nudges = await flow.sweep(session, config=deps.config, now=deps.clock.now())
+    for n in nudges:
+        head = blocks.summary(n.exception, n.record)
+        if n.kind == "reminder":
+            text = (
+                f":bell: {head} ends soon. Today {escape(n.record.primary_id)} is {flow.risk_today(n.record)}. "
+                f"{mentions(n.people)}: renew it with `/patch exception` (renewals so far: "
+                f"{n.exception.renewals}), or patch."
+            )
+        else:
+            text = f":alarm_clock: {head} has *expired*: the advisory is open again and its SLA restarted."
+        if n.exception.channel and n.exception.message_ts:
+            try:
+                await deps.client.chat_postMessage(
+                    channel=n.exception.channel, thread_ts=n.exception.message_ts, text=text, unfurl_links=False
+                )
+            except Exception:
+                log.warning("could not post the %s of exception %s", n.kind, n.exception.id, exc_info=True)
+    return len(nudges)
+
+
+def register(app: AsyncApp, deps: Deps, router: Router) -> None:
+    """Register /patch exception and the Approve button."""
+    config = deps.config
+
+    @router.add("exception", usage=USAGE, summary="ask to accept a risk or state not-affected until a date")
+    async def handle_exception_command(ctx: CommandContext) -> None:
+        try:
+            advisory, system, kind, justification, until_text, reason = parse(ctx.rest)
+        except UsageError as exc:
+            raise usage_error(router.subcommands["exception"], exc.user_message) from exc
+        now = deps.clock.now()
+        async with deps.sessions.begin() as session:
+            try:
+                until = flow.parse_until(until_text, now=now)
+            except InputError as exc:
+                raise usage_error(router.subcommands["exception"], exc.user_message) from exc
+            row, record = await flow.request(
+                session, config=config, advisory=advisory, system=system, kind=kind, until=until, reason=reason,
+                justification=justification, user=ctx.user, now=now,
+            )  # fmt: skip
+        await _post_or_update(deps, row, record)
+        await ctx.respond(text=f"Exception #{row.id} is waiting for approval.", response_type="ephemeral")
+
+    @app.action(blocks.ExceptionActionId.APPROVE.value)
+    async def handle_exception_approve_click(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        user, channel = body["user"]["id"], body.get("channel", {}).get("id", "")
+
+        async def reply(text: str) -> None:
+            await notify.ephemeral(deps, channel=channel, user=user, text=text)
+
+        async def work() -> None:
+            async with deps.sessions.begin() as session:
+                row, record, done = await flow.approve(
+                    session, config=config, exception_id=int(action["value"]), user=user, now=deps.clock.now()
+                )
+            await _post_or_update(deps, row, record)
+            if done and row.channel and row.message_ts:
+                await deps.client.chat_postMessage(
+                    channel=row.channel, thread_ts=row.message_ts,
+                    text=f":white_check_mark: {mention(user)} completed the approval: {blocks.summary(row, record)}.",
+                )  # fmt: skip
+
+        await guarded(reply, work)
