@@ -7,19 +7,23 @@ still-vulnerable SBOM → ``still_vulnerable``, the owner told which package and
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
-from conftest import OWNER, REQ, SHARED_DATA, Harness, eventually, make_config
+import yaml
+from click.testing import CliRunner
+from conftest import BASE_CONFIG, OWNER, REQ, SHARED_DATA, Harness, eventually, make_config
 from deploy_support import in_thread, wait_state
 from loop_support import deploy_prod, through_test
 
+from bot.__main__ import cli
 from bot.feeds.base import FeedBatch, parse_osv
 from bot.sandbox.fake_slack import Message
 from bot.slack.advisory_posts import publish_all
 from bot.workflows import advisories as flow
-from bot.workflows import remediation
+from bot.workflows import loop_views, remediation
 from storage import advisories as store
 from storage.models import AdvisoryRecord, AdvisoryStatus, ChangeState
 
@@ -80,6 +84,8 @@ async def test_prod_deploy_writing_a_fixed_sbom_remediates_with_time_to_remediat
     harness_factory: Any, tmp_path: Path
 ) -> None:
     h, leaves, card = await _setup(harness_factory, tmp_path)
+    config_file = tmp_path / "patchwarden.yaml"
+    config_file.write_text(yaml.safe_dump(BASE_CONFIG))
     await through_test(h, card=card)
     assert (await _record(h)).status is AdvisoryStatus.CHANGE_REQUESTED, "a test deployment proves nothing"
     leaves.write_text(sbom("2.2.5"))
@@ -93,7 +99,15 @@ async def test_prod_deploy_writing_a_fixed_sbom_remediates_with_time_to_remediat
     assert rec.remediation["evidence_system"] == "web-shop" and rec.remediation["still"] == []
     async with h.deps.sessions.begin() as s:
         packages = await flow.current_inventory(s, config=h.config)
+        fields = (await loop_views.advisory_fields(s, [rec]))[rec.id]
     assert [(p.name, p.version) for p in packages["web-shop"]] == [("flask", "2.2.5")], "the SBOM was imported"
+    assert fields["status"] == "remediated" and fields["remediated_at"] == rec.remediated_at.isoformat()
+    assert fields["exception"] is None
+    env = {"PATCHWARDEN_DATABASE_URL": str(h.deps.settings.database_url), "PATCHWARDEN_CONFIG": str(config_file)}
+    shown = await asyncio.to_thread(CliRunner().invoke, cli, ["changes", "show", "CHG-1", "--json"], env=env)
+    assert shown.exit_code == 0, shown.output
+    data = json.loads(shown.output)
+    assert data["advisories"] == ["PYSEC-2023-62"] and data["artifacts"] == []
 
 
 async def test_prod_deploy_writing_a_still_vulnerable_sbom_keeps_it_open_and_tells_the_owner(

@@ -13,6 +13,7 @@ from deploy_support import in_thread, state_of, wait_state
 from loop_support import BUNDLE, SIGNING, TAMPERED, Served, deploy_prod, served_fixture, sha256, through_test
 from sqlalchemy import select
 
+from bot.workflows import loop_views
 from storage import changes, deployments, windows
 from storage.models import AuditEntry, ChangeState, DeploymentStatus, WindowState
 
@@ -81,6 +82,14 @@ async def test_verified_artifact_reaches_the_script_and_a_replaced_one_is_refuse
     card = await h.request_change()
     await _attach(h, url)
     await in_thread(h, card, ":package:", what="artifact attached")
+    async with h.deps.sessions.begin() as s:
+        change = await changes.get(s, 1)
+        assert change is not None
+        shown = await loop_views.change_fields(s, change)
+    assert shown["artifacts"] == [
+        {"name": BUNDLE.name, "url": served.url(BUNDLE.name), "sha256": sha256(BUNDLE), "sha512": None,
+         "signer": "vendor-minisign", "status": "pending", "verified_sha256": None, "verified_at": None}
+    ]  # fmt: skip
     await h.slack.click(h.latest(card), "change_approve", user=OWNER)
     await wait_state(h, ChangeState.APPROVED_FOR_TEST)
 
