@@ -26,6 +26,7 @@ from bot.commands import advisories as advisory_commands
 from bot.commands import approvals, changes, patch
 from bot.commands import calendar as calendar_commands
 from bot.commands import deploy as deploy_commands
+from bot.commands import drift as drift_commands
 from bot.commands import exceptions as exception_commands
 from bot.commands import home as home_commands
 from bot.commands import report as report_commands
@@ -90,6 +91,7 @@ def create_app(deps: Deps, *, signing_secret: str) -> AsyncApp:
     deploy_commands.register(app, deps, router)
     test_stage_commands.register(app, deps)
     exception_commands.register(app, deps, router)
+    drift_commands.register(app, deps)
     return app
 
 

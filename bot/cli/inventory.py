@@ -6,10 +6,11 @@ from pathlib import Path
 
 import click
 
-from bot.advisories.inventory import load_cyclonedx
 from bot.cli import common
 from bot.deps import Clock
 from bot.workflows import advisories as advisory_flow
+from bot.workflows import inventory_import
+from bot.workflows.remediation import load_sbom
 from storage import inventory as inventory_store
 
 
@@ -22,7 +23,8 @@ def inventory() -> None:
 @click.argument("system")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def import_(system: str, file: Path) -> None:
-    """Replace SYSTEM's stored packages with those of the CycloneDX JSON SBOM in FILE, then re-match."""
+    """Replace SYSTEM's stored packages with those of the SBOM in FILE (CycloneDX or SPDX JSON), re-match,
+    judge pending remediations and report unrecorded version changes (drift) to the owner."""
     s = common.settings()
     config = common.config(s)
     if system not in config.systems:
@@ -30,9 +32,12 @@ def import_(system: str, file: Path) -> None:
         raise click.ClickException(f"{system!r} is not a system of the configuration (known: {known})")
     clock = Clock()
 
+    text = file.read_text()
+
     async def main() -> tuple[int, int]:
-        packages = load_cyclonedx(file)
+        packages = load_sbom(text, where=file.name)
         async with common.session(s) as session:
+            before = {(p.ecosystem, p.name): p.version for p in await inventory_store.packages(session, system=system)}
             count = await inventory_store.replace(
                 session,
                 system=system,
@@ -41,6 +46,14 @@ def import_(system: str, file: Path) -> None:
                 now=clock.now(),
             )
             changed = await advisory_flow.rematch_all(session, config=config, now=clock.now())
+            after = {(p.ecosystem, p.name): p.version for p in packages}
+            outcomes, drift = await inventory_import.imported(
+                session, config=config, system=system, before=before, after=after, now=clock.now()
+            )
+        for o in outcomes:
+            click.echo(f"{o.record.primary_id}: {'remediated' if o.remediated else 'still vulnerable'} on {system}")
+        if drift:
+            click.echo(f"{system}: {len(drift)} package version(s) changed without a completed change (owner told)")
         return count, len(changed)
 
     count, changed = common.run(main)
