@@ -118,9 +118,11 @@ async def test_not_applicable_needs_reason_and_is_audited_snooze_hides_until_tim
     async with h.deps.sessions.begin() as s:
         entry = (await s.execute(select(AuditEntry).where(AuditEntry.action == "advisory_not_applicable"))).scalar_one()
     assert entry.actor == OWNER and "We never set session.permanent" in entry.body
+    assert "*Not applicable* (by <@U0OWNER1>)" in str(h.latest(flask).blocks), "shown with who decided"
 
     await select_snooze(h, jinja, "7d", user=OWNER)
     await eventually(lambda: "Snoozed" in str(h.latest(jinja).blocks), what="snoozed")
+    assert "(by <@U0OWNER1>)" in str(h.latest(jinja).blocks), "shown with who and until when"
     before = len(h.fake.responses)
     await h.slack.command("advisories", user=OWNER)
     replies = await eventually(lambda: h.fake.responses[before:], what="listing")

@@ -55,10 +55,12 @@ def status_text(v: AdvisoryView, *, tz: str = "UTC") -> str:
         return f":hammer_and_wrench: *Change requested*: CHG-{r.change_id}"
     if r.status is AdvisoryStatus.REMEDIATED:
         return f":white_check_mark: *Remediated* by CHG-{r.change_id}"
+    by = r.remediation.get("triage", {}).get("by")
+    who = f" (by {mention(str(by))})" if by else ""
     if r.status is AdvisoryStatus.NOT_APPLICABLE:
-        return f":heavy_minus_sign: *Not applicable*: {escape(clip(r.status_reason, 500))}"
+        return f":heavy_minus_sign: *Not applicable*{who}: {escape(clip(r.status_reason, 500))}"
     if r.status is AdvisoryStatus.SNOOZED and r.snoozed_until is not None:
-        return f":zzz: *Snoozed* until {slack_date(r.snoozed_until, tz=tz)}"
+        return f":zzz: *Snoozed* until {slack_date(r.snoozed_until, tz=tz)}{who}"
     loop = loop_status_text(r)
     return loop or ":large_blue_circle: *Open*"
 
