@@ -14,6 +14,7 @@ from sqlalchemy import select
 from bot.commands.exceptions import run_exception_sweep
 from bot.feeds.base import FeedBatch, parse_osv
 from bot.sandbox.fake_slack import Message
+from bot.slack.advisory_posts import publish_all
 from bot.workflows import advisories as flow
 from bot.workflows import sla
 from storage import advisories as store
@@ -127,3 +128,24 @@ async def test_not_affected_needs_an_openvex_justification(harness_factory: Any)
     rec = await _record(h)
     assert rec.status is AdvisoryStatus.NOT_AFFECTED
     assert rec.remediation["exception"]["justification"] == "vulnerable_code_not_in_execute_path"
+
+
+async def test_the_advisory_post_button_opens_the_exception_form(harness_factory: Any) -> None:
+    h: Harness = await harness_factory(make_config(systems={"web-shop": {"packages": PACKAGES}}))
+    await _advisory(h)
+    async with h.deps.sessions.begin() as s:
+        changed = [flow.Ingested(r.id, True) for r in await store.all_records(s)]
+    await publish_all(h.deps, changed)
+    post = await eventually(lambda: next(iter(h.fake.channel_messages("C0ADVISORIES")), None), what="advisory post")
+    await h.slack.click(post, "exception_request", user=OWNER)
+    form = await h.opened_view("exception_request_form")
+    until = (h.clock.now() + timedelta(days=20)).date().isoformat()
+    values = {"system": "web-shop", "kind": "not-affected", "until": until, "reason": "no debugger in prod"}
+    _, body = await h.slack.submit(form, values, user=OWNER)
+    assert "errors" in body and "justification" in body, "not-affected needs its OpenVEX justification"
+    _, body = await h.slack.submit(form, {**values, "justification": "vulnerable_code_not_in_execute_path"}, user=OWNER)
+    assert "errors" not in body
+    card = await _card(h, 1)
+    assert "not affected (vulnerable_code_not_in_execute_path)" in card.text
+    rows = await _rows(h)
+    assert [(r.requested_by, r.state) for r in rows] == [(OWNER, ExceptionState.PENDING)]

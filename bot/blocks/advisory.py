@@ -136,6 +136,12 @@ def _controls(v: AdvisoryView) -> list[Block]:
                     "value": value,
                 },
                 {
+                    "type": "button",
+                    "action_id": "exception_request",  # bot.blocks.exception.ExceptionActionId.REQUEST
+                    "text": plain("Request exception"),
+                    "value": value,
+                },
+                {
                     "type": "static_select",
                     "action_id": AdvisoryAction.SNOOZE.value,
                     "placeholder": plain("Snooze"),

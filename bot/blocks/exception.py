@@ -10,6 +10,7 @@ from storage.models import AdvisoryException, AdvisoryRecord, ExceptionKind, Exc
 
 class ExceptionActionId(StrEnum):
     APPROVE = "exception_approve"
+    REQUEST = "exception_request"  # the advisory post's button
 
 
 STATE_LABELS = {
@@ -56,3 +57,66 @@ def card(row: AdvisoryException, record: AdvisoryRecord, *, pending: list[str]) 
             }
         )
     return blocks
+
+
+class ExceptionCallback(StrEnum):
+    REQUEST = "exception_request_form"
+
+
+JUSTIFICATION_OPTIONS = (
+    "component_not_present",
+    "vulnerable_code_not_present",
+    "vulnerable_code_not_in_execute_path",
+    "vulnerable_code_cannot_be_controlled_by_adversary",
+    "inline_mitigations_already_exist",
+)
+
+
+def _select(block_id: str, label: str, options: list[tuple[str, str]], *, optional: bool = False) -> Block:
+    return {
+        "type": "input",
+        "block_id": block_id,
+        "optional": optional,
+        "label": plain(label),
+        "element": {
+            "type": "static_select",
+            "action_id": "value",
+            "options": [{"text": plain(text), "value": value} for value, text in options],
+        },
+    }
+
+
+def request_modal(*, advisory: str, systems: list[str], metadata: str) -> dict[str, object]:
+    """The exception form opened from an advisory post's "Request exception" button."""
+    return {
+        "type": "modal",
+        "callback_id": ExceptionCallback.REQUEST.value,
+        "private_metadata": metadata,
+        "title": plain("Request an exception"),
+        "submit": plain("Request"),
+        "blocks": [
+            section(f"*{escape(advisory)}*: an exception is approved by the owner and security, and expires."),
+            _select("system", "System", [(s, s) for s in systems]),
+            _select(
+                "kind", "Decision", [("accept", "Accept the risk until the date"), ("not-affected", "Not affected")]
+            ),
+            _select(
+                "justification",
+                "Why not affected (OpenVEX)",
+                [(j, j.replace("_", " ")) for j in JUSTIFICATION_OPTIONS],
+                optional=True,
+            ),
+            {
+                "type": "input",
+                "block_id": "until",
+                "label": plain("Until"),
+                "element": {"type": "datepicker", "action_id": "value"},
+            },
+            {
+                "type": "input",
+                "block_id": "reason",
+                "label": plain("Reason"),
+                "element": {"type": "plain_text_input", "action_id": "value", "multiline": True},
+            },
+        ],
+    }

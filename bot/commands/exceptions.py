@@ -3,6 +3,7 @@ Approve button, and the exception sweep (reminders before the end, expiry)."""
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -121,3 +122,42 @@ def register(app: AsyncApp, deps: Deps, router: Router) -> None:
                 )  # fmt: skip
 
         await guarded(reply, work)
+
+    @app.action(blocks.ExceptionActionId.REQUEST.value)
+    async def handle_exception_request_click(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        user, channel = body["user"]["id"], body.get("channel", {}).get("id", "")
+
+        async def reply(text: str) -> None:
+            await notify.ephemeral(deps, channel=channel, user=user, text=text)
+
+        async def work() -> None:
+            async with deps.sessions.begin() as session:
+                advisory, systems = await flow.subject(session, config=config, advisory_id=int(action["value"]))
+            meta = json.dumps({"advisory": advisory, "channel": channel})
+            view = blocks.request_modal(advisory=advisory, systems=systems, metadata=meta)
+            await deps.client.views_open(trigger_id=body["trigger_id"], view=view)
+
+        await guarded(reply, work)
+
+    @app.view(blocks.ExceptionCallback.REQUEST.value)
+    async def handle_exception_request_submission(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
+        meta = json.loads(view.get("private_metadata") or "{}")
+        values = {k: next(iter(v.values())) for k, v in view["state"]["values"].items()}
+        picked = {k: (v.get("selected_option") or {}).get("value") or v.get("selected_date") or v.get("value")
+                  for k, v in values.items()}  # fmt: skip
+        user, now = body["user"]["id"], deps.clock.now()
+        try:
+            until = flow.parse_until(str(picked.get("until") or ""), now=now)
+            kind = KINDS[str(picked.get("kind"))]
+            async with deps.sessions.begin() as session:
+                row, record = await flow.request(
+                    session, config=config, advisory=meta["advisory"], system=str(picked.get("system")),
+                    kind=kind, until=until, reason=str(picked.get("reason") or ""),
+                    justification=picked.get("justification"), user=user, now=now,
+                )  # fmt: skip
+        except InputError as exc:
+            await ack(response_action="errors", errors={"reason": exc.user_message})
+            return
+        await ack()
+        await _post_or_update(deps, row, record)

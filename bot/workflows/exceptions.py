@@ -65,6 +65,15 @@ async def _advisory(session: AsyncSession, ref: str) -> AdvisoryRecord:
     return record
 
 
+async def subject(session: AsyncSession, *, config: Config, advisory_id: int) -> tuple[str, list[str]]:
+    """The advisory's id and the configured systems it affects (the exception form's choices)."""
+    record = await advisory_store.get(session, advisory_id)
+    if record is None:
+        raise NotFoundError(f"no advisory {advisory_id}", user_message="This advisory no longer exists.")
+    systems = sorted({m.system for m in await advisory_store.matches(session, [record.id])} & set(config.systems))
+    return record.primary_id, systems or sorted(config.systems)
+
+
 def parse_until(text: str, *, now: datetime) -> datetime:
     """``YYYY-MM-DD`` (the end of that day, UTC) → a datetime in the future, at most ``MAX_DAYS`` ahead."""
     try:
