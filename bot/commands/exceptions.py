@@ -17,7 +17,7 @@ from bot.deps import Deps
 from bot.errors import InputError, UsageError
 from bot.slack import notify
 from bot.workflows import exceptions as flow
-from storage.models import AdvisoryException, AdvisoryRecord, ExceptionKind
+from bot.workflows.exceptions import AdvisoryException, AdvisoryRecord, ExceptionKind
 
 log = logging.getLogger(__name__)
 USAGE = "/patch exception ADVISORY SYSTEM accept|not-affected [JUSTIFICATION] --until YYYY-MM-DD REASON"
@@ -45,10 +45,8 @@ async def _post_or_update(deps: Deps, row: AdvisoryException, record: AdvisoryRe
         return
     channel = deps.config.slack.approvals_channel
     resp = await deps.client.chat_postMessage(channel=channel, text=text, blocks=content, unfurl_links=False)
-    from storage import exceptions as store  # the message ts is the only thing a listener stores
-
     async with deps.sessions.begin() as session:
-        await store.compare_and_set(session, row.id, expected=row.state, channel=channel, message_ts=resp["ts"])
+        await flow.set_message(session, exception_id=row.id, channel=channel, ts=str(resp["ts"]))
     await deps.client.chat_postMessage(
         channel=channel, thread_ts=resp["ts"], text=f"Approval needed for this exception: {mentions(pending)}"
     )

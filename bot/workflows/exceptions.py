@@ -27,13 +27,10 @@ from bot.errors import ConflictError, InputError, NotFoundError
 from bot.workflows import lifecycle, sla
 from storage import advisories as advisory_store
 from storage import exceptions as store
-from storage.models import (
-    AdvisoryException,
-    AdvisoryRecord,
-    AdvisoryStatus,
-    ExceptionKind,
-    ExceptionState,
-)
+from storage.models import AdvisoryException as AdvisoryException  # re-exported for the listeners
+from storage.models import AdvisoryRecord as AdvisoryRecord
+from storage.models import AdvisoryStatus, ExceptionState
+from storage.models import ExceptionKind as ExceptionKind
 
 STAGE = "exception"
 MAX_DAYS = 366
@@ -239,6 +236,13 @@ async def sweep(session: AsyncSession, *, config: Config, now: datetime) -> list
             )  # fmt: skip
             nudges.append(Nudge("reminder", row, record, people))
     return nudges
+
+
+async def set_message(session: AsyncSession, *, exception_id: int, channel: str, ts: str) -> None:
+    """Remember where the exception's card is (its thread carries reminders and the expiry)."""
+    row = await store.get(session, exception_id, lock=True)
+    if row is not None:
+        row.channel, row.message_ts = channel, ts
 
 
 def risk_today(record: AdvisoryRecord) -> str:
