@@ -5,14 +5,27 @@ End to end through the signed Slack endpoint, with a real shell script that chec
 
 from __future__ import annotations
 
+import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from conftest import OWNER, REQ, Harness, eventually, make_config
-from deploy_support import in_thread, state_of, wait_state
-from loop_support import BUNDLE, SIGNING, TAMPERED, Served, deploy_prod, served_fixture, sha256, through_test
+from deploy_support import book, in_thread, state_of, wait_state
+from loop_support import (
+    BUNDLE,
+    SIGNING,
+    TAMPERED,
+    Served,
+    deploy_prod,
+    served_fixture,
+    sha256,
+    sweep,
+    through_test,
+)
 from sqlalchemy import select
 
+from bot.config import MissedWindow
 from bot.workflows import loop_views
 from storage import changes, deployments, windows
 from storage.models import AuditEntry, ChangeState, DeploymentStatus, WindowState
@@ -144,3 +157,26 @@ async def test_artifact_added_after_approval_makes_approvals_stale(
     assert "Revision 2" in str(h.latest(card).blocks)
     await h.slack.click(h.latest(card), "change_approve", user=OWNER)
     await wait_state(h, ChangeState.APPROVED_FOR_TEST)
+
+
+async def test_refused_artifact_with_missed_window_ask_asks_the_operators(
+    harness_factory: Any, served: Served, tmp_path: Path
+) -> None:
+    config, record = _config(tmp_path)
+    config = config.model_copy(update={"policy": config.policy.model_copy(update={"missed_window": MissedWindow.ASK})})
+    h: Harness = await harness_factory(config)
+    card = await h.request_change()
+    url = served.url(BUNDLE.name)
+    await h.slack.command(f"artifact add CHG-1 {url} sha256={'0' * 64}", user=REQ)  # not the file's digest
+    await in_thread(h, card, ":package:", what="artifact attached")
+    await h.slack.click(h.latest(card), "change_approve", user=OWNER)
+    await wait_state(h, ChangeState.APPROVED_FOR_TEST)
+    await book(h, stage="test", start_in=timedelta(minutes=10))
+    h.clock.advance(timedelta(minutes=11))
+    await sweep(h)
+    asked = await in_thread(h, card, "Nothing was deployed", what="refusal with the missed-window question")
+    assert "window_missed_run" in json.dumps(asked.blocks) and "Operators" in asked.text
+    assert not record.exists(), "the script never ran"
+    assert await state_of(h) is ChangeState.APPROVED_FOR_TEST
+    async with h.deps.sessions.begin() as s:
+        assert [w.state for w in await windows.for_change(s, 1)] == [WindowState.AWAITING_DECISION]
