@@ -60,7 +60,6 @@ ProgressCallback = Callable[[str], Awaitable[None]]
 PROGRESS_INTERVAL = 2.0
 MAX_PROGRESS_CHARS = 3000
 MAX_OUTPUT_CHARS = 5_000_000
-MAX_INVENTORY_BYTES = 20_000_000  # an SBOM a step writes to PATCHWARDEN_INVENTORY_OUT
 DEFAULT_TIMEOUT = timedelta(minutes=15)
 
 _RUN_ID = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
@@ -115,16 +114,12 @@ class StepResult(BaseModel):
 
 
 class ArtifactInfo(BaseModel):
-    """One verified patch artifact as an executor receives it: a quarantined file re-hashed just before use.
-
-    ``path`` is the only copy an executor may use; ``sha256`` is the digest it had when the runner
-    re-hashed it, so an executor that copies the file can (and the built-in ones do) check the copy again.
-    """
+    """A verified artifact as an executor gets it: ``path`` (quarantine, re-hashed just before the step) is
+    the only copy to use; ``sha256`` lets an executor that copies the file check the copy (built-ins do)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+~-]{0,199}$")
-    path: Path
+    path: Path  # absolute, no control characters (checked below)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     signer: str = Field(default="", max_length=100)
     size: int = Field(default=0, ge=0)
@@ -132,13 +127,12 @@ class ArtifactInfo(BaseModel):
     @field_validator("path")
     @classmethod
     def _path(cls, path: Path) -> Path:
-        text = str(path)
-        if not path.is_absolute() or any(c in text for c in "\n\r\0"):
-            raise ValueError(f"artifact path {text[:80]!r} must be absolute")
+        if not path.is_absolute() or any(c in str(path) for c in "\n\r\0"):
+            raise ValueError(f"artifact path {str(path)[:80]!r} must be absolute")
         return path
 
     def manifest(self) -> dict[str, str]:
-        """The JSON entry executors hand on (``PATCHWARDEN_ARTIFACTS``, ``patchwarden_artifacts``)."""
+        """The entry of ``PATCHWARDEN_ARTIFACTS`` / ``patchwarden_artifacts``."""
         return {"name": self.name, "path": str(self.path), "sha256": self.sha256, "signer": self.signer}
 
 
@@ -156,7 +150,7 @@ class DeploymentRequest(BaseModel):
     stage: str = Field(pattern=_NAME)
     system: str = Field(pattern=_NAME)
     targets: tuple[str, ...] = ()
-    artifacts: tuple[ArtifactInfo, ...] = ()  # the verified artifacts, and only those (see ArtifactInfo)
+    artifacts: tuple[ArtifactInfo, ...] = ()  # the verified artifacts, and only those
 
     @field_validator("targets")
     @classmethod
@@ -169,8 +163,7 @@ class DeploymentRequest(BaseModel):
     @field_validator("artifacts")
     @classmethod
     def _artifacts(cls, value: tuple[ArtifactInfo, ...]) -> tuple[ArtifactInfo, ...]:
-        names = [a.name for a in value]
-        if len(set(names)) != len(names):
+        if len({a.name for a in value}) != len(value):
             raise ValueError("artifact names must be unique within a request")
         return value
 

@@ -35,7 +35,6 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, field_validator
 from bot.config import Duration
 from bot.errors import ConfigError, ExecutorError
 from bot.executors.base import (
-    MAX_INVENTORY_BYTES,
     DeploymentRequest,
     Executor,
     ExecutorOptions,
@@ -47,6 +46,7 @@ from bot.executors.base import (
 )
 
 KILL_GRACE = 3.0
+MAX_INVENTORY_BYTES = 20_000_000  # the SBOM a step may write to PATCHWARDEN_INVENTORY_OUT
 # After the main process exits, how long to keep reading output that a background child still writes.
 DRAIN_GRACE = 2.0
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")

@@ -17,17 +17,22 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import PurePosixPath
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.blocks import deployment as deployment_blocks
 from bot.config import Config, MissedWindow
-from bot.deps import Deps
-from bot.executors.base import ArtifactInfo
+from bot.deps import Clock, Deps
+from bot.executors.base import ArtifactInfo, Step, StepResult
 from bot.workflows import artifacts, due_windows, lifecycle
 from bot.workflows.deployment import SCHEDULER, Run
 from storage import deployments, windows
 from storage.models import APPROVED, Change, DeploymentStatus, WindowState
+
+if TYPE_CHECKING:
+    from bot.workflows.runner import Sink
 
 ArtifactGate = Callable[[bool], Awaitable[tuple[ArtifactInfo, ...]]]
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.+~-]+")
@@ -116,3 +121,30 @@ async def refuse_run(session: AsyncSession, *, config: Config, run: Run, reason:
         note = f"{head}\nOperators: once the artifact is fixed, run the window now, or book the next free one?"
         return Refusal(change, note, ask_window_id=window.id)
     return Refusal(change, f"{head}\nThe window is missed (`missed_window: run` cannot run it); book a new one.")
+
+
+def failed_results(run: Run, step: Step, summary: str) -> dict[int, StepResult]:
+    """The same failed result for every system of the run (an artifact that no longer verifies)."""
+    now = datetime.now().astimezone()
+    failed = StepResult(step=step, ok=False, summary=summary, started=now, finished=now)
+    return {t.deployment_id: failed for t in run.targets}
+
+
+async def refuse(
+    sessions: async_sessionmaker[AsyncSession], *, config: Config, clock: Clock, sink: Sink, run: Run, reason: str
+) -> Change:
+    """An artifact failed before the first step: nothing runs, the thread is told; the window follows
+    ``missed_window`` (``refuse_run``)."""
+    async with sessions.begin() as session:
+        refusal = await refuse_run(session, config=config, run=run, reason=reason, now=clock.now())
+    await sink.refresh()
+    if refusal.ask_window_id is not None:
+        await sink.post(
+            refusal.note,
+            blocks=deployment_blocks.missed_blocks(
+                window_id=refusal.ask_window_id, change_key=refusal.change.key, text=refusal.note
+            ),
+        )
+    else:
+        await sink.post(refusal.note)
+    return refusal.change

@@ -262,7 +262,9 @@ async def _execute(
         try:
             delivered = await artifacts(True)
         except VerificationError as exc:
-            return await _refuse(sessions, config=config, clock=clock, sink=sink, run=run, reason=exc.user_message)
+            return await delivery.refuse(
+                sessions, config=config, clock=clock, sink=sink, run=run, reason=exc.user_message
+            )
     await sink.refresh()
     systems = ", ".join(f"`{escape(t.system)}` ({escape(t.executor)})" for t in run.targets)
     await sink.post(f":rocket: Deploying {key} to *{stage}* on {systems}.")
@@ -297,7 +299,7 @@ async def _execute(
     try:
         delivered = await artifacts(False) if artifacts is not None else ()
     except VerificationError as exc:
-        verified = _failed_all(run, Step.VERIFY, exc.user_message)
+        verified = delivery.failed_results(run, Step.VERIFY, exc.user_message)
     else:
         verified = await run_steps(config, run, Step.VERIFY, sink=sink, limit=limit, delivered=delivered)
     await _record(sessions, run, verified)
@@ -425,31 +427,6 @@ async def rollback(
             ],
         )
     return change
-
-
-def _failed_all(run: flow.Run, step: Step, summary: str) -> dict[int, StepResult]:
-    now = datetime.now().astimezone()
-    failed = StepResult(step=step, ok=False, summary=summary, started=now, finished=now)
-    return {t.deployment_id: failed for t in run.targets}
-
-
-async def _refuse(
-    sessions: async_sessionmaker[AsyncSession], *, config: Config, clock: Clock, sink: Sink, run: flow.Run, reason: str
-) -> Change:
-    """An artifact failed before the first step: nothing runs; the window follows ``missed_window``."""
-    async with sessions.begin() as session:
-        refusal = await delivery.refuse_run(session, config=config, run=run, reason=reason, now=clock.now())
-    await sink.refresh()
-    if refusal.ask_window_id is not None:
-        await sink.post(
-            refusal.note,
-            blocks=blocks.missed_blocks(
-                window_id=refusal.ask_window_id, change_key=refusal.change.key, text=refusal.note
-            ),
-        )
-    else:
-        await sink.post(refusal.note)
-    return refusal.change
 
 
 def _problems_only(change_id: int) -> Block:
