@@ -233,6 +233,7 @@ def register(app: AsyncApp, deps: Deps, router: Router) -> None:
                     run=run,
                     actor=user,
                     reason=f"{mention(user)} chose to roll back",
+                    artifacts=delivery.gate(deps, change_id=run.change.id, actor=user),
                 )
                 return
             if kept is None:
