@@ -13,6 +13,7 @@ from bot.cli import feeds as feeds_cli
 from bot.cli import inventory as inventory_cli
 from bot.cli import report as report_cli
 from bot.cli import sandbox as sandbox_cli
+from bot.cli import vex as vex_cli
 from bot.errors import PatchwardenError
 
 
@@ -107,6 +108,7 @@ cli.add_command(inventory_cli.inventory)
 cli.add_command(advisories_cli.advisories)
 cli.add_command(report_cli.report_command)
 cli.add_command(sandbox_cli.sandbox)
+cli.add_command(vex_cli.vex)
 
 
 def main(argv: list[str] | None = None) -> Any:

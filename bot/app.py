@@ -29,6 +29,8 @@ from bot.commands import approvals, changes, patch
 from bot.commands import auto_approval as auto_approval_commands
 from bot.commands import calendar as calendar_commands
 from bot.commands import deploy as deploy_commands
+from bot.commands import drift as drift_commands
+from bot.commands import exceptions as exception_commands
 from bot.commands import home as home_commands
 from bot.commands import report as report_commands
 from bot.commands import schedule as schedule_commands
@@ -110,6 +112,8 @@ def create_app(deps: Deps, *, signing_secret: str) -> AsyncApp:
     schedule_commands.register(app, deps, router)
     deploy_commands.register(app, deps, router)
     test_stage_commands.register(app, deps)
+    exception_commands.register(app, deps, router)
+    drift_commands.register(app, deps)
     return app
 
 

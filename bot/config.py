@@ -118,6 +118,11 @@ class MissedWindow(StrEnum):
     RUN = "run"
 
 
+class VerifyFix(StrEnum):
+    INVENTORY = "inventory"
+    NONE = "none"
+
+
 class OnFailedVerify(StrEnum):
     ASK = "ask"
     ROLLBACK = "rollback"
@@ -238,15 +243,21 @@ class Policy(Strict):
             raise ValueError(f"policy.priority: no sla_days for {', '.join(missing)}; add them under sla_days")
         return self
 
+    verify_fix: VerifyFix = VerifyFix.INVENTORY  # a completed prod change proves its fix by inventory
+    drift_window: Duration = timedelta(hours=24)  # a version change without a change this recent is drift
+    exception_remind_before: Duration = timedelta(days=3)
+
     @field_validator("stages")
     @classmethod
     def _stages(cls, value: dict[str, list[Requirement]]) -> dict[str, list[Requirement]]:
         missing = {"test", "prod"} - set(value)
         if missing:
             raise ValueError(f"stages must define {' and '.join(sorted(missing))}")
-        unknown = set(value) - {"test", "prod"}
+        unknown = set(value) - {"test", "prod", "exception"}
         if unknown:
-            raise ValueError(f"unknown stage(s) {', '.join(sorted(unknown))}; the stages are test and prod")
+            raise ValueError(
+                f"unknown stage(s) {', '.join(sorted(unknown))}; the stages are test, prod (and exception)"
+            )
         for stage, reqs in value.items():
             if not reqs:
                 raise ValueError(f"stage {stage} has no requirement; an empty policy would approve nothing")
@@ -344,6 +355,8 @@ class Environment(BaseModel):
             if len(set(hosts)) != len(hosts):
                 raise ValueError("a target may be in one ring only")
         return value
+
+    targets: tuple[str, ...] = ()  # the hosts a deployment addresses (DeploymentRequest.targets)
 
 
 class Package(Strict):

@@ -15,6 +15,7 @@ from datetime import timedelta
 
 from bot.blocks import auto_approval as auto_blocks
 from bot.blocks import deployment as deployment_blocks
+from bot.blocks import exception as exception_blocks
 from bot.blocks.common import escape, mentions, slack_date
 from bot.deps import Deps
 from bot.errors import FeedError, UsageError
@@ -36,6 +37,7 @@ from bot.workflows import (
     reminders,
     sla,
 )
+from bot.workflows import exceptions as exception_flow
 from storage import advisories as advisory_store
 from storage import changes
 from storage.models import Change
@@ -236,7 +238,7 @@ async def run_advisory_sweep(deps: Deps) -> int:
         record = nudge.record
         if nudge.record.id in grouped:
             continue
-        if nudge.kind in ("unsnoozed", "remediated", "reopened"):
+        if nudge.kind in ("unsnoozed", "remediated", "reopened", "remediation_pending"):
             await advisory_posts.publish(deps, record.id)
         due = slack_date(record.due) if record.due else "—"
         if nudge.kind == "reminder":
@@ -245,6 +247,11 @@ async def run_advisory_sweep(deps: Deps) -> int:
             text = (
                 f":rotating_light: {escape(record.primary_id)} is *overdue* (due {due}) on "
                 f"{', '.join(f'`{s}`' for s in nudge.systems)}. Escalating to {mentions(nudge.people)}."
+            )
+        elif nudge.kind == "remediation_pending":
+            text = (
+                f":hourglass: CHG-{record.change_id} for {escape(record.primary_id)} completed; the fix counts once "
+                "the system's inventory shows it (`patchwarden inventory import` or the executor's SBOM)."
             )
         elif nudge.kind == "unsnoozed":
             text = f":alarm_clock: The snooze of {escape(record.primary_id)} is over; it is open again."
@@ -279,6 +286,29 @@ async def _nudge_unposted(deps: Deps, nudges: list[sla.Nudge]) -> set[int]:
     return {n.record.id for n in nudges}
 
 
+async def run_exception_sweep(deps: Deps) -> int:
+    """The scheduler's job: remind before an exception ends, expire it at its end; returns the nudges."""
+    async with deps.sessions.begin() as session:
+        nudges = await exception_flow.sweep(session, config=deps.config, now=deps.clock.now())
+    for n in nudges:
+        head = exception_blocks.summary(n.exception, n.record)
+        if n.kind == "reminder":
+            text = (
+                f":bell: {head} ends soon. Today {escape(n.record.primary_id)} is "
+                f"{exception_flow.risk_today(n.record)}. "
+                f"{mentions(n.people)}: renew it with `/patch exception` (renewals so far: "
+                f"{n.exception.renewals}), or patch."
+            )
+        else:
+            text = f":alarm_clock: {head} has *expired*: the advisory is open again and its SLA restarted."
+        if n.exception.channel and n.exception.message_ts:
+            await thread.deliver(
+                deps, channel=n.exception.channel, thread_ts=n.exception.message_ts, text=text,
+                what=f"{n.kind} of exception {n.exception.id}",
+            )  # fmt: skip
+    return len(nudges)
+
+
 def table(deps: Deps) -> list[tuple[str, Job, timedelta]]:
     """Every periodic job as (fixed id, job, interval), in the order one tick should run them.
 
@@ -298,6 +328,7 @@ def table(deps: Deps) -> list[tuple[str, Job, timedelta]]:
         ("due_windows", run_due_windows, SWEEP_EVERY),
         ("recovery", run_recovery, SWEEP_EVERY),  # deployments interrupted by a crash
         ("advisory_sweep", run_advisory_sweep, ADVISORY_SWEEP_EVERY),
+        ("exception_sweep", run_exception_sweep, ADVISORY_SWEEP_EVERY),  # exceptions reminded, expired
         ("checkpoint", run_checkpoint, CHECKPOINT_EVERY),
         ("audit_publish", audit_publish.run_publish, AUDIT_PUBLISH_EVERY),  # heads to witnesses, log to the SIEM
         ("outbox", run_outbox, OUTBOX_EVERY),

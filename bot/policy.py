@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from bot.config import Config, Role
+from bot.config import Requirement as Rule
 from bot.errors import AlreadyDoneError, PermissionDeniedError
 
 
@@ -82,7 +83,7 @@ class StageProgress:
 def requirements(config: Config, systems: Sequence[str], stage: str) -> list[Requirement]:
     """The concrete requirements of ``stage`` for a change affecting ``systems``."""
     out: list[Requirement] = []
-    for rule in config.policy.stages[stage]:
+    for rule in stage_rules(config, stage):
         if rule.role is Role.OWNER:
             for name in systems:
                 owner = config.systems[name].owner
@@ -94,6 +95,15 @@ def requirements(config: Config, systems: Sequence[str], stage: str) -> list[Req
             assert rule.group is not None
             out.append(Requirement(f"group:{rule.group}", f"{rule.group} group", config.group(rule.group), rule.count))
     return out
+
+
+def stage_rules(config: Config, stage: str) -> list[Rule]:
+    """The configured rules of ``stage``; ``exception`` defaults to the owner plus the fallback (security) group."""
+    if stage in config.policy.stages:
+        return config.policy.stages[stage]
+    if stage == "exception":
+        return [Rule(role=Role.OWNER, count=1), Rule(group=config.policy.fallback, count=1)]
+    raise KeyError(stage)
 
 
 def excluded_people(config: Config, *, requester: str, last_editor: str) -> frozenset[str]:

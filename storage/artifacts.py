@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import delete as sql_delete
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,3 +29,8 @@ async def set_result(session: AsyncSession, artifact_id: int, **fields: Any) -> 
     await session.execute(
         update(Artifact).where(Artifact.id == artifact_id).values(**fields).execution_options(synchronize_session=False)
     )
+
+
+async def delete(session: AsyncSession, artifact_id: int) -> None:
+    """Remove an artifact reference."""
+    await session.execute(sql_delete(Artifact).where(Artifact.id == artifact_id))

@@ -116,6 +116,9 @@ TRANSITIONS: dict[ChangeState, frozenset[ChangeState]] = {
     S.PROD_DEPLOYING: frozenset({S.PROD_VERIFYING, S.FAILED, S.ROLLED_BACK}),
     S.PROD_VERIFYING: frozenset({S.COMPLETED, S.ROLLED_BACK, S.FAILED}),
 }
+# A run refused before any step ran (an artifact failed verification) gives the stage back to its approval.
+TRANSITIONS[S.TEST_DEPLOYING] |= {S.APPROVED_FOR_TEST}
+TRANSITIONS[S.PROD_DEPLOYING] |= {S.APPROVED_FOR_PROD}
 for _state in list(TRANSITIONS):
     if _state not in (S.TEST_DEPLOYING, S.PROD_DEPLOYING, S.TEST_VERIFYING, S.PROD_VERIFYING):
         TRANSITIONS[_state] = TRANSITIONS[_state] | {S.CANCELLED}
@@ -400,6 +403,10 @@ class AdvisoryStatus(StrEnum):
     NOT_APPLICABLE = "not_applicable"
     SNOOZED = "snoozed"
     WITHDRAWN = "withdrawn"
+    REMEDIATION_PENDING = "remediation_pending"  # its change completed in prod; the inventory must prove it
+    STILL_VULNERABLE = "still_vulnerable"  # the inventory after the change still has an affected version
+    RISK_ACCEPTED = "risk_accepted"  # an approved exception (accept) until its expiry
+    NOT_AFFECTED = "not_affected"  # an approved exception (not-affected, with a VEX justification)
 
 
 class AdvisoryRecord(Base):
@@ -430,6 +437,8 @@ class AdvisoryRecord(Base):
     first_seen: Mapped[datetime]
     updated_at: Mapped[datetime]
     digested_at: Mapped[datetime | None]  # reached Slack through a per-system digest, not a post of its own
+    remediated_at: Mapped[datetime | None]  # when the inventory proved the fix (issue 10)
+    remediation: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {change_id, systems, evidence, ...}
 
 
 class AdvisoryAlias(Base):
@@ -461,7 +470,6 @@ class AdvisoryMatch(Base):
     discovered: Mapped[datetime | None]  # when patchwarden first saw this system affected: the SLA clock
     due: Mapped[datetime | None] = mapped_column(index=True)
     priority: Mapped[str] = mapped_column(String(32), default="")  # the policy's tier for this match
-
 
     remediation: Mapped[str] = mapped_column(Text, default="")  # the vendor's fix line (CSAF), issue 9
 
@@ -574,3 +582,44 @@ class EpssScore(Base):
     epss: Mapped[float]
     percentile: Mapped[float]
     score_date: Mapped[str] = mapped_column(String(10))  # YYYY-MM-DD of the file the score came from
+
+
+# ---- exceptions (issue 10: close the loop) ------------------------------------------------------------------
+
+
+class ExceptionKind(StrEnum):
+    ACCEPT = "accept"  # the risk is accepted until the expiry
+    NOT_AFFECTED = "not_affected"  # not affected, with an OpenVEX justification
+
+
+class ExceptionState(StrEnum):
+    PENDING = "pending"  # waiting for the policy.stages.exception quorum
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"  # its end passed: the match reopened
+    RENEWED = "renewed"  # superseded by an approved renewal
+
+
+class AdvisoryException(Base):
+    """A time-boxed, approved decision not to patch one advisory on one system (accept or not affected)."""
+
+    __tablename__ = "advisory_exceptions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    advisory_id: Mapped[int] = mapped_column(ForeignKey("advisories.id"), index=True)
+    system: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[ExceptionKind] = mapped_column(str_enum(ExceptionKind, 16))
+    justification: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    until: Mapped[datetime] = mapped_column(index=True)
+    state: Mapped[ExceptionState] = mapped_column(str_enum(ExceptionState, 16), index=True)
+    requested_by: Mapped[str] = mapped_column(String(32))
+    requested_at: Mapped[datetime]
+    approvals: Mapped[list[Any]] = mapped_column(default=list)  # [{user, requirement, at}]
+    decided_at: Mapped[datetime | None]
+    renewal_of: Mapped[int | None] = mapped_column(Integer)
+    renewals: Mapped[int] = mapped_column(Integer, default=0)
+    reminded_at: Mapped[datetime | None]
+    previous_status: Mapped[str] = mapped_column(String(20), default="open")  # the advisory's status before
+    channel: Mapped[str | None] = mapped_column(String(32))
+    message_ts: Mapped[str | None] = mapped_column(String(32))

@@ -29,7 +29,13 @@ LIVE_WINDOWS: frozenset[WindowState] = frozenset(
 )
 # Advisories that still ask for work.
 OPEN_ADVISORIES: frozenset[AdvisoryStatus] = frozenset(
-    {AdvisoryStatus.OPEN, AdvisoryStatus.CHANGE_REQUESTED, AdvisoryStatus.SNOOZED}
+    {
+        AdvisoryStatus.OPEN,
+        AdvisoryStatus.CHANGE_REQUESTED,
+        AdvisoryStatus.SNOOZED,
+        AdvisoryStatus.REMEDIATION_PENDING,  # not fixed until the inventory proves it
+        AdvisoryStatus.STILL_VULNERABLE,
+    }
 )
 
 

@@ -95,8 +95,9 @@ async def test_create_change_request_prefilled_linked_and_following_the_change(h
         assert change is not None
         change.state = ChangeState.COMPLETED
     await run_advisory_sweep(h.deps)
-    assert await status_of(h, "PYSEC-2023-62") == (AdvisoryStatus.REMEDIATED, 1)
-    assert "Remediated" in str(h.latest(post).blocks) and "remediated" in h.thread(post)[-1].text
+    # policy.verify_fix: inventory (the default): a completed change is not yet proof (tests/test_remediation.py)
+    assert await status_of(h, "PYSEC-2023-62") == (AdvisoryStatus.REMEDIATION_PENDING, 1)
+    assert any("the fix counts once" in m.text for m in h.thread(post))
 
 
 async def test_not_applicable_needs_reason_and_is_audited_snooze_hides_until_time_passes(
@@ -119,9 +120,11 @@ async def test_not_applicable_needs_reason_and_is_audited_snooze_hides_until_tim
     async with h.deps.sessions.begin() as s:
         entry = (await s.execute(select(AuditEntry).where(AuditEntry.action == "advisory_not_applicable"))).scalar_one()
     assert entry.actor == OWNER and "We never set session.permanent" in entry.body
+    assert "*Not applicable* (by <@U0OWNER1>)" in str(h.latest(flask).blocks), "shown with who decided"
 
     await select_snooze(h, jinja, "7d", user=OWNER)
     await eventually(lambda: "Snoozed" in str(h.latest(jinja).blocks), what="snoozed")
+    assert "(by <@U0OWNER1>)" in str(h.latest(jinja).blocks), "shown with who and until when"
     before = len(h.fake.responses)
     await h.slack.command("advisories", user=OWNER)
     replies = await eventually(lambda: h.fake.responses[before:], what="listing")

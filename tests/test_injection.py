@@ -73,13 +73,23 @@ async def test_user_text_never_reaches_a_command_line(harness_factory: Any, tmp_
         env = dict(item.split("=", 1) for item in call["env"])
         patchwarden = {k: v for k, v in env.items() if k.startswith("PATCHWARDEN_")}
         assert set(env) - set(patchwarden) <= {"PATH", "LANG"}
-        assert {k: v for k, v in patchwarden.items() if k != "PATCHWARDEN_RUN_ID"} == {
+        per_step = (
+            "PATCHWARDEN_RUN_ID",
+            "PATCHWARDEN_ARTIFACTS",
+            "PATCHWARDEN_ARTIFACT_DIR",
+            "PATCHWARDEN_INVENTORY_OUT",
+        )
+        assert {k: v for k, v in patchwarden.items() if k not in per_step} == {
             "PATCHWARDEN_CHANGE": "CHG-1",
             "PATCHWARDEN_STAGE": "test",
             "PATCHWARDEN_SYSTEM": "web-shop",
             "PATCHWARDEN_TARGETS": "",
-            "PATCHWARDEN_ARTIFACTS": "",
         }
+        # the per-step artifact folder and manifest are paths patchwarden made, never typed text
+        folder = Path(patchwarden["PATCHWARDEN_ARTIFACT_DIR"]).parent
+        assert re.fullmatch(r"patchwarden-CHG-1-test-web-shop-[0-9a-f]{10}-\w+", folder.name)
+        assert patchwarden["PATCHWARDEN_ARTIFACTS"] == str(folder / "artifacts.json")
+        assert patchwarden["PATCHWARDEN_INVENTORY_OUT"] == str(folder / "inventory.json")
         assert re.fullmatch(r"CHG-1-test-web-shop-[0-9a-f]{10}", patchwarden["PATCHWARDEN_RUN_ID"])
         for key in ("PATH", "LANG"):
             assert env.get(key) == os.environ.get(key) or key not in env

@@ -79,12 +79,23 @@ async def seed(session: AsyncSession) -> None:
     records = [
         _advisory("CVE-A", AdvisoryStatus.OPEN, due=NOW - timedelta(days=1), seen=NOW - timedelta(days=40)),
         _advisory("CVE-B", AdvisoryStatus.SNOOZED, due=NOW + timedelta(days=9), seen=NOW - timedelta(days=3)),
-        # remediated by the completed change: 10 days from first seen to the change's completion
+        # remediated by the completed change, verified by inventory 10 days after first seen
         _advisory("CVE-C", AdvisoryStatus.REMEDIATED, due=None, seen=NOW - timedelta(days=15)),
-        # marked remediated by hand 20 days after it was first seen
+        # verified 20 days after it was first seen
         _advisory("CVE-D", AdvisoryStatus.REMEDIATED, due=None, seen=NOW - timedelta(days=60)),
+        # remediated without proof (no verification): not counted in the time to remediate
+        _advisory("CVE-E", AdvisoryStatus.REMEDIATED, due=None, seen=NOW - timedelta(days=90)),
+        # its change completed, the inventory still shows the affected version
+        _advisory("CVE-F", AdvisoryStatus.STILL_VULNERABLE, due=NOW + timedelta(days=5), seen=NOW - timedelta(days=9)),
     ]
     records[2].change_id = completed.id
+    records[5].change_id = completed.id
+    records[2].remediated_at, records[3].remediated_at = NOW - timedelta(days=5), NOW - timedelta(days=40)
+    records[3].severity = "critical"
+    for rec in records[2:4]:
+        rec.remediation = {"verified_at": rec.remediated_at.isoformat()}  # type: ignore[union-attr]
+    records[4].remediated_at = NOW
+    records[5].remediation = {"still": ["jinja2 3.1.2 (fixed in 3.1.3)"]}
     session.add_all(records)
     await session.flush()
     for rec in records:
@@ -119,8 +130,14 @@ async def test_report_numbers_formats_and_slash_command(harness: Harness) -> Non
         rows = await report.build(s, config=h.config, now=NOW)
     assert [r.system for r in rows] == ["web-shop"]
     r = rows[0]
-    assert (r.open_advisories, r.overdue_advisories, r.remediated_advisories) == (2, 1, 2)
-    assert r.mean_days_to_remediate == 15.0  # (10 + 20) / 2
+    assert (r.open_advisories, r.overdue_advisories, r.remediated_advisories) == (3, 1, 2)
+    assert r.mean_days_to_remediate == 15.0  # (10 + 20) / 2, verified remediations only
+    assert r.p90_days_to_remediate == 20.0
+    assert r.ttr_by_severity == {
+        "critical": {"count": 1, "mean": 20.0, "p90": 20.0},
+        "high": {"count": 1, "mean": 10.0, "p90": 10.0},
+    }
+    assert r.still_vulnerable == [{"advisory": "CVE-F", "change": 1, "still": "jinja2 3.1.2 (fixed in 3.1.3)"}]
     assert r.changes["completed"] == 1 and r.changes["rejected"] == 1 and r.changes["open"] == 1
 
     parsed = list(csv.DictReader(io.StringIO(report.to_csv(rows))))
@@ -132,7 +149,8 @@ async def test_report_numbers_formats_and_slash_command(harness: Harness) -> Non
     status, _ = await h.slack.command("report web-shop", user=OWNER, channel="C0OPS")
     assert status == 200
     posted = await eventually(lambda: [m for m in h.fake.channel_messages("C0OPS") if m.files], what="report posted")
-    assert "*web-shop*: 2 open advisories, 1 overdue" in posted[0].text
+    assert "*web-shop*: 3 open advisories, 1 overdue" in posted[0].text
+    assert "p90 20.0 d, verified only" in posted[0].text and "1 still vulnerable" in posted[0].text
     assert h.fake.files[posted[0].files[0]["id"]]["content"][:4] == b"\x89PNG"
 
 

@@ -24,7 +24,7 @@ from bot.blocks.modal import _input, _option, _text
 from bot.config import Config
 from bot.feeds.model import Severity
 from bot.views import SNOOZE_CHOICES, AdvisoryView
-from storage.models import AdvisoryStatus
+from storage.models import AdvisoryRecord, AdvisoryStatus
 
 
 class AdvisoryAction(StrEnum):
@@ -71,11 +71,30 @@ def status_text(v: AdvisoryView, *, tz: str = "UTC") -> str:
         return f":hammer_and_wrench: *Change requested*: CHG-{r.change_id}"
     if r.status is AdvisoryStatus.REMEDIATED:
         return f":white_check_mark: *Remediated* by CHG-{r.change_id}"
+    by = r.remediation.get("triage", {}).get("by")
+    who = f" (by {mention(str(by))})" if by else ""
     if r.status is AdvisoryStatus.NOT_APPLICABLE:
-        return f":heavy_minus_sign: *Not applicable*: {escape(clip(r.status_reason, 500))}"
+        return f":heavy_minus_sign: *Not applicable*{who}: {escape(clip(r.status_reason, 500))}"
     if r.status is AdvisoryStatus.SNOOZED and r.snoozed_until is not None:
-        return f":zzz: *Snoozed* until {slack_date(r.snoozed_until, tz=tz)}"
-    return ":large_blue_circle: *Open*"
+        return f":zzz: *Snoozed* until {slack_date(r.snoozed_until, tz=tz)}{who}"
+    loop = loop_status_text(r)
+    return loop or ":large_blue_circle: *Open*"
+
+
+def loop_status_text(r: AdvisoryRecord) -> str:
+    """The statuses of the closed loop (issue 10): proof pending, still vulnerable, exceptions; else ""."""
+    if r.status is AdvisoryStatus.REMEDIATION_PENDING:
+        return f":hourglass: *Remediation pending*: CHG-{r.change_id} completed; waiting for the inventory to prove it"
+    if r.status is AdvisoryStatus.STILL_VULNERABLE:
+        still = "; ".join(str(s) for s in r.remediation.get("still", []))
+        return f":x: *Still vulnerable* after CHG-{r.change_id}: {escape(clip(still, 300))}"
+    if r.status in (AdvisoryStatus.RISK_ACCEPTED, AdvisoryStatus.NOT_AFFECTED):
+        exc = r.remediation.get("exception", {})
+        kind = "Risk accepted" if r.status is AdvisoryStatus.RISK_ACCEPTED else "Not affected"
+        return (
+            f":shield: *{kind}* until {escape(str(exc.get('until', '?')))} (approved by {exc.get('approved_by', [])})"
+        )
+    return ""
 
 
 def match_lines(config: Config, v: AdvisoryView) -> list[str]:
@@ -131,6 +150,12 @@ def _controls(v: AdvisoryView) -> list[Block]:
                     "type": "button",
                     "action_id": AdvisoryAction.NOT_APPLICABLE.value,
                     "text": plain("Not applicable"),
+                    "value": value,
+                },
+                {
+                    "type": "button",
+                    "action_id": "exception_request",  # bot.blocks.exception.ExceptionActionId.REQUEST
+                    "text": plain("Request exception"),
                     "value": value,
                 },
                 {

@@ -9,7 +9,7 @@ import click
 
 from bot.cli import common
 from bot.errors import NotFoundError
-from bot.workflows import lifecycle, views
+from bot.workflows import lifecycle, loop_views, views
 from storage import changes as change_store
 
 
@@ -62,7 +62,8 @@ def show(change: str, as_json: bool) -> None:
             row = await change_store.get(session, change_id)
             if row is None:
                 raise NotFoundError(f"{change} not found", user_message=f"There is no change {change}.")
-            return views.to_json(await views.snapshot(session, config=config, change=row, history=True))
+            data = views.to_json(await views.snapshot(session, config=config, change=row, history=True))
+            return data | await loop_views.change_fields(session, row)
 
     data = common.run(main)
     if as_json:

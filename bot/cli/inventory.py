@@ -10,6 +10,7 @@ from bot.advisories.sbom import SbomImport, load_sbom
 from bot.cli import common
 from bot.deps import Clock
 from bot.workflows import advisories as advisory_flow
+from bot.workflows import inventory_import
 from storage import inventory as inventory_store
 
 
@@ -37,6 +38,7 @@ def import_(system: str, file: Path) -> None:
         sbom = load_sbom(file)
         packages = sbom.packages
         async with common.session(s) as session:
+            before = {(p.ecosystem, p.name): p.version for p in await inventory_store.packages(session, system=system)}
             count = await inventory_store.replace(
                 session,
                 system=system,
@@ -45,6 +47,14 @@ def import_(system: str, file: Path) -> None:
                 now=clock.now(),
             )
             changed = await advisory_flow.rematch_all(session, config=config, now=clock.now())
+            after = {(p.ecosystem, p.name): p.version for p in packages}
+            outcomes, drift = await inventory_import.imported(
+                session, config=config, system=system, before=before, after=after, now=clock.now()
+            )
+        for o in outcomes:
+            click.echo(f"{o.record.primary_id}: {'remediated' if o.remediated else 'still vulnerable'} on {system}")
+        if drift:
+            click.echo(f"{system}: {len(drift)} package version(s) changed without a completed change (owner told)")
         return sbom, count, len(changed)
 
     sbom, count, changed = common.run(main)

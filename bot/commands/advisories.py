@@ -15,7 +15,7 @@ from bot.commands.router import CommandContext, Router, usage_error
 from bot.deps import Deps
 from bot.errors import InputError, UsageError
 from bot.slack import notify, thread
-from bot.workflows import advisory_posts, artifacts, lifecycle
+from bot.workflows import advisory_posts, artifacts, cards, lifecycle
 from bot.workflows import advisory_triage as triage
 
 
@@ -55,30 +55,36 @@ def register(app: AsyncApp, deps: Deps, router: Router) -> None:
 
     @router.add(
         "artifact",
-        usage="/patch artifact add CHG-n URL sha256=HEX [sig=URL signer=TRUSTNAME]",
-        summary="attach a patch artifact to a change (verified before any deployment)",
+        usage="/patch artifact add CHG-n URL sha256=HEX [sig=URL signer=TRUSTNAME] | remove CHG-n URL",
+        summary="attach (or remove) a patch artifact; it is approved with the change and verified before use",
     )
     async def handle_artifact_command(ctx: CommandContext) -> None:
-        if len(ctx.args) < 4 or ctx.args[0] != "add":
+        adding = ctx.args[:1] == ("add",) and len(ctx.args) >= 4
+        if not adding and not (ctx.args[:1] == ("remove",) and len(ctx.args) == 3):
             raise usage_error(router.subcommands["artifact"], "Name the change, the URL and its hash.")
         change_id = lifecycle.parse_key(ctx.args[1])
-        options = dict(arg.split("=", 1) for arg in ctx.args[3:] if "=" in arg)
         async with deps.sessions.begin() as session:
-            row, change = await artifacts.attach(
-                session,
-                config=config,
-                change_id=change_id,
-                url=ctx.args[2],
-                options=options,
-                actor=ctx.user,
-                now=deps.clock.now(),
-            )
-        signed = f", signature by `{escape(row.signer)}`" if row.signer else ""
+            if adding:
+                options = dict(arg.split("=", 1) for arg in ctx.args[3:] if "=" in arg)
+                row, change, stale = await artifacts.attach(
+                    session, config=config, change_id=change_id, url=ctx.args[2], options=options,
+                    actor=ctx.user, now=deps.clock.now(),
+                )  # fmt: skip
+                signed = f", signature by `{escape(row.signer)}`" if row.signer else ""
+                what = f"attached artifact `{escape(row.url)}`{signed}. It is verified before every deployment"
+            else:
+                change, stale = await artifacts.remove(
+                    session, config=config, change_id=change_id, url=ctx.args[2], actor=ctx.user, now=deps.clock.now()
+                )
+                what = f"removed artifact `{escape(ctx.args[2])}`"
+        snap = await cards.refresh_card(deps, change.id)
+        pending = sorted(snap.progress.pending_people()) if snap and snap.progress else []
+        again = f" {stale} earlier approval(s) no longer count." if stale else ""
         await thread.say(
-            deps, change, f":package: <@{ctx.user}> attached artifact `{escape(row.url)}`{signed}. It is verified "
-            "before any deployment.",
+            deps, change, f":package: <@{ctx.user}> {what} (revision {change.revision}).{again}\n"
+            f"Please review and approve again: {' '.join(f'<@{p}>' for p in pending)}",
         )  # fmt: skip
-        await ctx.respond(text=f"Artifact attached to {change.key}.", response_type="ephemeral")
+        await ctx.respond(text=f"Artifacts of {change.key} updated.", response_type="ephemeral")
 
     @app.action(blocks.AdvisoryAction.CREATE_CHANGE.value)
     async def handle_advisory_change_click(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:

@@ -27,7 +27,7 @@ import psutil
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from bot.config import Duration
-from bot.errors import ConfigError
+from bot.errors import ConfigError, ExecutorError
 from bot.executors.base import (
     DeploymentRequest,
     Executor,
@@ -176,6 +176,18 @@ class AnsibleExecutor(Executor[AnsibleOptions]):
         extra = self._step(step)
         return extra.timeout if extra is not None and extra.timeout is not None else self.options.timeout
 
+    def limit_for(self, request: DeploymentRequest) -> str:
+        """The configured ``limit``, narrowed to the request's targets (their intersection, never wider).
+
+        Ansible reads ``a,b,&c`` as ``(a ∪ b) ∩ c``; with a compound ``limit`` that reading would widen the
+        set, so targets on such a limit are refused (fail closed).
+        """
+        if not request.targets:
+            return self.options.limit
+        if any(c in self.options.limit for c in ",:&!"):
+            raise ExecutorError(f"targets cannot be combined with the compound limit {self.options.limit!r}")
+        return ",".join(request.targets) + f",&{self.options.limit}"
+
     def _extravars(self, request: DeploymentRequest, extra: PlaybookStep) -> dict[str, Any]:
         return {
             **extra.extravars,
@@ -183,7 +195,8 @@ class AnsibleExecutor(Executor[AnsibleOptions]):
             "patchwarden_stage": request.stage,
             "patchwarden_system": request.system,
             "patchwarden_run_id": request.run_id,
-            "patchwarden_artifacts": [str(p) for p in request.artifacts],
+            "patchwarden_artifacts": [a.manifest() for a in request.artifacts],
+            "patchwarden_targets": list(request.targets),
         }
 
     async def _run_playbook(self, request: DeploymentRequest, ctx: StepContext, *, check: bool = False) -> HookResult:
@@ -223,7 +236,7 @@ class AnsibleExecutor(Executor[AnsibleOptions]):
                 "project_dir": str(playbook.parent),
                 "playbook": str(playbook),
                 "inventory": str(self._paths["inventory"]),
-                "limit": self.options.limit,
+                "limit": self.limit_for(request),
                 "extravars": self._extravars(request, extra),
                 "ident": f"{request.run_id}-{ctx.step.value}",
                 "quiet": True,
@@ -233,9 +246,8 @@ class AnsibleExecutor(Executor[AnsibleOptions]):
             }
             if check:
                 kwargs["cmdline"] = "--check --diff"
-            await ctx.emit(
-                f"ansible-playbook {playbook.name} --limit {self.options.limit}{' --check' if check else ''}"
-            )
+            shown = f"ansible-playbook {playbook.name} --limit {kwargs['limit']}{' --check' if check else ''}"
+            await ctx.emit(shown)
             forwarder = asyncio.create_task(forward())
             work = asyncio.ensure_future(asyncio.to_thread(ansible_runner.run, **kwargs))
             try:

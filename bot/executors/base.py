@@ -40,7 +40,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
@@ -111,6 +110,30 @@ class StepResult(BaseModel):
     started: datetime
     finished: datetime
     timed_out: bool = False
+    inventory: str = ""  # an SBOM (CycloneDX or SPDX JSON) of the system the step wrote, if any
+
+
+class ArtifactInfo(BaseModel):
+    """A verified artifact as an executor gets it: ``path`` (quarantine, re-hashed just before the step) is
+    the only copy to use; ``sha256`` lets an executor that copies the file check the copy (built-ins do)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+~-]{0,199}$")
+    path: Path  # absolute, no control characters (checked below)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    signer: str = Field(default="", max_length=100)
+    size: int = Field(default=0, ge=0)
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, path: Path) -> Path:
+        if not path.is_absolute() or any(c in str(path) for c in "\n\r\0"):
+            raise ValueError(f"artifact path {str(path)[:80]!r} must be absolute")
+        return path
+
+    def manifest(self) -> dict[str, str]:
+        """The entry of ``PATCHWARDEN_ARTIFACTS`` / ``patchwarden_artifacts``."""
+        return {"name": self.name, "path": str(self.path), "sha256": self.sha256, "signer": self.signer}
 
 
 class DeploymentRequest(BaseModel):
@@ -127,7 +150,7 @@ class DeploymentRequest(BaseModel):
     stage: str = Field(pattern=_NAME)
     system: str = Field(pattern=_NAME)
     targets: tuple[str, ...] = ()
-    artifacts: tuple[Path, ...] = ()
+    artifacts: tuple[ArtifactInfo, ...] = ()  # the verified artifacts, and only those
 
     @field_validator("targets")
     @classmethod
@@ -139,12 +162,9 @@ class DeploymentRequest(BaseModel):
 
     @field_validator("artifacts")
     @classmethod
-    def _artifacts(cls, value: tuple[Path, ...]) -> tuple[Path, ...]:
-        for path in value:
-            text = str(path)
-            # Joined with os.pathsep into PATCHWARDEN_ARTIFACTS, so a separator would forge a second path.
-            if not path.is_absolute() or os.pathsep in text or any(c in text for c in "\n\r\0"):
-                raise ValueError(f"artifact path {text[:80]!r} must be absolute and contain no {os.pathsep!r}")
+    def _artifacts(cls, value: tuple[ArtifactInfo, ...]) -> tuple[ArtifactInfo, ...]:
+        if len({a.name for a in value}) != len(value):
+            raise ValueError("artifact names must be unique within a request")
         return value
 
 
@@ -164,6 +184,7 @@ class HookResult(BaseModel):
     ok: bool
     summary: str
     targets: tuple[TargetResult, ...] = ()
+    inventory: str = ""  # an SBOM of the system after the step (the runner imports it after verify)
 
 
 class StepContext:
@@ -371,6 +392,7 @@ class Executor(ABC, Generic[OptionsT]):
             started=started,
             finished=_now(),
             timed_out=timed_out,
+            inventory=outcome.inventory,
         )
 
     @abstractmethod

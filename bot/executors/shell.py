@@ -7,7 +7,11 @@ Security properties (each is tested):
 2. The environment is built from scratch: only the variables named in ``env_allow`` (default ``PATH`` and
    ``LANG``) are copied from the bot's environment, so tokens and secrets of the bot do not leak; the
    ``PATCHWARDEN_*`` variables carry validated values only (see ``DeploymentRequest``).
-3. The process runs in its own session; on timeout or cancellation the whole process group is sent
+3. Artifacts: the child sees only the verified files, as read-only copies (re-hashed after copying) under
+   their artifact names in a fresh per-step directory ``PATCHWARDEN_ARTIFACT_DIR``; ``PATCHWARDEN_ARTIFACTS``
+   is the path of a JSON file listing ``{name, path, sha256, signer}`` (paths inside that directory). A
+   copy that does not hash to the verified digest fails the step before the command starts.
+4. The process runs in its own session; on timeout or cancellation the whole process group is sent
    SIGTERM, then SIGKILL after ``KILL_GRACE`` seconds, so grandchildren do not survive as orphans.
 """
 
@@ -15,10 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import os
 import re
 import shlex
+import shutil
 import signal
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -38,6 +46,7 @@ from bot.executors.base import (
 )
 
 KILL_GRACE = 3.0
+MAX_INVENTORY_BYTES = 20_000_000  # the SBOM a step may write to PATCHWARDEN_INVENTORY_OUT
 # After the main process exits, how long to keep reading output that a background child still writes.
 DRAIN_GRACE = 2.0
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
@@ -84,7 +93,9 @@ class ShellOptions(ExecutorOptions):
         return value
 
 
-def build_env(allow: tuple[str, ...], request: DeploymentRequest) -> dict[str, str]:
+def build_env(
+    allow: tuple[str, ...], request: DeploymentRequest, *, artifact_dir: Path, manifest: Path
+) -> dict[str, str]:
     """The child's whole environment: allow-listed variables plus the validated ``PATCHWARDEN_*`` ones."""
     env = {name: os.environ[name] for name in allow if name in os.environ}
     env.update(
@@ -93,9 +104,35 @@ def build_env(allow: tuple[str, ...], request: DeploymentRequest) -> dict[str, s
         PATCHWARDEN_SYSTEM=request.system,
         PATCHWARDEN_RUN_ID=request.run_id,
         PATCHWARDEN_TARGETS=" ".join(request.targets),
-        PATCHWARDEN_ARTIFACTS=os.pathsep.join(str(p) for p in request.artifacts),
+        PATCHWARDEN_ARTIFACT_DIR=str(artifact_dir),
+        PATCHWARDEN_ARTIFACTS=str(manifest),
     )
     return env
+
+
+def stage_artifacts(request: DeploymentRequest, folder: Path) -> tuple[Path, Path]:
+    """Copy the verified artifacts read-only into ``folder/artifacts`` and write ``folder/artifacts.json``.
+
+    Each copy is hashed again and must equal the digest the runner verified (fail closed); returns the
+    directory and the manifest path.
+    """
+    target = folder / "artifacts"
+    target.mkdir(mode=0o700)
+    listed = []
+    for artifact in request.artifacts:
+        copy = target / artifact.name
+        shutil.copyfile(artifact.path, copy)
+        with copy.open("rb") as f:
+            digest = hashlib.file_digest(f, "sha256").hexdigest()
+        if digest != artifact.sha256:
+            raise ExecutorError(f"artifact {artifact.name} changed after verification; nothing was run")
+        copy.chmod(0o444)
+        listed.append(artifact.model_copy(update={"path": copy}).manifest())
+    target.chmod(0o500)
+    manifest = folder / "artifacts.json"
+    manifest.write_text(json.dumps(listed, indent=1))
+    manifest.chmod(0o444)
+    return target, manifest
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
@@ -187,6 +224,15 @@ async def run_command(argv: Argv, *, env: dict[str, str], cwd: Path | None, ctx:
         transport.close()
 
 
+def _read_inventory(path: Path) -> str:
+    """The SBOM a step wrote to ``PATCHWARDEN_INVENTORY_OUT`` ("" when none; capped)."""
+    if not path.is_file():
+        return ""
+    if path.stat().st_size > MAX_INVENTORY_BYTES:
+        raise ExecutorError(f"the inventory written to PATCHWARDEN_INVENTORY_OUT is over {MAX_INVENTORY_BYTES} bytes")
+    return path.read_text(encoding="utf-8", errors="replace")
+
+
 class ShellExecutor(Executor[ShellOptions]):
     """Runs the configured argv; exit code 0 means success."""
 
@@ -219,14 +265,24 @@ class ShellExecutor(Executor[ShellOptions]):
         assert command is not None
         shown = shlex.join(command.argv)
         await ctx.emit(f"$ {shown}")
-        env = build_env(self.options.env_allow, request)
-        code = await run_command(command.argv, env=env, cwd=self.options.cwd, ctx=ctx)
+        with tempfile.TemporaryDirectory(prefix=f"patchwarden-{request.run_id}-") as tmp:
+            folder = Path(tmp)
+            artifact_dir, manifest = await asyncio.to_thread(stage_artifacts, request, folder)
+            env = build_env(self.options.env_allow, request, artifact_dir=artifact_dir, manifest=manifest)
+            env["PATCHWARDEN_INVENTORY_OUT"] = str(folder / "inventory.json")
+            try:
+                code = await run_command(command.argv, env=env, cwd=self.options.cwd, ctx=ctx)
+            finally:
+                artifact_dir.chmod(0o700)  # so the temporary directory can be removed
+            sbom = await asyncio.to_thread(_read_inventory, folder / "inventory.json")
         ok = code == 0
+        if sbom:
+            await ctx.emit(f"(the step wrote an inventory of {len(sbom):,} bytes to PATCHWARDEN_INVENTORY_OUT)")
         status = (TargetStatus.CHANGED if ctx.step is Step.APPLY else TargetStatus.OK) if ok else TargetStatus.FAILED
         detail = f"exit code {code}"
         summary = f"{ctx.step} {'succeeded' if ok else 'failed'}: {shown} exited with code {code}"
         targets = tuple(TargetResult(target=t, status=status, detail=detail) for t in request.targets)
-        return HookResult(ok=ok, summary=summary, targets=targets)
+        return HookResult(ok=ok, summary=summary, targets=targets, inventory=sbom)
 
     async def _plan(self, request: DeploymentRequest, ctx: StepContext) -> HookResult:
         if self.options.plan is not None:

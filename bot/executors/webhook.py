@@ -7,7 +7,9 @@ Signing (the receiver must check it; the secret is read from the environment var
 2. ``X-Patchwarden-Signature``: ``sha256=`` + hex HMAC-SHA256 over ``"<timestamp>.<body>"`` for the POST,
    and over ``"<timestamp>.<path?query>"`` (the raw path and query as sent) for each status GET.
 
-The POST body is ``{"run_id", "change", "stage", "system", "step", "targets"}``. The receiver answers 2xx,
+The POST body is ``{"run_id", "change", "stage", "system", "step", "targets", "artifacts"}``; each artifact
+is ``{name, sha256, size, signer}`` plus ``url`` (``<artifact_base_url>/<sha256>/<name>``) when
+``artifact_base_url`` is configured, where the verified copies are published. The receiver answers 2xx,
 optionally with ``{"status_url": ...}`` (else the ``status_url`` option, a template using only
 ``{run_id}``, is polled). Polling stops when the status document
 ``{"status": "succeeded"|"failed"|"running", "targets": [...], "output": "..."}`` says done, or at the
@@ -37,6 +39,7 @@ from bot.config import Duration
 from bot.crypto import hmac_sha256_hex
 from bot.errors import ConfigError, ExecutorError, MissingSecretError
 from bot.executors.base import (
+    ArtifactInfo,
     DeploymentRequest,
     Executor,
     ExecutorOptions,
@@ -69,8 +72,9 @@ class WebhookOptions(ExecutorOptions):
     poll_interval: Duration = timedelta(seconds=10)
     request_timeout: Duration = timedelta(seconds=30)
     ca_bundle: Path | None = None
+    artifact_base_url: str | None = None  # where the verified artifact copies are served from, if anywhere
 
-    @field_validator("url", "verify_url", "rollback_url")
+    @field_validator("url", "verify_url", "rollback_url", "artifact_base_url")
     @classmethod
     def _urls(cls, value: str | None) -> str | None:
         return None if value is None else _http_url(value)
@@ -182,6 +186,7 @@ class WebhookExecutor(Executor[WebhookOptions]):
                 "system": request.system,
                 "step": str(ctx.step),
                 "targets": list(request.targets),
+                "artifacts": [self._artifact(a) for a in request.artifacts],
             },
             separators=(",", ":"),
         ).encode()
@@ -206,6 +211,18 @@ class WebhookExecutor(Executor[WebhookOptions]):
             if not self._same_origin(target):
                 raise ExecutorError(f"refusing to poll {target.origin()}: not the origin of {url}")
             return await self._poll(session, target, ctx)
+
+    def _artifact(self, artifact: ArtifactInfo) -> dict[str, object]:
+        """An artifact as the receiver sees it: no local path; the verified copy's URL when configured."""
+        entry: dict[str, object] = {
+            "name": artifact.name,
+            "sha256": artifact.sha256,
+            "size": artifact.size,
+            "signer": artifact.signer,
+        }
+        if self.options.artifact_base_url:
+            entry["url"] = f"{self.options.artifact_base_url.rstrip('/')}/{artifact.sha256}/{artifact.name}"
+        return entry
 
     def _status_url(self, request: DeploymentRequest) -> str | None:
         template = self.options.status_url

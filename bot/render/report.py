@@ -4,9 +4,12 @@ Definitions (the report's contract; the CSV/JSON columns carry these names):
 
 * **open** — advisories affecting the system whose status is open, change requested or snoozed;
 * **overdue** — open ones whose SLA due date (``policy.sla_days`` / KEV due date) has passed;
-* **mean time to remediate** — over remediated advisories, from when patchwarden first saw the advisory
-  to when it was remediated: the completion of the linked change when there is one, else the moment the
-  advisory was marked remediated; in days;
+* **time to remediate** — only over *verified* remediations (the inventory after the change proved the fix,
+  ``workflows.remediation``): from when patchwarden first saw the advisory to that verification, in days;
+  mean and p90 (nearest rank), overall and per severity (``ttr_by_severity``);
+* **open exceptions** — approved exceptions on the system with their kind and expiry;
+* **still vulnerable** — advisories whose change completed but whose inventory still shows an affected
+  version, with the change;
 * **changes by outcome** — every change touching the system, counted by its final state, or ``open``.
 """
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -25,8 +29,9 @@ from matplotlib.ticker import MaxNLocator
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import Config
+from storage import exceptions as exception_store
 from storage import overview
-from storage.models import TERMINAL, AdvisoryStatus, ChangeState
+from storage.models import TERMINAL, AdvisoryStatus, ExceptionState
 
 OUTCOMES: tuple[str, ...] = ("open", *sorted(s.value for s in TERMINAL))
 
@@ -41,6 +46,22 @@ class SystemReport:
     remediated_advisories: int
     mean_days_to_remediate: float | None
     changes: dict[str, int] = field(default_factory=dict)
+    p90_days_to_remediate: float | None = None
+    ttr_by_severity: dict[str, dict[str, float | int | None]] = field(default_factory=dict)
+    open_exceptions: list[dict[str, str]] = field(default_factory=list)
+    still_vulnerable: list[dict[str, str | int | None]] = field(default_factory=list)
+
+
+def p90(values: list[float]) -> float | None:
+    """The 90th percentile by nearest rank (None for no values)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[max(0, math.ceil(0.9 * len(ordered)) - 1)], 1)
+
+
+def _stats(days: list[float]) -> dict[str, float | int | None]:
+    return {"count": len(days), "mean": round(sum(days) / len(days), 1) if days else None, "p90": p90(days)}
 
 
 async def build(
@@ -49,20 +70,24 @@ async def build(
     """The report for ``systems`` (default: every configured system), in name order."""
     names = sorted(systems or config.systems)
     rows = await overview.system_advisories(session, systems=names)
-    linked = await overview.changes_by_id(session, {r.advisory.change_id for r in rows if r.advisory.change_id})
     all_changes = await overview.all_changes(session)
+    exceptions = await exception_store.in_states(session, [ExceptionState.APPROVED])
     out = []
     for name in names:
         mine = [r.advisory for r in rows if r.system == name]
         open_ = [a for a in mine if a.status in overview.OPEN_ADVISORIES]
         overdue = [a for a in open_ if a.due is not None and a.due < now]
-        days = []
+        days: list[float] = []
+        by_severity: dict[str, list[float]] = {}
         for a in mine:
-            if a.status is not AdvisoryStatus.REMEDIATED:
+            if a.status is not AdvisoryStatus.REMEDIATED or a.remediated_at is None:
                 continue
-            change = linked.get(a.change_id) if a.change_id else None
-            done = change.updated_at if change and change.state is ChangeState.COMPLETED else a.updated_at
-            days.append(max(0.0, (done - a.first_seen).total_seconds() / 86400))
+            if "verified_at" not in a.remediation:
+                continue  # a completed change is not proof; only verified remediations count
+            value = max(0.0, (a.remediated_at - a.first_seen).total_seconds() / 86400)
+            days.append(value)
+            by_severity.setdefault(a.severity, []).append(value)
+        ids = {a.id: a.primary_id for a in mine}
         outcomes: Counter[str] = Counter(
             c.state.value if c.state in TERMINAL else "open" for c in all_changes if name in c.systems
         )
@@ -74,6 +99,22 @@ async def build(
                 remediated_advisories=len(days),
                 mean_days_to_remediate=round(sum(days) / len(days), 1) if days else None,
                 changes={k: outcomes.get(k, 0) for k in OUTCOMES},
+                p90_days_to_remediate=p90(days),
+                ttr_by_severity={k: _stats(v) for k, v in sorted(by_severity.items())},
+                open_exceptions=[
+                    {"advisory": ids[e.advisory_id], "kind": e.kind.value, "until": e.until.isoformat()}
+                    for e in exceptions
+                    if e.system == name and e.advisory_id in ids
+                ],
+                still_vulnerable=[
+                    {
+                        "advisory": a.primary_id,
+                        "change": a.change_id,
+                        "still": "; ".join(a.remediation.get("still", [])),
+                    }
+                    for a in mine
+                    if a.status is AdvisoryStatus.STILL_VULNERABLE and "still" in a.remediation
+                ],
             )
         )
     return out
@@ -97,6 +138,9 @@ def to_csv(reports: list[SystemReport]) -> str:
             "remediated_advisories",
             "mean_days_to_remediate",
             *(f"changes_{o}" for o in OUTCOMES),
+            "p90_days_to_remediate",
+            "open_exceptions",
+            "still_vulnerable",
         ]
     )
     for r in reports:
@@ -109,6 +153,9 @@ def to_csv(reports: list[SystemReport]) -> str:
                 r.remediated_advisories,
                 mttr,
                 *(r.changes.get(o, 0) for o in OUTCOMES),
+                "" if r.p90_days_to_remediate is None else r.p90_days_to_remediate,
+                len(r.open_exceptions),
+                len(r.still_vulnerable),
             ]
         )
     return buf.getvalue()
@@ -119,11 +166,15 @@ def to_text(reports: list[SystemReport]) -> str:
     lines = ["*Compliance report*"]
     for r in reports:
         mttr = "—" if r.mean_days_to_remediate is None else f"{r.mean_days_to_remediate} d"
+        if r.p90_days_to_remediate is not None:
+            mttr += f" (p90 {r.p90_days_to_remediate} d, verified only)"
         done = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in r.changes.items() if v) or "none"
         flag = " :rotating_light:" if r.overdue_advisories else ""
         lines.append(
             f"• *{r.system}*: {r.open_advisories} open advisories, {r.overdue_advisories} overdue{flag}; "
             f"mean time to remediate {mttr}; changes: {done}"
+            + (f"; {len(r.open_exceptions)} open exception(s)" if r.open_exceptions else "")
+            + (f"; {len(r.still_vulnerable)} still vulnerable after a change" if r.still_vulnerable else "")
         )
     return "\n".join(lines)
 

@@ -133,7 +133,11 @@ async def not_applicable(
     v = await view(session, advisory_id)
     require_triage(config, v, actor)
     _refuse_unless_triageable(v.record)
-    await _set_status(session, v.record, now=now, status=AdvisoryStatus.NOT_APPLICABLE, status_reason=reason.strip())
+    triage = {"by": actor, "at": now.isoformat(), "kind": "not_applicable"}  # shown with the status (issue 10)
+    await _set_status(
+        session, v.record, now=now, status=AdvisoryStatus.NOT_APPLICABLE, status_reason=reason.strip(),
+        remediation={**v.record.remediation, "triage": triage},
+    )  # fmt: skip
     await lifecycle.log(
         session, config=config, now=now, actor=actor, action="advisory_not_applicable",
         advisory=v.record.primary_id, reason=reason.strip(), systems=v.systems,
@@ -151,7 +155,11 @@ async def snooze(
     require_triage(config, v, actor)
     _refuse_unless_triageable(v.record)
     until = now + SNOOZE_CHOICES[choice]
-    await _set_status(session, v.record, now=now, status=AdvisoryStatus.SNOOZED, snoozed_until=until)
+    triage = {"by": actor, "at": now.isoformat(), "kind": "snoozed", "until": until.isoformat()}
+    await _set_status(
+        session, v.record, now=now, status=AdvisoryStatus.SNOOZED, snoozed_until=until,
+        remediation={**v.record.remediation, "triage": triage},
+    )  # fmt: skip
     await lifecycle.log(
         session, config=config, now=now, actor=actor, action="advisory_snoozed",
         advisory=v.record.primary_id, until=until.isoformat(),

@@ -27,9 +27,10 @@ from bot.deps import Deps
 from bot.errors import ConfigError, IllegalTransitionError, InputError, OutboundRefusedError, VerificationError
 from bot.slack import thread
 from bot.views import state_label
+from bot.workflows import changes as change_flow
 from bot.workflows import lifecycle
 from storage import artifacts as store
-from storage.models import TERMINAL, Artifact, Change
+from storage.models import EDITABLE, TERMINAL, Artifact, Change
 
 log = logging.getLogger(__name__)
 OPTION_KEYS = {"sha256": "sha256", "sha512": "sha512", "sig": "signature_url", "signer": "signer"}
@@ -44,10 +45,13 @@ async def attach(
     options: Mapping[str, str],
     actor: str,
     now: datetime,
-) -> tuple[Artifact, Change]:
-    """Attach an artifact (``options``: sha256/sha512, sig, signer) to an open change; audited."""
+) -> tuple[Artifact, Change, int]:
+    """Attach an artifact (``options``: sha256/sha512, sig, signer) to an open change; audited.
+
+    Attaching edits the approvable content: returns the artifact, the change and how many approvals
+    became stale."""
     change = await lifecycle.load(session, change_id, lock=True)
-    if change.state in TERMINAL:
+    if change.state in TERMINAL or change.state not in EDITABLE:
         raise IllegalTransitionError(
             f"{change.key} is {change.state}",
             user_message=f"{change.key} is *{state_label(change.state)}*; artifacts can no longer be added.",
@@ -88,7 +92,32 @@ async def attach(
         session, config=config, now=now, actor=actor, action="artifact_attached", change=change,
         url=ref.url, sha256=row.sha256, sha512=row.sha512, signer=ref.signer,
     )  # fmt: skip
-    return row, change
+    # The artifact is part of the approvable content: earlier approvals are stale, the stage asks again.
+    outcome = await change_flow.rebind(
+        session, config=config, change=change, editor=actor, now=now, changed=(f"artifact {ref.url} added",)
+    )
+    return row, outcome.change, outcome.stale
+
+
+async def remove(
+    session: AsyncSession, *, config: Config, change_id: int, url: str, actor: str, now: datetime
+) -> tuple[Change, int]:
+    """Remove an artifact (by URL) from an open change: an edit of the approvable content; audited."""
+    change = await lifecycle.load(session, change_id, lock=True)
+    if change.state not in EDITABLE:
+        raise IllegalTransitionError(
+            f"{change.key} is {change.state}",
+            user_message=f"{change.key} is *{state_label(change.state)}*; its artifacts can no longer change.",
+        )
+    rows = [r for r in await store.for_change(session, change.id) if r.url == url]
+    if not rows:
+        raise InputError(f"{change.key} has no artifact {url}")
+    await store.delete(session, rows[0].id)
+    await lifecycle.log(session, config=config, now=now, actor=actor, action="artifact_removed", change=change, url=url)
+    outcome = await change_flow.rebind(
+        session, config=config, change=change, editor=actor, now=now, changed=(f"artifact {url} removed",)
+    )
+    return outcome.change, outcome.stale
 
 
 def _ref(row: Artifact) -> ArtifactRef:
@@ -104,11 +133,13 @@ async def _verify_one(
     trust: Mapping[str, TrustEntry],
     http: aiohttp.ClientSession | None,
     policy: outbound.OutboundPolicy,
+    fresh: bool = False,
 ) -> VerifiedArtifact:
-    # 1. A copy verified earlier is reused only if it still hashes to what was verified (checked below);
-    #    otherwise download and verify afresh.
+    # 1. A copy verified earlier is reused only if it still hashes to what was verified (checked below)
+    #    and ``fresh`` is not asked for; otherwise download and verify afresh.
     earlier = Path(row.verified_path) if row.verified_path else None
-    if row.status == "verified" and earlier and row.verified_sha256 and await asyncio.to_thread(earlier.is_file):
+    reusable = not fresh and row.status == "verified" and earlier is not None and bool(row.verified_sha256)
+    if reusable and earlier is not None and row.verified_sha256 and await asyncio.to_thread(earlier.is_file):
         verified = VerifiedArtifact(path=earlier, sha256=row.verified_sha256, signer=row.signer or "")
     else:
         verified = await fetch_and_verify(_ref(row), quarantine=folder, trust=trust, session=http, policy=policy)
@@ -126,13 +157,31 @@ async def verified_paths(
     http: aiohttp.ClientSession | None = None,
     notify_thread: bool = True,
 ) -> list[Path]:
-    """Fetch and verify every artifact of the change into quarantine; return their paths, re-hashed just now.
+    """The paths of ``verified`` (same contract)."""
+    found = await verified(
+        deps, change_id=change_id, actor=actor, quarantine=quarantine, http=http, notify_thread=notify_thread
+    )
+    return [v.path for _, v in found]
+
+
+async def verified(
+    deps: Deps,
+    *,
+    change_id: int,
+    actor: str = "patchwarden",
+    quarantine: Path | None = None,
+    http: aiohttp.ClientSession | None = None,
+    notify_thread: bool = True,
+    fresh: bool = False,
+) -> list[tuple[Artifact, VerifiedArtifact]]:
+    """Fetch and verify every artifact of the change into quarantine; return them, re-hashed just now.
 
     Call it right before running an executor and pass the executor only these paths. Raises
     ``VerificationError`` (its ``user_message`` names the artifact and the reason) on the first artifact
     that fails; the refusal is audited and, with ``notify_thread``, said in the change's thread. Returns an
     empty list for a change without artifacts. Opens its own short transactions (never one across a
-    download), so call it outside any transaction.
+    download), so call it outside any transaction. ``fresh`` downloads and verifies every artifact again
+    (what a deployment does before its first step, so a file replaced at its source is noticed).
     """
     config = deps.config
     async with deps.sessions.begin() as session:
@@ -142,7 +191,7 @@ async def verified_paths(
         return []
     base = quarantine or config.advisories.quarantine_dir or Path(tempfile.gettempdir()) / "patchwarden-quarantine"
     folder = base / change.key
-    paths: list[Path] = []
+    found: list[tuple[Artifact, VerifiedArtifact]] = []
     for row in rows:
         try:
             try:
@@ -150,7 +199,7 @@ async def verified_paths(
             except ConfigError as exc:
                 raise VerificationError(f"the trust store is invalid: {exc}") from exc
             policy = outbound.OutboundPolicy(tuple(config.outbound.allow))
-            verified = await _verify_one(row, folder=folder, trust=trust, http=http, policy=policy)
+            good = await _verify_one(row, folder=folder, trust=trust, http=http, policy=policy, fresh=fresh)
         except VerificationError as exc:
             await _refused(deps, change=change, row=row, reason=str(exc), actor=actor, notify_thread=notify_thread)
             raise VerificationError(
@@ -164,18 +213,18 @@ async def verified_paths(
                 session,
                 row.id,
                 status="verified",
-                verified_path=str(verified.path),
-                verified_sha256=verified.sha256,
+                verified_path=str(good.path),
+                verified_sha256=good.sha256,
                 verified_at=deps.clock.now(),
-                detail=verified.detail[:1000],
+                detail=good.detail[:1000],
             )
             await lifecycle.log(
                 session, config=config, now=deps.clock.now(), actor=actor, action="artifact_verified",
-                change=change, url=row.url, sha256=verified.sha256, scheme=verified.scheme,
-                signer=verified.signer, detail=verified.detail,
+                change=change, url=row.url, sha256=good.sha256, scheme=good.scheme,
+                signer=good.signer, detail=good.detail,
             )  # fmt: skip
-        paths.append(verified.path)
-    return paths
+        found.append((row, good))
+    return found
 
 
 async def _refused(deps: Deps, *, change: Change, row: Artifact, reason: str, actor: str, notify_thread: bool) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -14,8 +15,9 @@ from bot.config import Config
 from bot.errors import IllegalTransitionError, InputError, PermissionDeniedError
 from bot.views import ChangeInput, state_label
 from bot.workflows import lifecycle
+from storage import artifacts as artifact_store
 from storage import audit, changes
-from storage.models import EDITABLE, PENDING_APPROVAL, TERMINAL, Change, ChangeClass, ChangeState, stage_of
+from storage.models import EDITABLE, PENDING_APPROVAL, TERMINAL, Artifact, Change, ChangeClass, ChangeState, stage_of
 
 # Fields whose change requires new approvals (the approvable content), in display order.
 APPROVABLE_FIELDS: dict[str, str] = {
@@ -101,9 +103,40 @@ def _friendly(kind: str, msg: str) -> str:
     return msg[:1].upper() + msg[1:] + ("" if msg.endswith(".") else ".")
 
 
-def content_hash(data: ChangeInput) -> str:
-    """Hash of the approvable content: approvals are bound to it."""
-    return crypto.sha256_hex(audit.canonical(data.model_dump(mode="json")).encode())
+def content_hash(data: ChangeInput, artifacts: Sequence[Artifact] = ()) -> str:
+    """Hash of the approvable content (the fields and every artifact's URL, digests and signer): approvals
+    are bound to it. Without artifacts it is the hash of the fields alone, as before artifacts counted."""
+    content: dict[str, object] = data.model_dump(mode="json")
+    if artifacts:
+        content["artifacts"] = [
+            {"url": a.url, "sha256": a.sha256, "sha512": a.sha512, "signature_url": a.signature_url, "signer": a.signer}
+            for a in artifacts
+        ]
+    return crypto.sha256_hex(audit.canonical(content).encode())
+
+
+async def rebind(
+    session: AsyncSession, *, config: Config, change: Change, editor: str, now: datetime, changed: tuple[str, ...]
+) -> EditOutcome:
+    """The approvable content changed outside the form (an artifact attached or removed): new revision,
+    new content hash, earlier approvals stale, the stage asks for approval again. ``change`` is locked."""
+    change.revision += 1
+    change.last_editor = editor
+    change.content_hash = content_hash(as_input(change), await artifact_store.for_change(session, change.id))
+    change.updated_at = now
+    await session.flush()
+    stale = await changes.mark_stale(session, change.id, before_revision=change.revision)
+    await lifecycle.log(
+        session, config=config, now=now, actor=editor, action="edited", change=change, revision=change.revision,
+        changed=list(changed), content_hash=change.content_hash, stale_approvals=stale,
+    )  # fmt: skip
+    if change.state is not ChangeState.DRAFT:
+        stage = stage_of(change.state) or "test"
+        await lifecycle.transition(
+            session, config=config, change=change, to=PENDING_APPROVAL[stage], actor=editor, now=now,
+            reason=f"edited (revision {change.revision}): approval needed again",
+        )  # fmt: skip
+    return EditOutcome(change, changed, stale)
 
 
 def _fields(data: ChangeInput) -> dict[str, object]:
@@ -200,7 +233,7 @@ async def edit(
         setattr(change, key, value)
     change.revision += 1
     change.last_editor = editor
-    change.content_hash = content_hash(data)
+    change.content_hash = content_hash(data, await artifact_store.for_change(session, change.id))
     change.updated_at = now
     await session.flush()
     stale = await changes.mark_stale(session, change.id, before_revision=change.revision)

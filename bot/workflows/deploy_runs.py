@@ -13,7 +13,7 @@ from bot.blocks.common import escape, mention
 from bot.deps import Deps
 from bot.slack.run_sink import SlackSink
 from bot.views import state_label
-from bot.workflows import announcements, cards, deploy_decisions, runner
+from bot.workflows import announcements, cards, delivery, deploy_decisions, remediation, runner
 from bot.workflows import deployment as flow
 from storage import windows
 from storage.models import Change
@@ -30,14 +30,17 @@ def sink_for(deps: Deps, change: Change) -> SlackSink:
 
 def launch(deps: Deps, run: flow.Run) -> asyncio.Task[Change]:
     """Run ``run`` in the background; the task's result is the change in its final state."""
+    sink = sink_for(deps, run.change)
     return deps.deployments.start(
         runner.execute(
             deps.sessions,
             config=deps.config,
             executors=deps.executors,
             clock=deps.clock,
-            sink=sink_for(deps, run.change),
+            sink=sink,
             run=run,
+            artifacts=delivery.gate(deps, change_id=run.change.id, actor=run.actor),
+            after_prod=remediation.after_prod(deps, sink=sink),
         ),
         ids=tuple(t.deployment_id for t in run.targets),
     )
@@ -89,6 +92,7 @@ async def on_verify_decision(deps: Deps, *, change_id: int, stage: str, actor: s
             run=run,
             actor=actor,
             reason=f"{mention(actor)} chose to roll back",
+            artifacts=delivery.gate(deps, change_id=run.change.id, actor=actor),
         )
         return ""
     if stage == "prod":

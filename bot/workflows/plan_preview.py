@@ -50,6 +50,7 @@ async def run_plans(config: Config, *, executors: Executors, change: Change, sta
             change_key=change.key,
             stage=stage,
             system=system,
+            targets=env.targets,  # artifacts are not fetched for a preview: the plan changes nothing
         )
         result: StepResult = await executor.plan(request)
         out.append(Preview(system, env.executor, result.ok, result.summary, result.output[-EXCERPT:]))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Protocol
 
@@ -25,21 +26,26 @@ from bot.blocks import deployment as blocks
 from bot.blocks.common import Block, escape
 from bot.config import Config, OnFailedVerify
 from bot.deps import Clock
-from bot.errors import ConfigError
-from bot.executors.base import DeploymentRequest, Step, StepResult
+from bot.errors import ConfigError, VerificationError
+from bot.executors.base import ArtifactInfo, DeploymentRequest, Step, StepResult
 from bot.executors.registry import Executors
 from bot.views import state_label
-from bot.workflows import announcements, lifecycle
+from bot.workflows import announcements, delivery, lifecycle
 from bot.workflows import deployment as flow
 from bot.workflows.announcements import AnnouncementKind
+from bot.workflows.delivery import ArtifactGate
 from storage import windows
-from storage.models import Change, ChangeClass
+from storage.models import Change, ChangeClass, ChangeState
 
 log = logging.getLogger(__name__)
 
 DEFAULT_LIMIT = 8  # systems deployed at the same time within one run
 ATTACH_OVER_CHARS = 1500  # longer output is attached as a file rather than left to the streamed lines
 ATTACH_OVER_LINES = 20
+
+
+# After a completed prod run: the change and, per system, its (apply, verify) results (remediation proof).
+AfterProd = Callable[[Change, dict[str, tuple[StepResult, StepResult]]], Awaitable[None]]
 
 
 class Sink(Protocol):
@@ -73,9 +79,25 @@ def _too_long(output: str) -> bool:
 
 
 async def _step(
-    executors: Executors, run: flow.Run, target: flow.Target, step: Step, *, sink: Sink, clock: Clock
+    executors: Executors,
+    run: flow.Run,
+    target: flow.Target,
+    step: Step,
+    *,
+    sink: Sink,
+    clock: Clock,
+    config: Config | None = None,
+    delivered: tuple[ArtifactInfo, ...] = (),
 ) -> StepResult:
-    request = DeploymentRequest(run_id=target.run_id, change_key=run.change.key, stage=run.stage, system=target.system)
+    env = config.systems[target.system].environments.get(run.stage) if config is not None else None
+    request = DeploymentRequest(
+        run_id=target.run_id,
+        change_key=run.change.key,
+        stage=run.stage,
+        system=target.system,
+        targets=env.targets if env is not None else (),
+        artifacts=delivered,
+    )
 
     async def progress(text: str) -> None:
         await sink.post(f"`{escape(target.system)}` {step}:\n```{escape(text)}```")
@@ -105,14 +127,24 @@ async def _step(
 
 
 async def run_steps(
-    executors: Executors, run: flow.Run, step: Step, *, sink: Sink, clock: Clock, limit: int = DEFAULT_LIMIT
+    executors: Executors,
+    run: flow.Run,
+    step: Step,
+    *,
+    sink: Sink,
+    clock: Clock,
+    limit: int = DEFAULT_LIMIT,
+    config: Config | None = None,
+    delivered: tuple[ArtifactInfo, ...] = (),
 ) -> dict[int, StepResult]:
     """Run ``step`` on every system of the run, at most ``limit`` at a time; results by deployment id."""
     gate = asyncio.Semaphore(limit)
 
     async def one(target: flow.Target) -> tuple[int, StepResult]:
         async with gate:
-            return target.deployment_id, await _step(executors, run, target, step, sink=sink, clock=clock)
+            return target.deployment_id, await _step(
+                executors, run, target, step, sink=sink, clock=clock, config=config, delivered=delivered
+            )
 
     return dict(await asyncio.gather(*(one(t) for t in run.targets)))
 
@@ -152,15 +184,30 @@ async def execute(
     sink: Sink,
     run: flow.Run,
     limit: int = DEFAULT_LIMIT,
+    artifacts: ArtifactGate | None = None,
+    after_prod: AfterProd | None = None,
 ) -> Change:
     """Apply, verify and finish (or roll back / ask) a started run; returns the change's final state.
+
+    ``artifacts`` is the run's artifact gate (``workflows.delivery.gate``): called before every step, it
+    yields the only artifacts the executor gets; if it fails before apply nothing runs and the run is
+    refused (``delivery.refuse_run``). ``after_prod`` proves the fix after a completed prod run
+    (``workflows.remediation``), given every step's results.
 
     An unexpected error (the database gone mid-run, a bug) is logged to the control log and said in the
     thread; the systems stay locked so nobody deploys over a half-finished run until an operator looked.
     """
     try:
         return await _execute(
-            sessions, config=config, executors=executors, clock=clock, sink=sink, run=run, limit=limit
+            sessions,
+            config=config,
+            executors=executors,
+            clock=clock,
+            sink=sink,
+            run=run,
+            limit=limit,
+            artifacts=artifacts,
+            after_prod=after_prod,
         )
     except Exception as exc:
         log.exception("deployment %s of %s failed unexpectedly", run.stage, run.change.key)
@@ -194,6 +241,8 @@ async def _execute(
     sink: Sink,
     run: flow.Run,
     limit: int,
+    artifacts: ArtifactGate | None,
+    after_prod: AfterProd | None,
 ) -> Change:
     key, stage = run.change.key, run.stage
 
@@ -208,8 +257,17 @@ async def _execute(
             actor=run.actor,
             reason=reason,
             limit=limit,
+            artifacts=artifacts,
         )
 
+    delivered: tuple[ArtifactInfo, ...] = ()
+    if artifacts is not None:
+        try:
+            delivered = await artifacts(True)
+        except VerificationError as exc:
+            return await delivery.refuse(
+                sessions, config=config, clock=clock, sink=sink, run=run, reason=exc.user_message
+            )
     await sink.refresh()
     systems = ", ".join(f"`{escape(t.system)}` ({escape(t.executor)})" for t in run.targets)
     await sink.post(f":rocket: Deploying {key} to *{stage}* on {systems}.")
@@ -223,7 +281,9 @@ async def _execute(
                 kind=AnnouncementKind.STARTED,
                 now=clock.now(),
             )
-    applied = await run_steps(executors, run, Step.APPLY, sink=sink, clock=clock, limit=limit)
+    applied = await run_steps(
+        executors, run, Step.APPLY, sink=sink, clock=clock, limit=limit, config=config, delivered=delivered
+    )
     await _record(sessions, run, applied)
     await sink.post(blocks.results_text(f"*Apply of {key} ({stage})*", _pairs(run, applied)))
     if not all(r.ok for r in applied.values()):
@@ -231,11 +291,22 @@ async def _execute(
     async with sessions.begin() as session:
         await flow.begin_verify(session, config=config, run=run, now=clock.now())
     await sink.refresh()
-    verified = await run_steps(executors, run, Step.VERIFY, sink=sink, clock=clock, limit=limit)
+    try:
+        delivered = await artifacts(False) if artifacts is not None else ()
+    except VerificationError as exc:
+        verified = delivery.failed_results(run, Step.VERIFY, exc.user_message)
+    else:
+        verified = await run_steps(
+            executors, run, Step.VERIFY, sink=sink, clock=clock, limit=limit, config=config, delivered=delivered
+        )
     await _record(sessions, run, verified)
     await sink.post(blocks.results_text(f"*Verification of {key} ({stage})*", _pairs(run, verified)))
     if all(r.ok for r in verified.values()):
-        return await _succeeded(sessions, config=config, clock=clock, sink=sink, run=run)
+        change = await _succeeded(sessions, config=config, clock=clock, sink=sink, run=run)
+        if after_prod is not None and run.stage == "prod" and change.state is ChangeState.COMPLETED:
+            steps = {t.system: (applied[t.deployment_id], verified[t.deployment_id]) for t in run.targets}
+            await after_prod(change, steps)
+        return change
     summary = "; ".join(
         f"{t.system}: {verified[t.deployment_id].summary}" for t in run.targets if not verified[t.deployment_id].ok
     )
@@ -293,8 +364,12 @@ async def rollback(
     actor: str,
     reason: str,
     limit: int = DEFAULT_LIMIT,
+    artifacts: ArtifactGate | None = None,
 ) -> Change:
-    """Roll the run back on every system and finish it (the caller already checked who may)."""
+    """Roll the run back on every system and finish it (the caller already checked who may).
+
+    The rollback gets the verified artifacts when they still verify, else none (it must not be blocked).
+    """
     async with sessions.begin() as session:
         started = await flow.begin_rollback(
             session, config=config, run=run, actor=actor, now=clock.now(), reason=reason
@@ -303,7 +378,15 @@ async def rollback(
         async with sessions.begin() as session:
             return await lifecycle.load(session, run.change.id)
     await sink.post(f":rewind: Rolling back {run.change.key} ({run.stage}): {escape(reason)}.")
-    results = await run_steps(executors, run, Step.ROLLBACK, sink=sink, clock=clock, limit=limit)
+    delivered: tuple[ArtifactInfo, ...] = ()
+    if artifacts is not None:
+        try:
+            delivered = await artifacts(False)
+        except VerificationError:
+            log.warning("rollback of %s runs without artifacts: they no longer verify", run.change.key)
+    results = await run_steps(
+        executors, run, Step.ROLLBACK, sink=sink, clock=clock, limit=limit, config=config, delivered=delivered
+    )
     await _record(sessions, run, results)
     await sink.post(blocks.results_text(f"*Rollback of {run.change.key} ({run.stage})*", _pairs(run, results)))
     ok = {t.deployment_id: results[t.deployment_id].ok for t in run.targets}

@@ -21,14 +21,19 @@ from datetime import UTC, date, datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.advisories import priority
-from bot.config import Config, Policy, SlaFrom
+from bot.config import Config, Policy, SlaFrom, VerifyFix
 from bot.views import effective_severity
 from bot.workflows import lifecycle
 from storage import advisories as store
 from storage import changes
 from storage.models import TERMINAL, AdvisoryRecord, AdvisoryStatus, ChangeState
 
-ACTIVE = (AdvisoryStatus.OPEN, AdvisoryStatus.CHANGE_REQUESTED)
+ACTIVE = (
+    AdvisoryStatus.OPEN,
+    AdvisoryStatus.CHANGE_REQUESTED,
+    AdvisoryStatus.REMEDIATION_PENDING,  # not fixed until the inventory proves it: the SLA keeps running
+    AdvisoryStatus.STILL_VULNERABLE,
+)
 
 
 def sla_days(policy: Policy, severity: str) -> int:
@@ -116,8 +121,13 @@ async def follow_change(
     change = await changes.get(session, record.change_id)
     if change is None or change.state not in TERMINAL:
         return None
-    if change.state is ChangeState.COMPLETED:
-        new, kind, fields = AdvisoryStatus.REMEDIATED, "remediated", {}
+    fields: dict[str, object]
+    if change.state is ChangeState.COMPLETED and config.policy.verify_fix is VerifyFix.INVENTORY:
+        # the fix is proven by the inventory (workflows.remediation), not by the change completing
+        evidence = {"change_id": change.id, "systems": list(change.systems)}
+        new, kind, fields = AdvisoryStatus.REMEDIATION_PENDING, "remediation_pending", {"remediation": evidence}
+    elif change.state is ChangeState.COMPLETED:
+        new, kind, fields = AdvisoryStatus.REMEDIATED, "remediated", {"remediated_at": now}
     else:
         new, kind, fields = AdvisoryStatus.OPEN, "reopened", {"change_id": None}
     if not await store.compare_and_set(

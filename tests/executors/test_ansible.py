@@ -18,6 +18,22 @@ from .helpers import Recorder, process_gone, wait_for
 pytestmark = pytest.mark.skipif(shutil.which("ansible-playbook") is None, reason="ansible-core is not installed")
 
 
+@pytest.fixture
+def request_() -> DeploymentRequest:
+    """The request's targets narrow the run (``limit`` ∩ targets): here the one host of the inventory."""
+    return DeploymentRequest(run_id="run-1", change_key="CHG-12", stage="test", system="shop", targets=("localhost",))
+
+
+async def test_targets_outside_the_limit_reach_no_host(playbook_files: dict[str, Path]) -> None:
+    request = DeploymentRequest(run_id="run-2", change_key="CHG-12", stage="test", system="shop", targets=("web9",))
+    executor = _executor(playbook_files)
+    assert executor.limit_for(request) == "web9,&shop"
+    result = await executor.apply(request)
+    assert not result.ok and not (playbook_files["ok"].parent / "deployed.txt").exists()
+    with pytest.raises(Exception, match="compound limit"):
+        _executor(playbook_files, limit="shop:!db").limit_for(request)
+
+
 def _executor(files: dict[str, Path], which: str = "ok", **extra: object) -> AnsibleExecutor:
     options = {
         "playbook": str(files[which]),

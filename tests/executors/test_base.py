@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -129,8 +128,9 @@ async def test_dry_run_reports_fake_targets(request_: DeploymentRequest) -> None
         ("run_id", "a b"),
         ("targets", ("web1", "-oProxyCommand=id")),
         ("targets", ("web1;id",)),
-        ("artifacts", (Path("relative.deb"),)),
-        ("artifacts", (Path("/a:/b"),)),
+        ("artifacts", ({"name": "fix.deb", "path": "relative.deb", "sha256": "0" * 64},)),
+        ("artifacts", ({"name": "../fix.deb", "path": "/q/fix.deb", "sha256": "0" * 64},)),
+        ("artifacts", ({"name": "fix.deb", "path": "/q/fix.deb", "sha256": "not-hex"},)),
     ],
 )
 def test_request_fields_reject_shell_and_option_injection(field: str, value: object) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import time
@@ -13,7 +14,7 @@ import pytest
 
 from bot.errors import ConfigError
 from bot.executors import shell
-from bot.executors.base import DeploymentRequest, Step, TargetStatus
+from bot.executors.base import ArtifactInfo, DeploymentRequest, Step, TargetStatus
 from bot.executors.shell import ShellExecutor
 
 from .helpers import Recorder, process_gone, wait_for
@@ -23,8 +24,12 @@ MakeScript = Callable[[str, str], Path]
 # Records its argv and environment as JSON, so tests see exactly what the process received.
 RECORDER = """#!/usr/bin/env python3
 import json, os, sys
+listed = json.load(open(os.environ["PATCHWARDEN_ARTIFACTS"]))
+copy = open(listed[0]["path"]).read() if listed else None
+writable = bool(os.stat(listed[0]["path"]).st_mode & 0o222) if listed else None
 with open(os.path.join(os.path.dirname(sys.argv[0]), "seen.json"), "w") as fh:
-    json.dump({"argv": sys.argv, "env": dict(os.environ), "cwd": os.getcwd()}, fh)
+    json.dump({"argv": sys.argv, "env": dict(os.environ), "cwd": os.getcwd(), "artifacts": listed,
+               "copy": copy, "writable": writable}, fh)
 print("hello from the script")
 print("to stderr", file=sys.stderr)
 """
@@ -102,7 +107,10 @@ async def test_only_allow_listed_environment_reaches_the_child(
     monkeypatch.setenv("DEPLOY_REGION", "eu-1")
     script = make_script("deploy.py", RECORDER)
     artifact = tmp_path / "fix.deb"
-    request = request_.model_copy(update={"artifacts": (artifact,)})
+    artifact.write_bytes(b"the verified patch")
+    digest = hashlib.sha256(b"the verified patch").hexdigest()
+    info = ArtifactInfo(name="fix.deb", path=artifact, sha256=digest, signer="vendor", size=18)
+    request = request_.model_copy(update={"artifacts": (info,)})
     executor = ShellExecutor({"argv": [str(script)], "env_allow": ["PATH", "DEPLOY_REGION"], "cwd": str(tmp_path)})
     result = await executor.apply(request)
     assert result.ok, result.output
@@ -111,13 +119,16 @@ async def test_only_allow_listed_environment_reaches_the_child(
     assert "SLACK_BOT_TOKEN" not in env
     assert "xoxb-very-secret" not in json.dumps(seen)
     assert env["DEPLOY_REGION"] == "eu-1"
-    assert env["PATH"] == os.environ["PATH"]
     assert env["PATCHWARDEN_CHANGE"] == "CHG-12"
     assert env["PATCHWARDEN_STAGE"] == "test"
     assert env["PATCHWARDEN_SYSTEM"] == "shop"
     assert env["PATCHWARDEN_RUN_ID"] == "run-1"
     assert env["PATCHWARDEN_TARGETS"] == "web1"
-    assert env["PATCHWARDEN_ARTIFACTS"] == str(artifact)
+    listed = seen["artifacts"]
+    assert [(a["name"], a["sha256"], a["signer"]) for a in listed] == [("fix.deb", digest, "vendor")]
+    assert Path(listed[0]["path"]).parent == Path(env["PATCHWARDEN_ARTIFACT_DIR"]) != artifact.parent
+    assert seen["copy"] == "the verified patch" and seen["writable"] is False
+    assert not await asyncio.to_thread(os.path.exists, env["PATCHWARDEN_ARTIFACT_DIR"]), "copies removed afterwards"
     assert set(env) - {"PATH", "DEPLOY_REGION", "LC_CTYPE"} == {
         "PATCHWARDEN_CHANGE",
         "PATCHWARDEN_STAGE",
@@ -125,8 +136,11 @@ async def test_only_allow_listed_environment_reaches_the_child(
         "PATCHWARDEN_RUN_ID",
         "PATCHWARDEN_TARGETS",
         "PATCHWARDEN_ARTIFACTS",
+        "PATCHWARDEN_ARTIFACT_DIR",
+        "PATCHWARDEN_INVENTORY_OUT",
     }
     assert Path(seen["cwd"]) == tmp_path
+    assert env["PATH"] == os.environ["PATH"]
 
 
 async def test_argv_is_used_verbatim_and_never_through_a_shell(

@@ -6,6 +6,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ from aiohttp.test_utils import TestServer
 
 from bot.crypto import hmac_equal, hmac_sha256_hex
 from bot.errors import ConfigError, MissingSecretError
-from bot.executors.base import DeploymentRequest, Step, TargetStatus
+from bot.executors.base import ArtifactInfo, DeploymentRequest, Step, TargetStatus
 from bot.executors.webhook import WebhookExecutor
 
 SECRET = "s3cret-webhook-key"
@@ -109,6 +110,7 @@ async def test_signed_post_then_polling_until_done(remote: tuple[Remote, str], r
             "system": "shop",
             "step": "apply",
             "targets": ["web1"],
+            "artifacts": [],
         }
     ]
     assert fake.polls == 2
@@ -223,3 +225,24 @@ def test_bad_options_name_the_field(monkeypatch: pytest.MonkeyPatch, extra: dict
     monkeypatch.setenv("PW_WEBHOOK_SECRET", SECRET)
     with pytest.raises(ConfigError, match=rf"systems\.shop\.environments\.prod\.{field}"):
         _executor("http://127.0.0.1:9", **extra)
+
+
+async def test_signed_payload_carries_the_verified_artifacts_only(
+    remote: tuple[Remote, str], request_: DeploymentRequest, tmp_path: Path
+) -> None:
+    fake, base = remote
+    info = ArtifactInfo(name="fix.deb", path=tmp_path / "fix.deb", sha256="ab" * 32, signer="vendor", size=42)
+    request = request_.model_copy(update={"artifacts": (info,)})
+    result = await _executor(base, artifact_base_url="https://files.example/verified").apply(request)
+    assert result.ok, result.summary
+    assert fake.rejected == 0  # the artifacts are inside the signed body
+    assert fake.bodies[0]["artifacts"] == [
+        {
+            "name": "fix.deb",
+            "sha256": "ab" * 32,
+            "size": 42,
+            "signer": "vendor",
+            "url": f"https://files.example/verified/{'ab' * 32}/fix.deb",
+        }
+    ]
+    assert str(tmp_path) not in json.dumps(fake.bodies), "no local path leaves the bot"
