@@ -98,7 +98,10 @@ async def _worker(url: str, config_path: Path, feed: Path, changed_zip: Path) ->
     from bot.deps import build_deps
     from bot.feeds.http import HttpSettings
     from bot.feeds.osv import OsvFeed
-    from bot.slack import advisory_posts
+    try:  # this tree: the jobs live in bot.jobs; the baseline tree had them in bot.slack.advisory_posts
+        from bot.jobs import run_feeds_poll
+    except ImportError:
+        from bot.slack.advisory_posts import run_feeds_poll  # type: ignore[attr-defined,no-redef]
     from storage import migrate
 
     await asyncio.to_thread(migrate.upgrade, url)
@@ -110,11 +113,11 @@ async def _worker(url: str, config_path: Path, feed: Path, changed_zip: Path) ->
     feeds = {"osv": OsvFeed({"source": str(feed)}, key_path="feeds.osv", http=HttpSettings())}
     try:
         t0 = time.perf_counter()
-        first = (await advisory_posts.run_feeds_poll(deps, feeds=feeds, post=False))["osv"]
+        first = (await run_feeds_poll(deps, feeds=feeds, post=False))["osv"]
         t1 = time.perf_counter()
         await asyncio.to_thread(feed.write_bytes, await asyncio.to_thread(changed_zip.read_bytes))
         t2 = time.perf_counter()
-        second = (await advisory_posts.run_feeds_poll(deps, feeds=feeds, post=False))["osv"]
+        second = (await run_feeds_poll(deps, feeds=feeds, post=False))["osv"]
         t3 = time.perf_counter()
     finally:
         await deps.engine.dispose()

@@ -14,7 +14,7 @@ from aiohttp import web
 from conftest import OWNER, SEC1, SHARED_DATA, Harness
 from deploy_support import approved_for_test, book, in_thread, wait_state
 
-from bot.commands import deploy
+from bot import jobs
 from bot.sandbox.fake_slack import Message
 from storage.models import ChangeState
 
@@ -65,7 +65,7 @@ async def served_fixture(tmp_path: Path) -> AsyncIterator[Served]:
 
 async def sweep(h: Harness) -> None:
     """Run the due-window sweep as the scheduler would, and wait for the runs it started."""
-    tasks = await deploy.run_due_windows(h.deps)
+    tasks = await jobs.run_due_windows(h.deps)
     if tasks:
         await asyncio.gather(*tasks)
 

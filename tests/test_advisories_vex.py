@@ -12,8 +12,8 @@ from bot.advisories.osv import parse_osv
 from bot.feeds.base import FeedBatch
 from bot.feeds.csaf import parse_checked
 from bot.feeds.model import Advisory
-from bot.slack.advisory_posts import publish_all
 from bot.workflows import advisories as flow
+from bot.workflows.advisory_posts import publish_all
 from storage import advisories as store
 
 PACKAGES = [

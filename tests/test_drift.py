@@ -14,7 +14,8 @@ from conftest import BASE_CONFIG, OWNER, SHARED_DATA, Harness, eventually
 from sqlalchemy import select
 
 from bot.__main__ import cli
-from bot.feeds.base import FeedBatch, parse_osv
+from bot.advisories.osv import parse_osv
+from bot.feeds.base import FeedBatch
 from bot.slack.outbox_sender import OutboxSender
 from bot.workflows import advisories as flow
 from storage import advisories as store
@@ -32,7 +33,20 @@ def spdx(flask: str) -> str:
         "referenceType": "purl",
         "referenceLocator": f"pkg:pypi/flask@{flask}",
     }
-    return json.dumps({"spdxVersion": "SPDX-2.3", "packages": [{"name": "flask", "externalRefs": [ref]}]})
+    return json.dumps(
+        {
+            "spdxVersion": "SPDX-2.3",
+            "dataLicense": "CC0-1.0",
+            "SPDXID": "SPDXRef-DOCUMENT",
+            "name": "web-shop",
+            "documentNamespace": "https://example.org/spdx/web-shop",
+            "creationInfo": {"created": "2026-12-01T00:00:00Z", "creators": ["Tool: test"]},
+            "packages": [
+                {"name": "flask", "SPDXID": "SPDXRef-flask", "versionInfo": flask, "downloadLocation": "NOASSERTION",
+                 "externalRefs": [ref]}
+            ],
+        }
+    )  # fmt: skip
 
 
 async def _import(h: Harness, tmp_path: Path, name: str, text: str) -> Result:

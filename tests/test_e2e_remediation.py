@@ -19,11 +19,12 @@ from deploy_support import in_thread, wait_state
 from loop_support import deploy_prod, through_test
 
 from bot.__main__ import cli
-from bot.feeds.base import FeedBatch, parse_osv
+from bot.advisories.osv import parse_osv
+from bot.feeds.base import FeedBatch
 from bot.sandbox.fake_slack import Message
-from bot.slack.advisory_posts import publish_all
 from bot.workflows import advisories as flow
 from bot.workflows import loop_views, remediation
+from bot.workflows.advisory_posts import publish_all
 from storage import advisories as store
 from storage.models import AdvisoryRecord, AdvisoryStatus, ChangeState
 

@@ -11,12 +11,13 @@ from typing import Any
 from conftest import OTHER, OWNER, REQ, SEC1, SHARED_DATA, Harness, eventually, make_config
 from sqlalchemy import select
 
-from bot.commands.exceptions import run_exception_sweep
-from bot.feeds.base import FeedBatch, parse_osv
+from bot.advisories.osv import parse_osv
+from bot.feeds.base import FeedBatch
+from bot.jobs import run_exception_sweep
 from bot.sandbox.fake_slack import Message
-from bot.slack.advisory_posts import publish_all
 from bot.workflows import advisories as flow
 from bot.workflows import sla
+from bot.workflows.advisory_posts import publish_all
 from storage import advisories as store
 from storage.models import AdvisoryException, AdvisoryRecord, AdvisoryStatus, AuditEntry, ExceptionState
 

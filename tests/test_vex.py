@@ -17,9 +17,10 @@ from conftest import BASE_CONFIG, OWNER, REQ, SEC1, SHARED_DATA, Harness, eventu
 
 from bot.__main__ import cli
 from bot.advisories import vex
+from bot.advisories.osv import parse_osv
 from bot.crypto import Signer
 from bot.errors import VerificationError
-from bot.feeds.base import FeedBatch, parse_osv
+from bot.feeds.base import FeedBatch
 from bot.workflows import advisories as flow
 
 PACKAGES = [

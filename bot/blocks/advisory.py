@@ -71,7 +71,7 @@ def status_text(v: AdvisoryView, *, tz: str = "UTC") -> str:
         return f":hammer_and_wrench: *Change requested*: CHG-{r.change_id}"
     if r.status is AdvisoryStatus.REMEDIATED:
         return f":white_check_mark: *Remediated* by CHG-{r.change_id}"
-    by = r.remediation.get("triage", {}).get("by")
+    by = (r.remediation or {}).get("triage", {}).get("by")
     who = f" (by {mention(str(by))})" if by else ""
     if r.status is AdvisoryStatus.NOT_APPLICABLE:
         return f":heavy_minus_sign: *Not applicable*{who}: {escape(clip(r.status_reason, 500))}"
@@ -86,10 +86,10 @@ def loop_status_text(r: AdvisoryRecord) -> str:
     if r.status is AdvisoryStatus.REMEDIATION_PENDING:
         return f":hourglass: *Remediation pending*: CHG-{r.change_id} completed; waiting for the inventory to prove it"
     if r.status is AdvisoryStatus.STILL_VULNERABLE:
-        still = "; ".join(str(s) for s in r.remediation.get("still", []))
+        still = "; ".join(str(s) for s in (r.remediation or {}).get("still", []))
         return f":x: *Still vulnerable* after CHG-{r.change_id}: {escape(clip(still, 300))}"
     if r.status in (AdvisoryStatus.RISK_ACCEPTED, AdvisoryStatus.NOT_AFFECTED):
-        exc = r.remediation.get("exception", {})
+        exc = (r.remediation or {}).get("exception", {})
         kind = "Risk accepted" if r.status is AdvisoryStatus.RISK_ACCEPTED else "Not affected"
         return (
             f":shield: *{kind}* until {escape(str(exc.get('until', '?')))} (approved by {exc.get('approved_by', [])})"

@@ -63,7 +63,6 @@ async def _serve(host: str, port: int, socket_mode: bool) -> None:
     bolt = app_module.create_app(deps, signing_secret=s.slack_signing_secret.get_secret_value())
     web_app = app_module.create_web_app(bolt, deps)
     sched = scheduler.create_scheduler(deps)
-    sched.start()
     runner = app_module.create_runner(web_app)  # access log without secret query strings
     await runner.setup()
     try:
@@ -73,6 +72,7 @@ async def _serve(host: str, port: int, socket_mode: bool) -> None:
             if exc.errno == errno.EADDRINUSE:
                 raise PortInUseError(port) from exc
             raise
+        sched.start()  # only once the port is ours: a bot that cannot serve runs no jobs
         stop = common.stop_signal()
         click.echo(f"patchwarden listening on http://{host}:{port} (POST /slack/events, GET /healthz); Ctrl-C stops")
         waits: set[asyncio.Future[Any]] = {stop}
@@ -86,7 +86,8 @@ async def _serve(host: str, port: int, socket_mode: bool) -> None:
         if stop in done:
             click.echo(f"{stop.result()}: stopping...", err=True)
     finally:
-        sched.shutdown(wait=False)
+        if sched.running:
+            sched.shutdown(wait=False)
         await finish_deployments(deps, SHUTDOWN_GRACE)
 
         if deps.leader is not None:

@@ -10,7 +10,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from bot.commands.replies import guarded
 from bot.deps import Deps
 from bot.errors import UsageError
-from bot.slack import notify
+from bot.slack import notify, thread
 from bot.workflows import inventory_import, lifecycle
 
 CALLBACK = "drift_link_form"
@@ -38,7 +38,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
                 }
             ],
         }
-        await deps.client.views_open(trigger_id=body["trigger_id"], view=view)
+        await notify.open_modal(deps, trigger_id=body["trigger_id"], view=view)
 
     @app.view(CALLBACK)
     async def handle_drift_link_submission(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
@@ -61,6 +61,6 @@ def register(app: AsyncApp, deps: Deps) -> None:
                     session, config=deps.config, system=meta["system"], change_id=change_id, user=user,
                     now=deps.clock.now(),
                 )  # fmt: skip
-            await deps.client.chat_postMessage(channel=user, text=answer)
+            await thread.deliver(deps, channel=user, text=answer, what="drift link answer")
 
         await guarded(reply, work)

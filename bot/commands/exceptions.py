@@ -15,7 +15,7 @@ from bot.commands.replies import guarded
 from bot.commands.router import CommandContext, Router, usage_error
 from bot.deps import Deps
 from bot.errors import InputError, UsageError
-from bot.slack import notify
+from bot.slack import notify, thread
 from bot.workflows import exceptions as flow
 from bot.workflows.exceptions import AdvisoryException, AdvisoryRecord, ExceptionKind
 
@@ -41,15 +41,16 @@ async def _post_or_update(deps: Deps, row: AdvisoryException, record: AdvisoryRe
     content = blocks.card(row, record, pending=pending)
     text = blocks.summary(row, record)
     if row.message_ts and row.channel:
-        await deps.client.chat_update(channel=row.channel, ts=row.message_ts, text=text, blocks=content)
+        await notify.update_message(deps, channel=row.channel, ts=row.message_ts, text=text, blocks=content)
         return
     channel = deps.config.slack.approvals_channel
-    resp = await deps.client.chat_postMessage(channel=channel, text=text, blocks=content, unfurl_links=False)
+    ts = await notify.post_message(deps, channel=channel, text=text, blocks=content)
     async with deps.sessions.begin() as session:
-        await flow.set_message(session, exception_id=row.id, channel=channel, ts=str(resp["ts"]))
-    await deps.client.chat_postMessage(
-        channel=channel, thread_ts=resp["ts"], text=f"Approval needed for this exception: {mentions(pending)}"
-    )
+        await flow.set_message(session, exception_id=row.id, channel=channel, ts=ts)
+    await thread.deliver(
+        deps, channel=channel, thread_ts=ts, text=f"Approval needed for this exception: {mentions(pending)}",
+        what=f"exception {row.id} approvers",
+    )  # fmt: skip
 
 
 def register(app: AsyncApp, deps: Deps, router: Router) -> None:
@@ -90,9 +91,10 @@ def register(app: AsyncApp, deps: Deps, router: Router) -> None:
                 )
             await _post_or_update(deps, row, record)
             if done and row.channel and row.message_ts:
-                await deps.client.chat_postMessage(
-                    channel=row.channel, thread_ts=row.message_ts,
+                await thread.deliver(
+                    deps, channel=row.channel, thread_ts=row.message_ts,
                     text=f":white_check_mark: {mention(user)} completed the approval: {blocks.summary(row, record)}.",
+                    what=f"exception {row.id} approved",
                 )  # fmt: skip
 
         await guarded(reply, work)
@@ -110,7 +112,7 @@ def register(app: AsyncApp, deps: Deps, router: Router) -> None:
                 advisory, systems = await flow.subject(session, config=config, advisory_id=int(action["value"]))
             meta = json.dumps({"advisory": advisory, "channel": channel})
             view = blocks.request_modal(advisory=advisory, systems=systems, metadata=meta)
-            await deps.client.views_open(trigger_id=body["trigger_id"], view=view)
+            await notify.open_modal(deps, trigger_id=body["trigger_id"], view=view)
 
         await guarded(reply, work)
 

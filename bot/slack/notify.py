@@ -108,3 +108,14 @@ async def card_link(deps: Deps, change: Change) -> str:
         except SlackApiError as exc:
             log.warning("permalink of %s failed: %s", change.key, exc.response.get("error"))
     return f"its card in <#{channel}>"
+
+
+async def post_message(deps: Deps, *, channel: str, text: str, blocks: list[Any]) -> str:
+    """A top-level message with blocks whose ts the caller keeps (an exception card); raises on a Slack failure."""
+    resp = await deps.client.chat_postMessage(channel=channel, text=text, blocks=blocks, unfurl_links=False)
+    return str(resp["ts"])
+
+
+async def update_message(deps: Deps, *, channel: str, ts: str, text: str, blocks: list[Any]) -> None:
+    """Re-render a message the bot posted (an exception card); raises on a Slack failure."""
+    await deps.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)

@@ -210,6 +210,7 @@ async def ingest(session: AsyncSession, *, config: Config, batch: FeedBatch, now
                 content_hash="",
                 severity=advisory.severity.value,
                 status=AdvisoryStatus.OPEN,
+                remediation={},
                 first_seen=now,
                 updated_at=now,
             )  # transient: _rematch inserts it in bulk once every column is set

@@ -34,6 +34,7 @@ from bot.deps import Deps
 from bot.errors import InputError
 from bot.executors.base import StepResult
 from bot.feeds.model import InstalledPackage, MatchStatus
+from bot.slack import thread
 from bot.workflows import advisories as advisory_flow
 from bot.workflows import lifecycle
 from storage import advisories as store
@@ -68,7 +69,7 @@ class Outcome:
 def load_sbom(text: str, *, where: str) -> list[InstalledPackage]:
     """The packages of a CycloneDX or SPDX JSON SBOM (read by the maintained parsers in bot.advisories.sbom)."""
     try:
-        return sbom.load_sbom(text).packages
+        return sbom.load_sbom(text.encode()).packages
     except InputError:
         raise
     except Exception as exc:
@@ -227,7 +228,4 @@ async def tell(deps: Deps, *, sink: Sink, outcomes: list[Outcome]) -> None:
         await sink.post(text)
         owner = deps.config.systems[outcome.system].owner if outcome.system in deps.config.systems else None
         if not outcome.remediated and owner:
-            try:
-                await deps.client.chat_postMessage(channel=owner, text=text, unfurl_links=False)
-            except Exception:
-                log.warning("could not tell %s that %s is still vulnerable", owner, outcome.record.primary_id)
+            await thread.deliver(deps, channel=owner, text=text, what=f"still-vulnerable note to {owner}")
