@@ -7,6 +7,7 @@ tick, and each unit of work inside it is claimed with a compare-and-set, so two 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections.abc import Awaitable, Callable
@@ -111,3 +112,17 @@ def _led(job_id: str, fn: Callable[[Deps], Awaitable[object]]) -> Callable[[Deps
 
     wrapper.__name__ = getattr(fn, "__name__", job_id)
     return wrapper
+
+
+async def stop(scheduler: AsyncIOScheduler, *, grace: float = 5.0) -> None:
+    """Stop taking jobs and let the ones running finish (within ``grace`` seconds) before the engine goes.
+
+    ``shutdown(wait=False)`` alone leaves a running sweep holding a database connection while the caller
+    disposes of the engine, which can hang the exit."""
+    if not scheduler.running:
+        return
+    scheduler.pause()  # no new job starts; the running ones finish (shutdown would cancel them mid-query)
+    running = [f for ex in scheduler._executors.values() for f in getattr(ex, "_pending_futures", ()) if not f.done()]
+    if running:
+        await asyncio.wait(running, timeout=grace)
+    scheduler.shutdown(wait=False)

@@ -86,8 +86,7 @@ async def _serve(host: str, port: int, socket_mode: bool) -> None:
         if stop in done:
             click.echo(f"{stop.result()}: stopping...", err=True)
     finally:
-        if sched.running:
-            sched.shutdown(wait=False)
+        await scheduler.stop(sched)
         await finish_deployments(deps, SHUTDOWN_GRACE)
 
         if deps.leader is not None:
