@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
+from urllib.parse import parse_qs
 
 import aiohttp
 from aiohttp import web
@@ -105,10 +107,42 @@ def create_app(deps: Deps, *, signing_secret: str) -> AsyncApp:
     return app
 
 
+def malformed(content_type: str, raw_body: str) -> str | None:
+    """Why an interactivity body cannot be handled (None if it looks sound): the payload must be a JSON object,
+    and a click must carry at least one action object."""
+    if content_type != "application/x-www-form-urlencoded" or "payload=" not in raw_body:
+        return None
+    values = parse_qs(raw_body, max_num_fields=50).get("payload")
+    if not values:
+        return None
+    try:
+        payload = json.loads(values[0])
+    except (ValueError, RecursionError):
+        return "payload is not JSON"
+    if not isinstance(payload, dict) or not isinstance(payload.get("type"), str):
+        return "payload is not a JSON object with a type"
+    if payload["type"] == "block_actions":
+        actions = payload.get("actions")
+        if not isinstance(actions, list) or not actions or not all(isinstance(a, dict) for a in actions):
+            return "block_actions without actions"
+    if payload["type"] in ("view_submission", "view_closed"):
+        view = payload.get("view")
+        if not isinstance(view, dict) or not isinstance(view.get("type"), str):
+            return "view payload without a typed view"
+    return None
+
+
 def create_web_app(app: AsyncApp, deps: Deps) -> web.Application:
     """aiohttp application: Slack on POST /slack/events, health on GET /healthz."""
 
     async def slack_events(request: web.Request) -> web.Response:
+        if not request.headers.get("X-Slack-Request-Timestamp", "").isdigit():
+            return web.Response(status=401, text="missing or malformed request timestamp")
+        problem = malformed(request.content_type, await request.text())
+        if problem is not None:
+            # answered before bolt parses it: a broken body must not become a 500 with a traceback
+            log.warning("refused a malformed Slack request: %s", problem)
+            return web.Response(status=400, text=problem)
         return await to_aiohttp_response(await app.async_dispatch(await to_bolt_request(request)))
 
     async def healthz(_request: web.Request) -> web.Response:
