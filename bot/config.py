@@ -38,9 +38,16 @@ _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks
 def parse_duration(value: object) -> timedelta:
     """Parse ``30m``, ``72h``, ``7d``, ``1h30m`` (or a timedelta / number of seconds) into a timedelta."""
     if isinstance(value, timedelta):
+        if value < timedelta(0):
+            raise ValueError("a duration cannot be negative")
         return value
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=value)
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        try:
+            return timedelta(seconds=value)
+        except OverflowError as exc:
+            raise ValueError(f"{value!r} is out of range for a duration") from exc
     if not isinstance(value, str):
         raise ValueError("a duration is written like 30m, 72h or 7d")
     text = value.strip().lower().replace(" ", "")
@@ -48,8 +55,11 @@ def parse_duration(value: object) -> timedelta:
     if not text or "".join(n + u for n, u in parts) != text:
         raise ValueError(f"{value!r} is not a duration; write it like 30m, 72h, 7d or 1h30m")
     total = timedelta()
-    for number, unit in parts:
-        total += timedelta(**{_UNITS[unit]: int(number)})
+    try:
+        for number, unit in parts:
+            total += timedelta(**{_UNITS[unit]: int(number)})
+    except (OverflowError, ValueError) as exc:
+        raise ValueError(f"{value!r} is out of range for a duration") from exc
     return total
 
 
@@ -288,6 +298,8 @@ def _format_validation_error(exc: ValidationError, source: str) -> str:
         if err["type"] == "extra_forbidden":
             msg = "unknown key (check the spelling; see examples/patchwarden.yaml)"
         lines.append(f"  {path}: {msg}")
+    if len(lines) == 2:  # one error: one line
+        return f"{source}: {lines[1].strip()}"
     return "\n".join(lines)
 
 
@@ -301,16 +313,54 @@ def parse_config(data: object, *, source: str = "configuration") -> Config:
         raise ConfigError(_format_validation_error(exc, source)) from exc
 
 
+MAX_CONFIG_DEPTH = 32
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe loader that refuses a key given twice in one mapping (YAML would keep the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _value in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ConfigError(f"line {key_node.start_mark.line + 1}: the key {key!r} is given twice")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _depth(value: object) -> int:
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, dict | list):
+            deepest = max(deepest, level + 1)
+            stack.extend((child, level + 1) for child in (node.values() if isinstance(node, dict) else node))
+    return deepest
+
+
 def load_config(path: Path) -> Config:
-    """Read and validate the YAML configuration file."""
+    """Read and validate the YAML configuration file; every failure is a one-line ``ConfigError``."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
         raise ConfigError(f"configuration file {path} not found (set PATCHWARDEN_CONFIG)") from exc
+    except IsADirectoryError as exc:
+        raise ConfigError(f"configuration file {path} is a directory, not a file") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"configuration file {path} is not UTF-8 text (bad byte at offset {exc.start})") from exc
+    except OSError as exc:
+        raise ConfigError(f"configuration file {path} cannot be read: {exc.strerror or type(exc).__name__}") from exc
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    except RecursionError as exc:
+        raise ConfigError(f"{path}: nested more than {MAX_CONFIG_DEPTH} levels deep") from exc
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from exc
+    if _depth(data) > MAX_CONFIG_DEPTH:
+        raise ConfigError(f"{path}: nested more than {MAX_CONFIG_DEPTH} levels deep")
     return parse_config(data, source=str(path))
 
 
