@@ -149,6 +149,8 @@ class Policy(Strict):
     on_failed_verify: OnFailedVerify = OnFailedVerify.ASK
     sla_days: dict[str, int] = Field(default_factory=lambda: {"critical": 30, "high": 90, "medium": 90, "low": 90})
     kev_due_date: bool = True
+    # who may book an emergency window (bypassing windows and notice): the operators, and this group if set
+    emergency_approvers: str | None = None
 
     @field_validator("stages")
     @classmethod
@@ -271,6 +273,10 @@ class Config(Strict):
             errors.append(f"policy.operators: group {self.policy.operators!r} is not defined under groups")
         if self.policy.fallback not in self.groups:
             errors.append(f"policy.fallback: group {self.policy.fallback!r} is not defined under groups")
+        if self.policy.emergency_approvers is not None and self.policy.emergency_approvers not in self.groups:
+            errors.append(
+                f"policy.emergency_approvers: group {self.policy.emergency_approvers!r} is not defined under groups"
+            )
         for stage, reqs in self.policy.stages.items():
             for i, req in enumerate(reqs):
                 if req.group is not None and req.group not in self.groups:
