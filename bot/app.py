@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
@@ -39,6 +40,7 @@ from bot.workflows import replay
 
 log = logging.getLogger(__name__)
 DEPS_KEY: web.AppKey[Deps] = web.AppKey("deps", Deps)
+HEALTH_TIMEOUT = 2.0  # seconds; load balancers probe with a few seconds of their own
 
 
 # Posting is not idempotent: a 5xx after Slack accepted the message would post it twice if retried.
@@ -145,11 +147,30 @@ def create_web_app(app: AsyncApp, deps: Deps) -> web.Application:
             return web.Response(status=400, text=problem)
         return await to_aiohttp_response(await app.async_dispatch(await to_bolt_request(request)))
 
+    probes: set[asyncio.Task[None]] = set()
+
+    async def probe() -> None:
+        async with deps.engine.connect() as conn:
+            await conn.execute(text("select 1"))
+
     async def healthz(_request: web.Request) -> web.Response:
         try:
-            async with deps.engine.connect() as conn:
-                await conn.execute(text("select 1"))
+            # within its own timeout: a held write lock (SQLite) or an exhausted pool must not hang the probe.
+            # The probe runs on as its own task (a blocked driver call cannot be cancelled); while one is
+            # still stuck, the answer is "busy" at once instead of piling up more.
+            if probes:
+                raise TimeoutError
+            task = asyncio.create_task(probe())
+            probes.add(task)
+            task.add_done_callback(probes.discard)
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved: no stray warning
+            await asyncio.wait_for(asyncio.shield(task), HEALTH_TIMEOUT)
+        except TimeoutError:
+            log.warning("health check: the database did not answer within %ss (busy)", HEALTH_TIMEOUT)
+            return web.json_response({"status": "unavailable", "database": "busy"}, status=503)
         except Exception as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                return web.json_response({"status": "unavailable", "database": "busy"}, status=503)
             log.warning("health check: database unreachable: %s", type(exc).__name__)
             return web.json_response({"status": "unavailable", "database": "unreachable"}, status=503)
         body: dict[str, Any] = {
