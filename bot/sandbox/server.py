@@ -250,16 +250,42 @@ class Workspace:
 SkipAhead = Callable[[timedelta], Awaitable[datetime]]
 
 
-def page_app(ws: Workspace, *, now: Callable[[], datetime], skip_ahead: SkipAhead) -> web.Application:
-    """The page and its JSON API (same origin, loopback only)."""
+TOKEN_HEADER = "X-Sandbox-Token"  # noqa: S105 (a header name)
 
-    async def index(_r: web.Request) -> web.FileResponse:
-        return web.FileResponse(STATIC / "index.html")
+
+def _foreign(r: web.Request, token: str) -> str | None:
+    """Why a POST to the page API is refused: another site's page must not drive a sandbox (which may run
+    real executors). 1. Host must be the loopback address we serve; 2. an Origin, if sent, must be ours;
+    3. the body must be JSON (no cross-site ``text/plain`` form); 4. the per-start token must match."""
+    host = r.headers.get("Host", "")
+    name = host.rsplit(":", 1)[0]
+    if name not in (HOST, "localhost"):
+        return "foreign Host"
+    origin = r.headers.get("Origin")
+    if origin is not None and origin != f"http://{host}":
+        return "foreign Origin"
+    if r.content_type != "application/json":
+        return "not JSON"
+    if not secrets.compare_digest(r.headers.get(TOKEN_HEADER, ""), token):
+        return "missing or wrong sandbox token"
+    return None
+
+
+def page_app(ws: Workspace, *, now: Callable[[], datetime], skip_ahead: SkipAhead, token: str = "") -> web.Application:
+    """The page and its JSON API (same origin, loopback only; POSTs carry the per-start ``token``)."""
+
+    async def index(_r: web.Request) -> web.Response:
+        html = (STATIC / "index.html").read_text(encoding="utf-8")
+        meta = f'<meta name="pw-token" content="{token}">'
+        return web.Response(text=html.replace("<head>", "<head>\n  " + meta, 1), content_type="text/html")
 
     async def state(r: web.Request) -> web.Response:
         return web.json_response({**ws.state(r.query.get("user", "")), "now": now().isoformat()})
 
     async def post(r: web.Request) -> web.Response:
+        refused = _foreign(r, token)
+        if refused is not None:
+            return web.json_response({"ok": False, "error": refused}, status=403)
         body = await r.json()
         user, kind = str(body.get("user", "")), r.match_info["kind"]
         if user not in {p.id for p in ws.people}:
@@ -311,6 +337,7 @@ class Sandbox:
     http: aiohttp.ClientSession
     tmpdir: Path
     scheduler: Scheduler | None = None
+    token: str = ""  # the page API's per-start token (header X-Sandbox-Token)
 
     async def stop(self) -> None:
         """Stop every server, close the database and delete the temporary directory."""
@@ -367,6 +394,7 @@ async def start_sandbox(*, port: int = 0, config: Config | None = None, seed: bo
             await scheduler.run_jobs_now(sched)
         return clock.now()
 
-    page_runner, page_port = await _serve(page_app(ws, now=clock.now, skip_ahead=skip_ahead), port)
+    token = secrets.token_urlsafe(24)  # per start: only the page we served knows it
+    page_runner, page_port = await _serve(page_app(ws, now=clock.now, skip_ahead=skip_ahead, token=token), port)
     runners.append(page_runner)
-    return Sandbox(f"http://{HOST}:{page_port}/", bot_url, ws, deps, runners, http, tmpdir, sched)
+    return Sandbox(f"http://{HOST}:{page_port}/", bot_url, ws, deps, runners, http, tmpdir, sched, token)

@@ -142,7 +142,9 @@ async def test_browser_plays_request_approve_schedule_home_and_calendar(sandbox:
                 hours = (booked[-1].start - sandbox.deps.clock.now()).total_seconds() / 3600 + 0.05
                 answer = await page.evaluate(
                     "async ([user, hours]) => (await fetch('/api/clock', {method: 'POST', headers: "
-                    "{'Content-Type': 'application/json'}, body: JSON.stringify({user, hours})})).json()",
+                    "{'Content-Type': 'application/json', 'X-Sandbox-Token': "
+                    "document.querySelector('meta[name=\"pw-token\"]').content}, "
+                    "body: JSON.stringify({user, hours})})).json()",
                     [demo.OLGA, hours],
                 )
                 assert answer["ok"], answer
