@@ -41,6 +41,7 @@ from bot.workflows import replay
 log = logging.getLogger(__name__)
 DEPS_KEY: web.AppKey[Deps] = web.AppKey("deps", Deps)
 HEALTH_TIMEOUT = 2.0  # seconds; load balancers probe with a few seconds of their own
+BODY_TIMEOUT = 10.0  # seconds for a request body to arrive (Slack sends small bodies at once)
 
 
 # Posting is not idempotent: a 5xx after Slack accepted the message would post it twice if retried.
@@ -140,7 +141,17 @@ def create_web_app(app: AsyncApp, deps: Deps) -> web.Application:
     async def slack_events(request: web.Request) -> web.Response:
         if not request.headers.get("X-Slack-Request-Timestamp", "").isdigit():
             return web.Response(status=401, text="missing or malformed request timestamp")
-        problem = malformed(request.content_type, await request.text())
+        try:
+            # a client stuck mid-body must not hold a connection (and a descriptor) forever
+            async with asyncio.timeout(BODY_TIMEOUT):
+                raw = await request.text()
+        except TimeoutError:
+            log.warning("dropped a request whose body did not arrive within %ss", BODY_TIMEOUT)
+            return web.Response(status=408, text="request body timeout")
+        except (ConnectionError, aiohttp.ClientPayloadError, web.HTTPException) as exc:
+            log.warning("dropped a request whose body could not be read: %s", type(exc).__name__)
+            return web.Response(status=400, text="unreadable request body")
+        problem = malformed(request.content_type, raw)
         if problem is not None:
             # answered before bolt parses it: a broken body must not become a 500 with a traceback
             log.warning("refused a malformed Slack request: %s", problem)
