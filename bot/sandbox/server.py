@@ -258,8 +258,7 @@ def _foreign(r: web.Request, token: str) -> str | None:
     real executors). 1. Host must be the loopback address we serve; 2. an Origin, if sent, must be ours;
     3. the body must be JSON (no cross-site ``text/plain`` form); 4. the per-start token must match."""
     host = r.headers.get("Host", "")
-    name = host.rsplit(":", 1)[0]
-    if name not in (HOST, "localhost"):
+    if host.rsplit(":", 1)[0] not in (HOST, "localhost"):
         return "foreign Host"
     origin = r.headers.get("Origin")
     if origin is not None and origin != f"http://{host}":
