@@ -130,7 +130,7 @@ async def report_quarantine(deps: Deps) -> int:
 
 def create_feeds(deps: Deps) -> dict[str, Feed]:
     """The configured feeds (ConfigError for unknown ones: fail closed at startup)."""
-    return registry.create_all(deps.config, http=HttpSettings())
+    return registry.create_all(deps.config, http=HttpSettings(outbound_allow=tuple(deps.config.outbound.allow)))
 
 
 async def run_feeds_poll(
