@@ -17,7 +17,7 @@ from bot.blocks.common import mentions, slack_date
 from bot.commands import deploy
 from bot.deps import Deps
 from bot.slack import advisory_posts, notify, outbox_sender
-from bot.workflows import announcements, recovery, reminders
+from bot.workflows import announcements, recovery, reminders, replay
 from bot.workflows import audit as audit_flow
 from storage import changes
 from storage.models import Change
@@ -121,6 +121,10 @@ def create_scheduler(deps: Deps) -> AsyncIOScheduler:
     async def run_feeds_poll(d: Deps) -> None:
         await advisory_posts.run_feeds_poll(d, feeds=feeds)
 
+    async def run_replay_prune(d: Deps) -> None:
+        async with d.sessions.begin() as session:
+            await replay.forget_old(session, now=d.clock.now())
+
     # In the order one tick should run them (the sandbox's skip-ahead runs them once, in this order):
     # what falls due first, then what it produces (deployments, announcements), the outbox last.
     jobs: list[tuple[str, Callable[[Deps], Awaitable[object]], timedelta]] = [
@@ -131,6 +135,7 @@ def create_scheduler(deps: Deps) -> AsyncIOScheduler:
         ("recovery", run_recovery, SWEEP_EVERY),  # deployments interrupted by a crash
         ("advisory_sweep", advisory_posts.run_advisory_sweep, advisory_posts.SWEEP_EVERY),
         ("checkpoint", run_checkpoint, CHECKPOINT_EVERY),
+        ("replay_prune", run_replay_prune, timedelta(hours=1)),  # old replay-protection keys
         ("outbox", run_outbox, OUTBOX_EVERY),
     ]
     if feeds:
