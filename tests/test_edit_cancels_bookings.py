@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from conftest import REQ, Harness
@@ -23,8 +24,11 @@ async def test_edit_cancels_and_announces_the_old_revisions_booking(harness_fact
     view = await h.opened_view("change_edit")
     status, body = await h.slack.submit(view, {"title": "Update OpenSSL to 3.0.16 instead"}, user=REQ)
     assert status == 200, body
-    [window] = await all_windows(h)
-    assert window.state is WindowState.CANCELLED
+    # the modal is acknowledged before the edit commits: poll for it
+    deadline = asyncio.get_running_loop().time() + 10
+    while (await all_windows(h))[0].state is not WindowState.CANCELLED:
+        assert asyncio.get_running_loop().time() < deadline, "the booking was not cancelled"
+        await asyncio.sleep(0.02)
     await fast_sender(h).drain()
     texts = users_texts(h)
     assert len(texts) == 2 and "cancel" in texts[1].lower(), texts
