@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 import click
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.cli import advisories as advisories_cli
 from bot.cli import audit, changes, common, serve
@@ -59,7 +60,7 @@ def check_config(file: str | None) -> None:
         feeds.create_all(config, http=HttpSettings())
         integrity.parse_trust(config.trust)
     except PatchwardenError as exc:
-        raise click.ClickException(exc.user_message) from exc
+        raise common.failure(exc) from exc
     warnings = common.warn_policy(config)
     click.echo(
         f"OK: {len(config.systems)} system(s), {len(config.groups)} group(s), policy v{config.policy.version}"
@@ -78,7 +79,10 @@ def db_upgrade(revision: str) -> None:
     """Run Alembic migrations up to REVISION (from the very first schema)."""
     from storage import migrate
 
-    migrate.upgrade(common.settings().database_url, revision)
+    try:
+        migrate.upgrade(common.settings().database_url, revision)
+    except (SQLAlchemyError, OSError) as exc:
+        raise common.SetupError(f"the database does not answer: {type(exc).__name__}") from exc
     click.echo(f"database upgraded to {revision}")
 
 

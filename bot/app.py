@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 from typing import Any
+from urllib.parse import parse_qs
 
 import aiohttp
 from aiohttp import web
@@ -42,6 +45,8 @@ from bot.workflows import replay
 
 log = logging.getLogger(__name__)
 DEPS_KEY: web.AppKey[Deps] = web.AppKey("deps", Deps)
+HEALTH_TIMEOUT = 2.0  # seconds; load balancers probe with a few seconds of their own
+BODY_TIMEOUT = 10.0  # seconds for a request body to arrive (Slack sends small bodies at once)
 
 
 # Posting is not idempotent: a 5xx after Slack accepted the message would post it twice if retried.
@@ -117,17 +122,78 @@ def create_app(deps: Deps, *, signing_secret: str) -> AsyncApp:
     return app
 
 
+def malformed(content_type: str, raw_body: str) -> str | None:
+    """Why an interactivity body cannot be handled (None if it looks sound): the payload must be a JSON object,
+    and a click must carry at least one action object."""
+    if content_type != "application/x-www-form-urlencoded" or "payload=" not in raw_body:
+        return None
+    values = parse_qs(raw_body, max_num_fields=50).get("payload")
+    if not values:
+        return None
+    try:
+        payload = json.loads(values[0])
+    except (ValueError, RecursionError):
+        return "payload is not JSON"
+    if not isinstance(payload, dict) or not isinstance(payload.get("type"), str):
+        return "payload is not a JSON object with a type"
+    if payload["type"] == "block_actions":
+        actions = payload.get("actions")
+        if not isinstance(actions, list) or not actions or not all(isinstance(a, dict) for a in actions):
+            return "block_actions without actions"
+    if payload["type"] in ("view_submission", "view_closed"):
+        view = payload.get("view")
+        if not isinstance(view, dict) or not isinstance(view.get("type"), str):
+            return "view payload without a typed view"
+    return None
+
+
 def create_web_app(app: AsyncApp, deps: Deps) -> web.Application:
     """aiohttp application: Slack on POST /slack/events, health on GET /healthz."""
 
     async def slack_events(request: web.Request) -> web.Response:
+        if not request.headers.get("X-Slack-Request-Timestamp", "").isdigit():
+            return web.Response(status=401, text="missing or malformed request timestamp")
+        try:
+            # a client stuck mid-body must not hold a connection (and a descriptor) forever
+            async with asyncio.timeout(BODY_TIMEOUT):
+                raw = await request.text()
+        except TimeoutError:
+            log.warning("dropped a request whose body did not arrive within %ss", BODY_TIMEOUT)
+            return web.Response(status=408, text="request body timeout")
+        except (ConnectionError, aiohttp.ClientPayloadError, web.HTTPException) as exc:
+            log.warning("dropped a request whose body could not be read: %s", type(exc).__name__)
+            return web.Response(status=400, text="unreadable request body")
+        problem = malformed(request.content_type, raw)
+        if problem is not None:
+            # answered before bolt parses it: a broken body must not become a 500 with a traceback
+            log.warning("refused a malformed Slack request: %s", problem)
+            return web.Response(status=400, text=problem)
         return await to_aiohttp_response(await app.async_dispatch(await to_bolt_request(request)))
+
+    probes: set[asyncio.Task[None]] = set()
+
+    async def probe() -> None:
+        async with deps.engine.connect() as conn:
+            await conn.execute(text("select 1"))
 
     async def healthz(_request: web.Request) -> web.Response:
         try:
-            async with deps.engine.connect() as conn:
-                await conn.execute(text("select 1"))
+            # within its own timeout: a held write lock (SQLite) or an exhausted pool must not hang the probe.
+            # The probe runs on as its own task (a blocked driver call cannot be cancelled); while one is
+            # still stuck, the answer is "busy" at once instead of piling up more.
+            if probes:
+                raise TimeoutError
+            task = asyncio.create_task(probe())
+            probes.add(task)
+            task.add_done_callback(probes.discard)
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved: no stray warning
+            await asyncio.wait_for(asyncio.shield(task), HEALTH_TIMEOUT)
+        except TimeoutError:
+            log.warning("health check: the database did not answer within %ss (busy)", HEALTH_TIMEOUT)
+            return web.json_response({"status": "unavailable", "database": "busy"}, status=503)
         except Exception as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                return web.json_response({"status": "unavailable", "database": "busy"}, status=503)
             log.warning("health check: database unreachable: %s", type(exc).__name__)
             return web.json_response({"status": "unavailable", "database": "unreachable"}, status=503)
         body: dict[str, Any] = {

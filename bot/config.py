@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from pydantic import (
     AliasChoices,
     BaseModel,
@@ -29,6 +28,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot import config_file
 from bot.errors import ConfigError, MissingSecretError
 
 _DURATION_PART = re.compile(r"(\d+)\s*([smhdw])")
@@ -38,9 +38,16 @@ _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks
 def parse_duration(value: object) -> timedelta:
     """Parse ``30m``, ``72h``, ``7d``, ``1h30m`` (or a timedelta / number of seconds) into a timedelta."""
     if isinstance(value, timedelta):
+        if value < timedelta(0):
+            raise ValueError("a duration cannot be negative")
         return value
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=value)
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        try:
+            return timedelta(seconds=value)
+        except OverflowError as exc:
+            raise ValueError(f"{value!r} is out of range for a duration") from exc
     if not isinstance(value, str):
         raise ValueError("a duration is written like 30m, 72h or 7d")
     text = value.strip().lower().replace(" ", "")
@@ -48,8 +55,11 @@ def parse_duration(value: object) -> timedelta:
     if not text or "".join(n + u for n, u in parts) != text:
         raise ValueError(f"{value!r} is not a duration; write it like 30m, 72h, 7d or 1h30m")
     total = timedelta()
-    for number, unit in parts:
-        total += timedelta(**{_UNITS[unit]: int(number)})
+    try:
+        for number, unit in parts:
+            total += timedelta(**{_UNITS[unit]: int(number)})
+    except (OverflowError, ValueError) as exc:
+        raise ValueError(f"{value!r} is out of range for a duration") from exc
     return total
 
 
@@ -246,6 +256,9 @@ class Policy(Strict):
     verify_fix: VerifyFix = VerifyFix.INVENTORY  # a completed prod change proves its fix by inventory
     drift_window: Duration = timedelta(hours=24)  # a version change without a change this recent is drift
     exception_remind_before: Duration = timedelta(days=3)
+
+    # who may book an emergency window (bypassing windows and notice): the operators, and this group if set
+    emergency_approvers: str | None = None
 
     @field_validator("stages")
     @classmethod
@@ -445,6 +458,10 @@ class Config(Strict):
             errors.append(f"policy.operators: group {self.policy.operators!r} is not defined under groups")
         if self.policy.fallback not in self.groups:
             errors.append(f"policy.fallback: group {self.policy.fallback!r} is not defined under groups")
+        if self.policy.emergency_approvers is not None and self.policy.emergency_approvers not in self.groups:
+            errors.append(
+                f"policy.emergency_approvers: group {self.policy.emergency_approvers!r} is not defined under groups"
+            )
         for stage, reqs in self.policy.stages.items():
             for i, req in enumerate(reqs):
                 if req.group is not None and req.group not in self.groups:
@@ -472,6 +489,8 @@ def _format_validation_error(exc: ValidationError, source: str) -> str:
         if err["type"] == "extra_forbidden":
             msg = "unknown key (check the spelling; see examples/patchwarden.yaml)"
         lines.append(f"  {path}: {msg}")
+    if len(lines) == 2:  # one error: one line
+        return f"{source}: {lines[1].strip()}"
     return "\n".join(lines)
 
 
@@ -486,16 +505,8 @@ def parse_config(data: object, *, source: str = "configuration") -> Config:
 
 
 def load_config(path: Path) -> Config:
-    """Read and validate the YAML configuration file."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise ConfigError(f"configuration file {path} not found (set PATCHWARDEN_CONFIG)") from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    return parse_config(data, source=str(path))
+    """Read and validate the YAML configuration file; every failure is a one-line ``ConfigError``."""
+    return parse_config(config_file.read_yaml(path), source=str(path))
 
 
 def normalize_database_url(url: str) -> str:

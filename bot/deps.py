@@ -133,7 +133,8 @@ async def check_database(deps: Deps) -> None:
     try:
         current = await migrate.current_revision(deps.engine)
     except (SQLAlchemyError, OSError) as exc:
-        raise DatabaseNotReadyError(f"the database does not answer: {type(exc).__name__}: {exc}") from exc
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise DatabaseNotReadyError(f"the database does not answer: {type(exc).__name__}: {first}") from exc
     head = migrate.head_revision()
     if current != head:
         raise DatabaseNotReadyError(

@@ -35,6 +35,7 @@ from bot.workflows import (
     due_windows,
     recovery,
     reminders,
+    replay,
     sla,
 )
 from bot.workflows import exceptions as exception_flow
@@ -47,6 +48,7 @@ SWEEP_EVERY = timedelta(minutes=1)
 CARD_GRACE = timedelta(minutes=2)  # a card younger than this may still be on its way
 CHECKPOINT_EVERY = timedelta(minutes=5)  # signs only once audit.checkpoint_interval has passed
 AUDIT_PUBLISH_EVERY = timedelta(seconds=5)
+REPLAY_PRUNE_EVERY = timedelta(hours=1)
 OUTBOX_EVERY = timedelta(seconds=2)
 WINDOW_SWEEP_EVERY = timedelta(seconds=30)
 ADVISORY_SWEEP_EVERY = timedelta(minutes=15)  # SLA reminders are about days: a quarter hour is prompt enough
@@ -309,6 +311,12 @@ async def run_exception_sweep(deps: Deps) -> int:
     return len(nudges)
 
 
+async def run_replay_prune(deps: Deps) -> int:
+    """Forget replay-protection keys older than a day (Slack refuses older signatures anyway)."""
+    async with deps.sessions.begin() as session:
+        return await replay.forget_old(session, now=deps.clock.now())
+
+
 def table(deps: Deps) -> list[tuple[str, Job, timedelta]]:
     """Every periodic job as (fixed id, job, interval), in the order one tick should run them.
 
@@ -328,6 +336,7 @@ def table(deps: Deps) -> list[tuple[str, Job, timedelta]]:
         ("due_windows", run_due_windows, SWEEP_EVERY),
         ("recovery", run_recovery, SWEEP_EVERY),  # deployments interrupted by a crash
         ("advisory_sweep", run_advisory_sweep, ADVISORY_SWEEP_EVERY),
+        ("replay_prune", run_replay_prune, REPLAY_PRUNE_EVERY),  # old replay-protection keys
         ("exception_sweep", run_exception_sweep, ADVISORY_SWEEP_EVERY),  # exceptions reminded, expired
         ("checkpoint", run_checkpoint, CHECKPOINT_EVERY),
         ("audit_publish", audit_publish.run_publish, AUDIT_PUBLISH_EVERY),  # heads to witnesses, log to the SIEM

@@ -69,11 +69,13 @@ async def enqueue(
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
-def _claimable(now: datetime) -> Any:
+def _claimable(now: datetime, wall: datetime) -> Any:
+    # ``not_before`` is business time (the bot's clock); a lease runs on the wall clock, so a clock that
+    # skips ahead (the sandbox) cannot expire a lease whose post is still in flight
     return (
         (OutboxMessage.state == OutboxState.PENDING)
         & (OutboxMessage.not_before <= now)
-        & or_(OutboxMessage.lease_until.is_(None), OutboxMessage.lease_until < now)
+        & or_(OutboxMessage.lease_until.is_(None), OutboxMessage.lease_until < wall)
     )
 
 
@@ -85,11 +87,18 @@ async def claim_due(
     lease: timedelta,
     limit: int = 500,
     per_channel: int = 10,
+    wall: datetime | None = None,
 ) -> list[Claim]:
-    """Lease up to ``limit`` due rows (at most ``per_channel`` per channel, oldest first) to ``owner``."""
+    """Lease up to ``limit`` due rows (at most ``per_channel`` per channel, oldest first) to ``owner``.
+
+    The lease ends at ``wall + lease`` (``wall``: the wall clock, default ``now``). Each claim counts an
+    attempt; that count is the claim's fencing token (``Claim.attempts``): every later update of the row
+    by this holder names it, so a holder whose lease was taken over can change nothing.
+    """
+    wall = wall or now
     stmt = (
         select(OutboxMessage)
-        .where(_claimable(now))
+        .where(_claimable(now, wall))
         .order_by(OutboxMessage.not_before, OutboxMessage.id)
         .limit(limit)
         .execution_options(populate_existing=True)
@@ -105,8 +114,8 @@ async def claim_due(
             continue
         result = await session.execute(
             update(OutboxMessage)
-            .where(OutboxMessage.id == row.id, _claimable(now))
-            .values(lease_owner=owner, lease_until=now + lease, attempts=OutboxMessage.attempts + 1)
+            .where(OutboxMessage.id == row.id, _claimable(now, wall))
+            .values(lease_owner=owner, lease_until=wall + lease, attempts=OutboxMessage.attempts + 1)
             .execution_options(synchronize_session=False)
         )
         if result.rowcount != 1:  # type: ignore[attr-defined]
@@ -128,19 +137,33 @@ async def claim_due(
     return claims
 
 
-def _held(message_id: int, owner: str) -> Any:
-    return (
+def _held(message_id: int, owner: str, token: int | None) -> Any:
+    held = (
         (OutboxMessage.id == message_id)
         & (OutboxMessage.state == OutboxState.PENDING)
         & (OutboxMessage.lease_owner == owner)
     )
+    return held if token is None else held & (OutboxMessage.attempts == token)
 
 
-async def mark_sent(session: AsyncSession, message_id: int, *, owner: str, ts: str) -> bool:
+async def renew(
+    session: AsyncSession, message_id: int, *, owner: str, token: int, wall: datetime, lease: timedelta
+) -> bool:
+    """Extend a held lease while its post is in flight; False if it was lost (fenced out)."""
+    result = await session.execute(
+        update(OutboxMessage)
+        .where(_held(message_id, owner, token), OutboxMessage.lease_until.is_not(None))
+        .values(lease_until=wall + lease)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+async def mark_sent(session: AsyncSession, message_id: int, *, owner: str, ts: str, token: int | None = None) -> bool:
     """Record the posted message's ts; False if the lease was lost meanwhile."""
     result = await session.execute(
         update(OutboxMessage)
-        .where(_held(message_id, owner))
+        .where(_held(message_id, owner, token))
         .values(state=OutboxState.SENT, sent_ts=ts, lease_until=None, lease_owner=None, last_error="")
         .execution_options(synchronize_session=False)
     )
@@ -156,6 +179,7 @@ async def release(
     error: str,
     maybe_posted: bool,
     refund: bool = False,
+    token: int | None = None,
 ) -> bool:
     """Give a row back for a later attempt at ``retry_at``.
 
@@ -163,27 +187,26 @@ async def release(
     the next claim is ``recovered`` and checks the channel history first. ``refund`` takes back the
     attempt (a 429 means Slack posted nothing; rate limits must not use up the retry budget).
     """
-    values: dict[str, Any] = {"last_error": error[:500]}
-    if maybe_posted:
-        values.update(lease_until=retry_at)
-    else:
-        values.update(lease_until=None, lease_owner=None, not_before=retry_at)
+    # the lease ends now either way; the retry waits on ``not_before`` (business time)
+    values: dict[str, Any] = {"last_error": error[:500], "lease_until": None, "not_before": retry_at}
+    if not maybe_posted:
+        values.update(lease_owner=None)
     if refund:
         values["attempts"] = OutboxMessage.attempts - 1
     result = await session.execute(
         update(OutboxMessage)
-        .where(_held(message_id, owner))
+        .where(_held(message_id, owner, token))
         .values(**values)
         .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
-async def fail(session: AsyncSession, message_id: int, *, owner: str, error: str) -> bool:
+async def fail(session: AsyncSession, message_id: int, *, owner: str, error: str, token: int | None = None) -> bool:
     """Give up on a row (FAILED); True for the one caller that did it (it reports the failure)."""
     result = await session.execute(
         update(OutboxMessage)
-        .where(_held(message_id, owner))
+        .where(_held(message_id, owner, token))
         .values(state=OutboxState.FAILED, lease_until=None, lease_owner=None, last_error=error[:500])
         .execution_options(synchronize_session=False)
     )
@@ -206,3 +229,14 @@ async def count(session: AsyncSession, *, state: OutboxState) -> int:
     """How many rows are in ``state``."""
     stmt = select(func.count()).select_from(OutboxMessage).where(OutboxMessage.state == state)
     return int((await session.execute(stmt)).scalar_one())
+
+
+async def drop(session: AsyncSession, message_id: int, *, owner: str, token: int, reason: str) -> bool:
+    """Cancel a held row that must not be sent any more (a reminder whose window has started)."""
+    result = await session.execute(
+        update(OutboxMessage)
+        .where(_held(message_id, owner, token))
+        .values(state=OutboxState.CANCELLED, lease_until=None, lease_owner=None, last_error=reason[:500])
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]

@@ -62,7 +62,8 @@ async def test_problems_risk_accepted_then_acknowledged(harness: Harness) -> Non
     async with h.deps.sessions.begin() as s:
         kinds = [r.kind for r in await reports.for_change(s, 1) if r.kind != "plan"]  # previews aside
     assert kinds == ["test_result", "risk_decision", "risk_decision", "acknowledgement"]
-    assert "change_approve" in str(h.latest(card).blocks)  # the card asks for production approval
+    # the card asks for production approval (it is re-rendered just after the commit: poll, do not race it)
+    await eventually(lambda: "change_approve" in str(h.latest(card).blocks), what="the card asking for prod")
 
 
 async def test_a_stop_decision_fails_the_change(harness: Harness) -> None:

@@ -42,7 +42,7 @@ def test_check_config_names_each_bad_key_path(tmp_path: Path) -> None:
     data["systems"]["web-shop"]["timezone"] = "Mars/Olympus"
     data["policy"]["stages"]["prod"][1]["group"] = "secops"
     result = run_cli(["check-config", str(write_config(tmp_path, data))])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a set-up error (issue 14)
     assert "policy.aproval_ttl: unknown key" in result.output
     assert "systems.web-shop.timezone" in result.output and "Mars/Olympus" in result.output
     data["policy"].pop("aproval_ttl")
@@ -55,7 +55,7 @@ def test_check_config_refuses_unknown_executor(tmp_path: Path) -> None:
     data = yaml.safe_load(yaml.safe_dump(BASE_CONFIG))
     data["systems"]["web-shop"]["environments"]["prod"] = {"executor": "teleport-magic"}
     result = run_cli(["check-config", str(write_config(tmp_path, data))])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a set-up error (issue 14)
     assert "systems.web-shop.environments.prod" in result.output and "teleport-magic" in result.output
 
 
@@ -68,7 +68,7 @@ def test_serve_names_a_missing_or_empty_secret(tmp_path: Path, missing: str) -> 
     }
     env[missing] = "  "
     result = run_cli(["serve", "--port", "0"], env)
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a set-up error (issue 14)
     assert missing in result.output and "s3cret" not in result.output and "xoxb-1" not in result.output
 
 
@@ -81,7 +81,7 @@ def test_serve_refuses_a_database_not_at_head(tmp_path: Path) -> None:
         "PATCHWARDEN_AUDIT_KEY_FILE": str(tmp_path / "audit.key"),
     }
     result = run_cli(["serve", "--port", "0"], env)
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a set-up error (issue 14)
     assert "patchwarden db upgrade" in result.output and "empty database" in result.output
 
 

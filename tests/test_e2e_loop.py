@@ -87,6 +87,7 @@ async def test_whole_loop_with_a_real_shell_script(harness_factory, tmp_path: Pa
     async with h.deps.sessions.begin() as s:
         reminded, _ = await announcements.sweep_windows(s, config=h.config, now=h.clock.now())
     assert reminded == 1
+    await _deliver(h)  # the reminder goes out before the window starts (afterwards it would be dropped)
     await _sweep(h)  # not due yet
     assert await _state(h) is ChangeState.PROD_SCHEDULED
     h.clock.advance(timedelta(minutes=60))

@@ -58,3 +58,14 @@ async def test_card_text_and_advisory_post_carry_no_live_mention(harness_factory
         assert "\u202e" not in everything
     shown = json.dumps(posts[0].blocks)
     assert "<https://x.example/a%7Cok%3E%20%3C!channel%3E%20%3C|reference>" in shown
+
+
+async def test_quarantine_notices_post_no_server_paths(harness_factory: Any, tmp_path: Path) -> None:
+    kev = tmp_path / "secret-layout" / "kev.json"
+    kev.parent.mkdir()
+    kev.write_text("<html>maintenance</html>")
+    h: Harness = await harness_factory(make_config(feeds={"kev": {"source": str(kev)}}))
+    await run_feeds_poll(h.deps)
+    notices = [m.text for m in h.fake.channel_messages("C0ADVISORIES") if m.text.startswith(":warning:")]
+    assert len(notices) == 1 and "kev.json" in notices[0]
+    assert str(tmp_path) not in notices[0] and "secret-layout" not in notices[0], notices[0]

@@ -13,10 +13,11 @@ from aiohttp import web
 from conftest import OWNER, Harness, eventually, make_config
 
 from bot import outbound
-from bot.errors import OutboundRefusedError
+from bot.errors import FeedError, OutboundRefusedError
 from bot.executors.base import DeploymentRequest
 from bot.executors.webhook import WebhookExecutor
 from bot.feeds.csaf import _changes_csv
+from bot.feeds.http import HttpSettings, fetch
 from storage import artifacts
 
 DIGEST = hashlib.sha256(b"x").hexdigest()
@@ -132,3 +133,9 @@ async def test_artifact_with_credentials_or_metadata_address_is_refused_and_not_
     assert "hunter2" not in everything
     async with h.deps.sessions.begin() as s:
         assert await artifacts.for_change(s, 1) == []
+
+
+async def test_feeds_created_from_the_configuration_obey_the_policy() -> None:
+    settings = HttpSettings(outbound_allow=(), retries=0, timeout=5)
+    with pytest.raises(FeedError, match="loopback"):
+        await fetch("http://localhost:9/kev.json", state=None, settings=settings)

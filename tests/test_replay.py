@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from conftest import OTHER, Harness, eventually
 from sqlalchemy import func, select
 
-from storage.models import Change
+from bot.workflows import replay
+from storage.models import Change, SlackDelivery
 
 
 async def test_replayed_modal_submission_and_click_are_dropped(harness: Harness) -> None:
@@ -38,3 +40,14 @@ async def test_replayed_modal_submission_and_click_are_dropped(harness: Harness)
         assert await s.scalar(select(func.count()).select_from(Change)) == 1
     assert len(h.cards()) == 1
     assert len(h.fake.ephemerals(OTHER)) == 2  # the replayed click said nothing
+
+
+async def test_old_delivery_keys_are_forgotten(harness: Harness) -> None:
+    h = harness
+    await h.request_change()
+    async with h.deps.sessions.begin() as s:
+        assert await s.scalar(select(func.count()).select_from(SlackDelivery)) >= 1
+    h.clock.advance(replay.KEEP + timedelta(minutes=1))
+    async with h.deps.sessions.begin() as s:
+        assert await replay.forget_old(s, now=h.clock.now()) >= 1
+        assert await s.scalar(select(func.count()).select_from(SlackDelivery)) == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -36,7 +37,8 @@ class Page:
             return body
 
     async def post(self, kind: str, **body: Any) -> dict[str, Any]:
-        async with self.http.post(f"{self.box.url}api/{kind}", json=body) as resp:
+        headers = {"X-Sandbox-Token": self.box.token}
+        async with self.http.post(f"{self.box.url}api/{kind}", json=body, headers=headers) as resp:
             answer: dict[str, Any] = await resp.json()
             return answer
 
@@ -143,3 +145,23 @@ def test_serve_without_credentials_starts_the_sandbox(monkeypatch: Any) -> None:
     result = CliRunner().invoke(cli, ["serve", "--port", "3999"])
     assert result.exit_code == 0, result.output
     assert started == [3999] and "sandbox" in result.output
+
+
+async def test_page_api_refuses_cross_site_posts_and_requires_the_start_token(sandbox: Sandbox) -> None:
+    async with aiohttp.ClientSession() as http:
+        url = f"{sandbox.url}api/command"
+        body = {"user": demo.DANA, "channel": demo.OPS, "text": "/patch help"}
+        good = {"X-Sandbox-Token": sandbox.token}
+        attempts = [
+            ({}, json.dumps(body), "application/json"),  # no token (a page that never saw ours)
+            ({**good, "Origin": "http://evil.example"}, json.dumps(body), "application/json"),
+            ({**good, "Host": "evil.example"}, json.dumps(body), "application/json"),
+            (good, json.dumps(body), "text/plain"),  # the cross-site "simple request"
+        ]
+        for headers, data, kind in attempts:
+            async with http.post(url, data=data, headers={**headers, "Content-Type": kind}) as resp:
+                assert resp.status == 403, (headers, kind, resp.status)
+        async with http.get(sandbox.url) as resp:
+            assert sandbox.token and sandbox.token in await resp.text()  # the page we serve carries it
+        async with http.post(url, json=body, headers=good) as resp:
+            assert resp.status == 200 and (await resp.json())["ok"]

@@ -183,7 +183,13 @@ async def test_emergency_bypass_needs_reason_is_flagged_and_audited(harness_fact
     assert window.emergency and window.bypass_reason == "database <!here> corruption"
     bypass = [d for a, d in await audit_actions(h) if a == "emergency_bypass"]
     assert bypass == [
-        {"window_id": window.id, "stage": "prod", "reason": "database <!here> corruption", "bypassed_rule": "notice"}
+        {
+            "window_id": window.id,
+            "stage": "prod",
+            "reason": "database <!here> corruption",
+            "bypassed_rule": "notice",
+            "booked_as": "operator",
+        }
     ]
     await fast_sender(h).drain()
     card = h.cards()[0]

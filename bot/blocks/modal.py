@@ -167,6 +167,16 @@ def reject_modal(*, change_key: str, title: str, metadata: dict[str, Any]) -> di
     }
 
 
+def read_metadata(view: dict[str, Any]) -> dict[str, Any]:
+    """A modal's ``private_metadata`` as the JSON object we stored; ``{}`` if it is missing or malformed."""
+    raw = view.get("private_metadata") or "{}"
+    try:
+        meta = json.loads(raw) if isinstance(raw, str) and len(raw) <= 3000 else {}
+    except (ValueError, RecursionError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
 def read_values(view: dict[str, Any]) -> dict[str, Any]:
     """Form values by block id, whatever the element type; empty fields become None."""
     out: dict[str, Any] = {}

@@ -11,15 +11,30 @@ from pathlib import Path
 from typing import NoReturn, TypeVar
 
 import click
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import Config, Settings, load_config
 from bot.deps import existing_signer
-from bot.errors import PatchwardenError, PortInUseError
+from bot.errors import ConfigError, DatabaseNotReadyError, PatchwardenError, PortInUseError
 from bot.workflows import audit as audit_flow
 from storage import db
 
 T = TypeVar("T")
+
+
+class SetupError(click.ClickException):
+    """The configuration, a key or the database is unusable: one line naming the cause, exit code 2."""
+
+    exit_code = 2
+
+
+def failure(exc: PatchwardenError) -> click.ClickException:
+    """The CLI's answer to one of our errors: set-up problems exit 2 (with a one-line message), others 1."""
+    if isinstance(exc, ConfigError | DatabaseNotReadyError):
+        message = exc.user_message if isinstance(exc, ConfigError) else exc.user_message.splitlines()[0]
+        return SetupError(message)
+    return click.ClickException(exc.user_message)
 
 
 def run(coro_fn: Callable[[], Awaitable[T]]) -> T:
@@ -31,12 +46,16 @@ def run(coro_fn: Callable[[], Awaitable[T]]) -> T:
     try:
         return asyncio.run(wrapper())
     except PatchwardenError as exc:
-        raise click.ClickException(exc.user_message) from exc
+        raise failure(exc) from exc
 
 
 def settings() -> Settings:
-    """Settings from the environment."""
-    return Settings()
+    """Settings from the environment (an invalid value is a one-line set-up error)."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise SetupError(f"environment: {first['loc'][0] if first['loc'] else ''}: {first['msg']}") from exc
 
 
 def config(s: Settings, path: str | None = None) -> Config:
@@ -44,7 +63,7 @@ def config(s: Settings, path: str | None = None) -> Config:
     try:
         return load_config(Path(path) if path else s.config_path)
     except PatchwardenError as exc:
-        raise click.ClickException(exc.user_message) from exc
+        raise failure(exc) from exc
 
 
 @asynccontextmanager

@@ -37,7 +37,9 @@ def serve(host: str, port: int, socket_mode: bool) -> None:
     except PortInUseError as exc:
         common.exit_port_in_use(exc)
     except PatchwardenError as exc:
-        raise click.ClickException(exc.user_message) from exc
+        raise common.failure(exc) from exc
+    except KeyboardInterrupt:
+        pass
 
 
 async def _serve(host: str, port: int, socket_mode: bool) -> None:
@@ -58,7 +60,12 @@ async def _serve(host: str, port: int, socket_mode: bool) -> None:
         token=s.slack_bot_token.get_secret_value(), base_url=s.slack_api_url, session=slack_http, metrics=metrics
     )
     deps = runtime.build_deps(s, config, client=client, signer=runtime.load_signer(s), metrics=metrics)
-    await runtime.check_database(deps)
+    try:
+        await runtime.check_database(deps)
+    except PatchwardenError:
+        await deps.engine.dispose()  # no stray driver thread after the one-line error
+        await slack_http.close()
+        raise
     await startup.record_config_loaded(deps, config_text=s.config_path.read_bytes())
     bolt = app_module.create_app(deps, signing_secret=s.slack_signing_secret.get_secret_value())
     web_app = app_module.create_web_app(bolt, deps)

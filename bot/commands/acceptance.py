@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
 from bot.blocks import acceptance as blocks
+from bot.blocks import modal
 from bot.blocks.common import escape, mention, mentions
 from bot.commands.replies import guarded
 from bot.commands.router import button_id
@@ -124,7 +124,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
 
     async def submit(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], *, risk: bool) -> None:
         user = body["user"]["id"]
-        meta = json.loads(view.get("private_metadata") or "{}")
+        meta = modal.read_metadata(view)
         values = blocks.read_values(view)
         channel = str(meta.get("channel", ""))
         try:

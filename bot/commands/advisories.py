@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
@@ -129,7 +128,7 @@ def register(app: AsyncApp, deps: Deps, router: Router) -> None:
             return
         await ack()
         user = body["user"]["id"]
-        meta = json.loads(view.get("private_metadata") or "{}")
+        meta = modal.read_metadata(view)
         channel = meta.get("channel", "")
 
         async def work() -> None:
@@ -178,7 +177,7 @@ def register(app: AsyncApp, deps: Deps, router: Router) -> None:
             await ack(response_action="errors", errors=exc.field_errors)
             return
         await ack()
-        channel = json.loads(view.get("private_metadata") or "{}").get("channel", "")
+        channel = modal.read_metadata(view).get("channel", "")
 
         async def work() -> None:
             await advisory_posts.add_manual(deps, advisory=advisory, actor=user)

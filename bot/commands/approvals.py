@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -24,7 +23,7 @@ def parse_value(value: str) -> tuple[int, str, int]:
     """Button value ``<change id>:<stage>:<revision>`` (ids only, never state)."""
     try:
         change_id, stage, revision = value.split(":")
-        if stage not in ("test", "prod"):
+        if stage not in ("test", "prod") or len(change_id) > 10 or len(revision) > 10:
             raise ValueError(stage)
         return int(change_id), stage, int(revision)
     except ValueError as exc:
@@ -146,7 +145,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
             return
         await ack()
         user = body["user"]["id"]
-        meta = json.loads(view.get("private_metadata") or "{}")
+        meta = modal.read_metadata(view)
         channel = meta.get("channel", "")
 
         async def reply(text: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -116,7 +115,7 @@ def register(app: AsyncApp, deps: Deps, router: Router) -> None:
             await ack(response_action="errors", errors=exc.field_errors)
             return
         await ack()
-        meta = json.loads(view.get("private_metadata") or "{}")
+        meta = modal.read_metadata(view)
         channel = meta.get("channel") or config.slack.approvals_channel
         advisory_id = int(meta["advisory_id"]) if meta.get("advisory_id") else None  # opened from an advisory
 
@@ -156,7 +155,7 @@ def register(app: AsyncApp, deps: Deps, router: Router) -> None:
     @app.view(CallbackId.EDIT.value)
     async def handle_edit_submission(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
         user = body["user"]["id"]
-        meta = json.loads(view.get("private_metadata") or "{}")
+        meta = modal.read_metadata(view)
         try:
             data = change_flow.validate_input(config, modal.read_values(view), now=deps.clock.now())
         except InputError as exc:

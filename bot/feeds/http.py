@@ -39,6 +39,8 @@ class HttpSettings(BaseModel):
     backoff: float = Field(default=1.0, ge=0)  # first retry delay in seconds; doubled per attempt
     max_bytes: int = Field(default=512 * 1024 * 1024, gt=0)
     user_agent: str = "patchwarden (+https://github.com/patchwarden)"
+    # the outbound-URL policy's allow list (bot.outbound); None: no address check (direct plugin use, tests)
+    outbound_allow: tuple[str, ...] | None = None
 
 
 class FetchState(BaseModel):
@@ -74,7 +76,10 @@ def ssl_context(settings: HttpSettings) -> ssl.SSLContext | bool:
 @contextlib.asynccontextmanager
 async def open_session(settings: HttpSettings) -> AsyncIterator[aiohttp.ClientSession]:
     """A proxy-aware session: ``trust_env=True`` makes aiohttp read HTTP(S)_PROXY and NO_PROXY."""
-    connector = aiohttp.TCPConnector(ssl=ssl_context(settings))
+    if settings.outbound_allow is not None:  # internal addresses refused at connect time unless allow-listed
+        connector = outbound.connector(outbound.OutboundPolicy(settings.outbound_allow), ssl=ssl_context(settings))
+    else:
+        connector = aiohttp.TCPConnector(ssl=ssl_context(settings))
     timeout = aiohttp.ClientTimeout(total=settings.timeout)
     async with aiohttp.ClientSession(
         connector=connector,

@@ -46,16 +46,41 @@ STOP_GRACE = 5.0  # seconds a job in flight may take to finish when the sandbox 
 HOST = "127.0.0.1"  # never anything else: the sandbox has no authentication
 
 
-def page_app(ws: Workspace, *, now: Callable[[], datetime], clockwork: Clockwork) -> web.Application:
+TOKEN_HEADER = "X-Sandbox-Token"  # noqa: S105 (a header name)
+
+
+def _foreign(r: web.Request, token: str) -> str | None:
+    """Why a POST to the page API is refused: another site's page must not drive a sandbox (which may run
+    real executors). 1. Host must be the loopback address we serve; 2. an Origin, if sent, must be ours;
+    3. the body must be JSON (no cross-site ``text/plain`` form); 4. the per-start token must match."""
+    host = r.headers.get("Host", "")
+    if host.rsplit(":", 1)[0] not in (HOST, "localhost"):
+        return "foreign Host"
+    origin = r.headers.get("Origin")
+    if origin is not None and origin != f"http://{host}":
+        return "foreign Origin"
+    if r.content_type != "application/json":
+        return "not JSON"
+    if not secrets.compare_digest(r.headers.get(TOKEN_HEADER, ""), token):
+        return "missing or wrong sandbox token"
+    return None
+
+
+def page_app(ws: Workspace, *, now: Callable[[], datetime], clockwork: Clockwork, token: str = "") -> web.Application:
     """The page and its JSON API (same origin, loopback only)."""
 
-    async def index(_r: web.Request) -> web.FileResponse:
-        return web.FileResponse(STATIC / "index.html")
+    async def index(_r: web.Request) -> web.Response:
+        html = (STATIC / "index.html").read_text(encoding="utf-8")
+        meta = f'<meta name="pw-token" content="{token}">'
+        return web.Response(text=html.replace("<head>", "<head>\n  " + meta, 1), content_type="text/html")
 
     async def state(r: web.Request) -> web.Response:
         return web.json_response({**ws.state(r.query.get("user", "")), "now": now().isoformat()})
 
     async def post(r: web.Request) -> web.Response:
+        refused = _foreign(r, token)
+        if refused is not None:
+            return web.json_response({"ok": False, "error": refused}, status=403)
         body = await r.json()
         user, kind = str(body.get("user", "")), r.match_info["kind"]
         if user not in {p.id for p in ws.people}:
@@ -123,6 +148,7 @@ class Sandbox:
     tmpdir: Path
     scheduler: Scheduler | None = None
     clockwork: Clockwork | None = None
+    token: str = ""  # the page API's per-start token (header X-Sandbox-Token)
 
     async def stop(self) -> None:
         """Stop every server, close the database and delete the temporary directory."""
@@ -216,7 +242,9 @@ async def start_sandbox(*, port: int = 0, config: Config | None = None, seed: bo
 
     ws.on_reset = reset
     try:
-        page_runner, page_port = await _serve(page_app(ws, now=clock.now, clockwork=clockwork), port)
+        box.token = secrets.token_urlsafe(24)  # per start: only the page we served knows it
+        app = page_app(ws, now=clock.now, clockwork=clockwork, token=box.token)
+        page_runner, page_port = await _serve(app, port)
     except BaseException:
         await box.stop()  # a busy port: close what started (no "Unclosed client session"), then say so
         raise

@@ -20,27 +20,44 @@ concurrently, at most ``concurrency`` posts in flight.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
 import uuid
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
 
+from bot.blocks.announcement import AnnouncementKind
 from bot.deps import Deps
 from bot.slack import notify
 from storage import changes, outbox
+from storage import windows as windows_store
 from storage.outbox import Claim
 
 log = logging.getLogger(__name__)
 EVENT_TYPE = "patchwarden_outbox"
 LEASE = timedelta(minutes=3)
 HISTORY_PAGES = 5  # how far back (x200 messages) a recovered row is looked for
+
+
+def wall_now() -> datetime:
+    """The wall clock, for leases (never the bot's business clock, which the sandbox skips ahead)."""
+    return datetime.now(UTC)
+
+
+def _reminder_window(key: str) -> int | None:
+    """The window id of a reminder's outbox key (``announce:<change>:w<window>:reminder:<channel>``)."""
+    parts = key.split(":")
+    if len(parts) < 5 or parts[0] != "announce" or parts[3] != AnnouncementKind.REMINDER.value:
+        return None
+    slot = parts[2]
+    return int(slot[1:]) if slot.startswith("w") and slot[1:].isdigit() else None
 
 
 @dataclass
@@ -69,6 +86,7 @@ class OutboxSender:
     max_attempts: int = 5
     batch: int = 500
     per_channel: int = 10
+    lease: timedelta = LEASE  # on the wall clock, renewed every third of it while a post is in flight
     owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
     _next_allowed: dict[str, float] = field(default_factory=dict)
     _slots: asyncio.Semaphore | None = None
@@ -80,7 +98,8 @@ class OutboxSender:
                 session,
                 owner=self.owner,
                 now=self.deps.clock.now(),
-                lease=LEASE,
+                wall=wall_now(),
+                lease=self.lease,
                 limit=self.batch,
                 per_channel=self.per_channel,
             )
@@ -120,6 +139,44 @@ class OutboxSender:
         if wait > 0:
             await asyncio.sleep(wait)
 
+    @contextlib.asynccontextmanager
+    async def _renewing(self, claim: Claim) -> AsyncIterator[None]:
+        """Keep the lease alive (wall clock) while the post is in flight, so no one else takes the row over."""
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(self.lease.total_seconds() / 3)
+                async with self.deps.sessions.begin() as session:
+                    held = await outbox.renew(
+                        session, claim.id, owner=self.owner, token=claim.attempts, wall=wall_now(), lease=self.lease
+                    )
+                if not held:
+                    log.warning("outbox: lease on %s was lost while posting", claim.key)
+                    return
+
+        task = asyncio.create_task(renew())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _stale_reminder(self, claim: Claim, result: SweepResult) -> bool:
+        """Drop a reminder whose window has started: the started notice says it all. True if dropped."""
+        window_id = _reminder_window(claim.key)
+        if window_id is None:
+            return False
+        async with self.deps.sessions.begin() as session:
+            window = await windows_store.get(session, window_id)
+            if window is None or window.start > self.deps.clock.now():
+                return False
+            await outbox.drop(
+                session, claim.id, owner=self.owner, token=claim.attempts, reason="the window had started"
+            )
+        log.info("outbox: dropped reminder %s: its window had started", claim.key)
+        return True
+
     async def _refresh_card(self, claim: Claim, result: SweepResult) -> None:
         # An update is idempotent: no history lookup, no metadata key. The row carries the rendering.
         try:
@@ -134,14 +191,18 @@ class OutboxSender:
             await self._retry_or_fail(claim, result, error=f"{type(exc).__name__}: {exc}", maybe_posted=False)
             return
         async with self.deps.sessions.begin() as session:
-            await outbox.mark_sent(session, claim.id, owner=self.owner, ts=claim.thread_ts or "")
+            await outbox.mark_sent(session, claim.id, owner=self.owner, ts=claim.thread_ts or "", token=claim.attempts)
         result.sent += 1
 
     async def _deliver(self, claim: Claim, result: SweepResult) -> None:
         if claim.key.startswith(notify.CARD_REFRESH):
             await self._refresh_card(claim, result)
             return
+        if await self._stale_reminder(claim, result):
+            return
+        await self._pace(claim.channel)
         if claim.recovered:
+            # immediately before posting (after pacing): is it already there from an earlier holder?
             try:
                 found = await self._find_posted(claim)
             except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
@@ -149,15 +210,14 @@ class OutboxSender:
                 return
             if found is not None:
                 async with self.deps.sessions.begin() as session:
-                    await outbox.mark_sent(session, claim.id, owner=self.owner, ts=found)
+                    await outbox.mark_sent(session, claim.id, owner=self.owner, ts=found, token=claim.attempts)
                 result.recovered += 1
                 log.info("outbox: %s was already posted (ts %s); not posting again", claim.key, found)
                 return
-        await self._pace(claim.channel)
         assert self._slots is not None
         loop = asyncio.get_running_loop()
         try:
-            async with self._slots:
+            async with self._slots, self._renewing(claim):
                 response = await self.deps.client.chat_postMessage(
                     channel=claim.channel,
                     thread_ts=claim.thread_ts,
@@ -177,7 +237,9 @@ class OutboxSender:
             return
         self._next_allowed[claim.channel] = loop.time() + self.channel_gap
         async with self.deps.sessions.begin() as session:
-            if not await outbox.mark_sent(session, claim.id, owner=self.owner, ts=str(response["ts"])):
+            if not await outbox.mark_sent(
+                session, claim.id, owner=self.owner, ts=str(response["ts"]), token=claim.attempts
+            ):
                 log.warning("outbox: lease on %s was lost while posting; the next holder checks history", claim.key)
         result.sent += 1
 
@@ -201,7 +263,7 @@ class OutboxSender:
             await self._release(claim, result, error=error, maybe_posted=maybe_posted, delay=delay)
             return
         async with self.deps.sessions.begin() as session:
-            gave_up = await outbox.fail(session, claim.id, owner=self.owner, error=error)
+            gave_up = await outbox.fail(session, claim.id, owner=self.owner, error=error, token=claim.attempts)
             change = await changes.get(session, claim.change_id) if claim.change_id is not None else None
         if not gave_up:
             return
@@ -239,6 +301,7 @@ class OutboxSender:
                 error=error,
                 maybe_posted=maybe_posted,
                 refund=refund,
+                token=claim.attempts,
             )
         result.retried += 1
 

@@ -8,6 +8,7 @@ new. Never called inside a database transaction; Slack is reached through ``bot.
 from __future__ import annotations
 
 import logging
+import re
 
 from slack_sdk.errors import SlackApiError
 
@@ -70,6 +71,15 @@ async def publish_all(deps: Deps, changed: list[flow.Ingested]) -> None:
             log.warning("advisory %s: posting failed: %s", item.record_id, exc.response.get("error"))
 
 
+# a local path (not the path part of a URL): only its last part is shown in Slack
+_LOCAL_PATH = re.compile(r"(?<![\w:/.])(?:~|\.{1,2})?/(?:[^\s'\"`:/]+/)*([^\s'\"`:/]+)")
+
+
+def no_paths(text: str) -> str:
+    """``text`` with server paths cut to their file names (Slack readers need not see the server's layout)."""
+    return _LOCAL_PATH.sub(r"\1", text)
+
+
 async def report_quarantine(deps: Deps) -> int:
     """Report each newly quarantined document once (advisories channel, or the log); returns how many."""
     async with deps.sessions.begin() as session:
@@ -80,8 +90,8 @@ async def report_quarantine(deps: Deps) -> int:
             if not await store.claim_quarantine_report(session, row.id):
                 continue
         text = (
-            f":warning: Feed *{escape(row.source)}* refused document `{escape(row.document[:200])}`: "
-            f"{escape(row.reason[:1000])}. It was not used; the rest of the feed was read."
+            f":warning: Feed *{escape(row.source)}* refused document `{escape(no_paths(row.document)[:200])}`: "
+            f"{escape(no_paths(row.reason)[:1000])}. It was not used; the rest of the feed was read."
         )
         channel = deps.config.slack.advisories_channel
         if channel is None:

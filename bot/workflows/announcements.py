@@ -160,26 +160,64 @@ async def sweep_windows(session: AsyncSession, *, config: Config, now: datetime)
         cancelled += 1
         if change is None:
             continue
-        state = state_label(change.state)
-        await lifecycle.log(
-            session,
-            config=config,
-            now=now,
-            actor="patchwarden",
-            action="window_cancelled",
-            change=change,
-            window_id=window.id,
-            stage=window.stage,
-            reason=f"the change is {state}",
-        )
-        await announce(session, config=config, change=change, window=window, kind=AnnouncementKind.CANCELLED, now=now)
-        await thread.say_later(
+        await _tell_cancelled(
             session,
             config=config,
             change=change,
-            key=f"w{window.id}:cancelled",
-            text=f":heavy_multiplication_x: The {window.stage} window of {change.key} is cancelled because the "
-            f"change is now *{state}*; its users are told. {mention(change.officer)}",
+            window=window,
             now=now,
+            why=f"the change is {state_label(change.state)}",
         )
     return reminded, cancelled
+
+
+async def _tell_cancelled(
+    session: AsyncSession,
+    *,
+    config: Config,
+    change: Change,
+    window: Window,
+    now: datetime,
+    why: str,
+    shown: str | None = None,
+) -> None:
+    """Log, announce to the users and note in the thread that ``window`` (already CANCELLED) is off."""
+    await lifecycle.log(
+        session,
+        config=config,
+        now=now,
+        actor="patchwarden",
+        action="window_cancelled",
+        change=change,
+        window_id=window.id,
+        stage=window.stage,
+        reason=why,
+    )
+    await announce(session, config=config, change=change, window=window, kind=AnnouncementKind.CANCELLED, now=now)
+    await thread.say_later(
+        session,
+        config=config,
+        change=change,
+        key=f"w{window.id}:cancelled",
+        text=f":heavy_multiplication_x: The {window.stage} window of {change.key} is cancelled because "
+        f"{shown or escape(why)}; its users are told. {mention(change.officer)}",
+        now=now,
+    )
+
+
+async def cancel_bookings(session: AsyncSession, *, config: Config, change: Change, now: datetime, why: str) -> int:
+    """Cancel (compare-and-set) and announce every booked window of ``change``; returns how many.
+
+    Called by an edit: bookings were made for the old revision, which is no longer approved.
+    """
+    cancelled = 0
+    for window in await windows.for_change(session, change.id):
+        if window.state is not WindowState.BOOKED:
+            continue
+        if not await windows.compare_and_set(
+            session, window.id, expected=WindowState.BOOKED, new=WindowState.CANCELLED
+        ):
+            continue
+        cancelled += 1
+        await _tell_cancelled(session, config=config, change=change, window=window, now=now, why=why)
+    return cancelled

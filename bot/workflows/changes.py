@@ -14,7 +14,7 @@ from bot import crypto
 from bot.config import Config
 from bot.errors import IllegalTransitionError, InputError, PermissionDeniedError
 from bot.views import ChangeInput, state_label
-from bot.workflows import lifecycle
+from bot.workflows import announcements, lifecycle
 from storage import artifacts as artifact_store
 from storage import audit, changes
 from storage.models import EDITABLE, PENDING_APPROVAL, TERMINAL, Artifact, Change, ChangeClass, ChangeState, stage_of
@@ -258,6 +258,10 @@ async def edit(
         actor=editor,
         now=now,
         reason=f"edited (revision {change.revision}): approval needed again",
+    )
+    # bookings were made for the old revision: off, and its users told (a re-approval books anew)
+    await announcements.cancel_bookings(
+        session, config=config, change=change, now=now, why=f"it was edited (revision {change.revision})"
     )
     return EditOutcome(change, changed, stale)
 

@@ -15,12 +15,15 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import deliveries
+
+# Slack refuses signatures older than five minutes, so a delivery key older than a day can never match again
+KEEP = timedelta(days=1)
 
 
 def delivery_key(body: Mapping[str, Any]) -> str | None:
@@ -52,3 +55,8 @@ async def first_delivery(session: AsyncSession, *, body: Mapping[str, Any], now:
     if key is None:
         return True
     return await deliveries.first(session, key=key, now=now)
+
+
+async def forget_old(session: AsyncSession, *, now: datetime) -> int:
+    """Drop delivery keys older than ``KEEP`` (the table stays small); returns how many."""
+    return await deliveries.prune(session, before=now - KEEP)

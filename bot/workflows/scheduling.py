@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot import windows as rules
 from bot.blocks import schedule as schedule_blocks
 from bot.blocks.announcement import AnnouncementKind
+from bot.blocks.common import mentions
 from bot.blocks.schedule import BookMode
 from bot.config import Config
 from bot.errors import AlreadyDoneError, IllegalTransitionError, PermissionDeniedError, UsageError
@@ -71,9 +72,9 @@ def notice_for(config: Config, systems: list[str], stage: str) -> timedelta:
 
 
 def may_schedule(config: Config, change: Change, user: str) -> bool:
-    """Operators, the change's update officer and operator, and the owners of its systems may schedule."""
+    """Operators (and emergency approvers), the change's update officer and operator, and its owners may schedule."""
     owners = {config.systems[s].owner for s in change.systems if s in config.systems}
-    return user in config.group(config.policy.operators) or user in (change.officer, change.operator) or user in owners
+    return user in emergency_bookers(config) or user in (change.officer, change.operator) or user in owners
 
 
 def _check_stage(stage: str) -> None:
@@ -87,6 +88,25 @@ def _check_allowed(config: Config, change: Change, user: str) -> None:
             f"{user} may not schedule {change.key}",
             user_message=f"You cannot schedule {change.key}: only the operators, its update officer, its "
             f"update operator or the owner of its systems can.",
+        )
+
+
+def emergency_bookers(config: Config) -> set[str]:
+    """Who may book an emergency window: the operators, plus the policy's ``emergency_approvers`` group."""
+    people = set(config.group(config.policy.operators))
+    if config.policy.emergency_approvers is not None:
+        people |= set(config.group(config.policy.emergency_approvers))
+    return people
+
+
+def _check_emergency_booker(config: Config, change: Change, user: str) -> None:
+    # an emergency skips windows and notice: someone accountable for operations must book it, never just
+    # the requester (the update officer defaults to the requester)
+    if user not in emergency_bookers(config):
+        raise PermissionDeniedError(
+            f"{user} may not book an emergency window for {change.key}",
+            user_message=f"An emergency booking of {change.key} bypasses maintenance windows and notice, so an "
+            f"operator must make it. Ask one of {mentions(sorted(emergency_bookers(config)))}.",
         )
 
 
@@ -181,6 +201,7 @@ async def book(
                 "emergency without reason",
                 user_message="An emergency booking needs a reason: `--emergency database corruption`.",
             )
+        _check_emergency_booker(config, change, user)
     zone = timezone_of(config, change)
     chosen = (
         rules.parse_slot(slot, timezone=zone, default_duration=default_duration(config, change))
@@ -279,6 +300,7 @@ async def book(
             stage=stage,
             reason=window.bypass_reason,
             bypassed_rule=bypassed or "none",
+            booked_as="operator" if user in config.group(config.policy.operators) else "emergency approver",
         )
     kind = AnnouncementKind.RESCHEDULED if previous is not None else AnnouncementKind.BOOKED
     announced = await announcements.announce(

@@ -107,8 +107,11 @@ function textObj(t) {
 
 // ---- API ---------------------------------------------------------------------------------------------
 async function api(kind, body) {
+  const token = document.querySelector('meta[name="pw-token"]')?.content || "";
   const resp = await fetch(`/api/${kind}`, {
-    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ user: S.me, ...body }),
+    method: "POST",
+    headers: { "Content-Type": "application/json", "X-Sandbox-Token": token },
+    body: JSON.stringify({ user: S.me, ...body }),
   });
   return resp.json();
 }
