@@ -27,6 +27,7 @@ from bot.commands import approvals, changes, patch
 from bot.commands import calendar as calendar_commands
 from bot.commands import deploy as deploy_commands
 from bot.commands import home as home_commands
+from bot.commands import people as people_commands
 from bot.commands import report as report_commands
 from bot.commands import schedule as schedule_commands
 from bot.commands.router import Router
@@ -87,6 +88,7 @@ def create_app(deps: Deps, *, signing_secret: str) -> AsyncApp:
     report_commands.register(app, deps, router)
     schedule_commands.register(app, deps, router)
     deploy_commands.register(app, deps, router)
+    people_commands.register(app, deps, router)
     test_stage_commands.register(app, deps)
     return app
 

@@ -202,6 +202,30 @@ class Package(Strict):
     release: str | None = None
 
 
+EMAIL_PATTERN = r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$"
+EmailAddress = Annotated[str, Field(pattern=EMAIL_PATTERN, max_length=254)]
+MailRecipient = Annotated[str, Field(pattern=EMAIL_PATTERN + r"|^[UW][A-Z0-9]{2,}$", max_length=254)]
+
+
+class Person(Strict):
+    """``people.<Slack id>``: how patchwarden reaches a person outside Slack and who they are elsewhere."""
+
+    email: EmailAddress | None = None
+    oidc_sub: str | None = None  # the identity provider's subject bound to this Slack user (step-up)
+
+
+class Smtp(Strict):
+    """``smtp:``: the mail relay for announcements. The password comes from the environment variable named."""
+
+    host: str = Field(min_length=1)
+    port: int = Field(default=587, ge=1, le=65535)
+    starttls: bool = True
+    username: str | None = None
+    password_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
+    sender: EmailAddress = Field(alias="from")
+    timeout: float = Field(default=30.0, gt=0, le=300)
+
+
 class System(Strict):
     owner: SlackUserId
     stakeholders: list[SlackUserId] = Field(default_factory=list)
@@ -213,6 +237,7 @@ class System(Strict):
     announce_test: bool = False
     packages: list[Package] = Field(default_factory=list)
     description: str = ""
+    announce_email: list[MailRecipient] = Field(default_factory=list)  # addresses or people (Slack ids)
 
 
 class AdvisorySettings(Strict):
@@ -235,10 +260,12 @@ class Config(Strict):
     feeds: dict[str, dict[str, Any]] = Field(default_factory=dict)
     trust: dict[str, dict[str, Any]] = Field(default_factory=dict)
     advisories: AdvisorySettings = Field(default_factory=AdvisorySettings)
+    people: dict[SlackUserId, Person] = Field(default_factory=dict)
+    smtp: Smtp | None = None
 
     @model_validator(mode="after")
     def _references(self) -> Config:
-        errors = []
+        errors = self._people_references()
         if self.policy.operators not in self.groups:
             errors.append(f"policy.operators: group {self.policy.operators!r} is not defined under groups")
         if self.policy.fallback not in self.groups:
@@ -252,6 +279,16 @@ class Config(Strict):
         if errors:
             raise ValueError("; ".join(errors))
         return self
+
+    def _people_references(self) -> list[str]:
+        errors = []
+        for name, system in self.systems.items():
+            for i, who in enumerate(system.announce_email):
+                if "@" not in who and (who not in self.people or self.people[who].email is None):
+                    errors.append(f"systems.{name}.announce_email.{i}: {who} has no people.{who}.email")
+            if system.announce_email and self.smtp is None:
+                errors.append(f"systems.{name}.announce_email: e-mail needs an smtp: section")
+        return errors
 
     def system(self, name: str) -> System:
         """The named system; raises ``KeyError`` if unknown."""

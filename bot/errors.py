@@ -80,3 +80,11 @@ class FeedError(PatchwardenError):
 
 class VerificationError(PatchwardenError):
     """A hash or signature check failed (artifact, advisory document, checkpoint)."""
+
+
+class MailError(PatchwardenError):
+    """An e-mail could not be handed to the SMTP relay. ``temporary`` errors are retried, others are not."""
+
+    def __init__(self, message: str, *, temporary: bool) -> None:
+        super().__init__(message)
+        self.temporary = temporary

@@ -381,6 +381,7 @@ class OutboxMessage(Base):
     sent_ts: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime]
     change_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    mail_to: Mapped[str | None] = mapped_column(String(320))  # set: an e-mail (``text`` is the RFC 5322 message)
 
 
 # ---- advisories (issue: advisories) -----------------------------------------------------------------------
@@ -511,3 +512,16 @@ class Artifact(Base):
     verified_at: Mapped[datetime | None]
     status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | verified | refused
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+# ---- people (issue 12) ----------------------------------------------------------------------------------
+
+
+class MailOptOut(Base):
+    """A person who asked for no maintenance mail about one system (emergency notices still reach them)."""
+
+    __tablename__ = "mail_optouts"
+
+    user_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    system: Mapped[str] = mapped_column(String(64), primary_key=True)
+    at: Mapped[datetime]
