@@ -122,6 +122,27 @@ class OnFailedVerify(StrEnum):
     ROLLBACK = "rollback"
 
 
+class StepUpMethod(StrEnum):
+    TOTP = "totp"
+    OIDC = "oidc"
+
+
+class StepUpWhen(Strict):
+    """Which approvals need a second factor; every key given must match (an empty ``when`` matches all)."""
+
+    priority: str | None = None
+    stage: str | None = Field(default=None, pattern=r"^(test|prod)$")
+    change_class: str | None = Field(default=None, alias="class", pattern=r"^(normal|standard|emergency)$")
+
+
+class StepUp(Strict):
+    """``policy.step_up``: an Approve click only reserves the vote until confirmed with ``method``."""
+
+    when: StepUpWhen = Field(default_factory=StepUpWhen)
+    method: StepUpMethod
+    confirm_within: Duration = timedelta(minutes=5)
+
+
 class Policy(Strict):
     """The approval and scheduling policy. ``version`` is stamped on every control-log entry."""
 
@@ -138,6 +159,7 @@ class Policy(Strict):
     on_failed_verify: OnFailedVerify = OnFailedVerify.ASK
     sla_days: dict[str, int] = Field(default_factory=lambda: {"critical": 30, "high": 90, "medium": 90, "low": 90})
     kev_due_date: bool = True
+    step_up: StepUp | None = None
 
     @field_validator("stages")
     @classmethod
@@ -361,6 +383,7 @@ class Settings(BaseSettings):
     config_path: Path = Field(default=Path("patchwarden.yaml"), validation_alias="PATCHWARDEN_CONFIG")
     audit_key: SecretStr | None = Field(default=None, validation_alias="PATCHWARDEN_AUDIT_KEY")
     calendar_token: SecretStr | None = Field(default=None, validation_alias="PATCHWARDEN_CALENDAR_TOKEN")
+    secrets_key: SecretStr | None = Field(default=None, validation_alias="PATCHWARDEN_SECRETS_KEY")
     audit_key_file: Path = Field(default=Path("patchwarden-audit.key"), validation_alias="PATCHWARDEN_AUDIT_KEY_FILE")
 
     @field_validator("slack_api_url")
