@@ -142,6 +142,15 @@ class StepUp(Strict):
     method: StepUpMethod
     confirm_within: Duration = timedelta(minutes=5)
 
+    @model_validator(mode="after")
+    def _supported(self) -> StepUp:
+        # fail closed: a rule that cannot be enforced yet is an error, never a silent "no step-up"
+        if self.method is StepUpMethod.OIDC:
+            raise ValueError("method oidc is not available yet; use totp")
+        if self.when.priority is not None:
+            raise ValueError("when.priority is not available yet (changes carry no priority); use stage or class")
+        return self
+
 
 class Policy(Strict):
     """The approval and scheduling policy. ``version`` is stamped on every control-log entry."""

@@ -132,3 +132,12 @@ async def test_step_up_keys_are_validated() -> None:
         make_config(policy={"step_up": {"when": {"stage": "test"}, "method": "sms"}})
     with pytest.raises(ConfigError, match="unknown key"):
         make_config(policy={"step_up": {"when": {"stages": "test"}, "method": "totp"}})
+
+
+async def test_rules_that_cannot_be_enforced_yet_are_config_errors() -> None:
+    from bot.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="oidc is not available"):
+        make_config(policy={"step_up": {"when": {"stage": "prod"}, "method": "oidc"}})
+    with pytest.raises(ConfigError, match="priority is not available"):
+        make_config(policy={"step_up": {"when": {"priority": "fix-now"}, "method": "totp"}})

@@ -190,8 +190,8 @@ def step_up_method(config: Config, *, change: Change, stage: str) -> StepUpMetho
         return None
     if when.change_class is not None and when.change_class != change.change_class.value:
         return None
-    if when.priority is not None and when.priority != getattr(change, "priority", None):
-        return None  # changes carry no priority yet: a priority rule alone never matches (fail visible in docs)
+    # ``when.priority`` is refused by check-config until changes carry a priority; were it set, it matches
+    # (fail closed: a rule we cannot evaluate asks for the second factor rather than waiving it)
     return rule.method
 
 
