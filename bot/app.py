@@ -35,6 +35,7 @@ from bot.commands import deploy as deploy_commands
 from bot.commands import drift as drift_commands
 from bot.commands import exceptions as exception_commands
 from bot.commands import home as home_commands
+from bot.commands import people as people_commands
 from bot.commands import report as report_commands
 from bot.commands import schedule as schedule_commands
 from bot.commands.router import Router
@@ -116,6 +117,7 @@ def create_app(deps: Deps, *, signing_secret: str) -> AsyncApp:
     report_commands.register(app, deps, router)
     schedule_commands.register(app, deps, router)
     deploy_commands.register(app, deps, router)
+    people_commands.register(app, deps, router)
     test_stage_commands.register(app, deps)
     exception_commands.register(app, deps, router)
     drift_commands.register(app, deps)

@@ -225,6 +225,36 @@ class PriorityRule(Strict):
     when: PriorityWhen = PriorityWhen()
 
 
+class StepUpMethod(StrEnum):
+    TOTP = "totp"
+    OIDC = "oidc"
+
+
+class StepUpWhen(Strict):
+    """Which approvals need a second factor; every key given must match (an empty ``when`` matches all)."""
+
+    priority: str | None = None
+    stage: str | None = Field(default=None, pattern=r"^(test|prod)$")
+    change_class: str | None = Field(default=None, alias="class", pattern=r"^(normal|standard|emergency)$")
+
+
+class StepUp(Strict):
+    """``policy.step_up``: an Approve click only reserves the vote until confirmed with ``method``."""
+
+    when: StepUpWhen = Field(default_factory=StepUpWhen)
+    method: StepUpMethod
+    confirm_within: Duration = timedelta(minutes=5)
+
+    @model_validator(mode="after")
+    def _supported(self) -> StepUp:
+        # fail closed: a rule that cannot be enforced yet is an error, never a silent "no step-up"
+        if self.method is StepUpMethod.OIDC:
+            raise ValueError("method oidc is not available yet; use totp")
+        if self.when.priority is not None:
+            raise ValueError("when.priority is not available yet (changes carry no priority); use stage or class")
+        return self
+
+
 class Policy(Strict):
     """The approval and scheduling policy. ``version`` is stamped on every control-log entry."""
 
@@ -259,6 +289,8 @@ class Policy(Strict):
 
     # who may book an emergency window (bypassing windows and notice): the operators, and this group if set
     emergency_approvers: str | None = None
+
+    step_up: StepUp | None = None
 
     @field_validator("stages")
     @classmethod
@@ -381,6 +413,30 @@ class Package(Strict):
     release: str | None = None
 
 
+EMAIL_PATTERN = r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$"
+EmailAddress = Annotated[str, Field(pattern=EMAIL_PATTERN, max_length=254)]
+MailRecipient = Annotated[str, Field(pattern=EMAIL_PATTERN + r"|^[UW][A-Z0-9]{2,}$", max_length=254)]
+
+
+class Person(Strict):
+    """``people.<Slack id>``: how patchwarden reaches a person outside Slack and who they are elsewhere."""
+
+    email: EmailAddress | None = None
+    oidc_sub: str | None = None  # the identity provider's subject bound to this Slack user (step-up)
+
+
+class Smtp(Strict):
+    """``smtp:``: the mail relay for announcements. The password comes from the environment variable named."""
+
+    host: str = Field(min_length=1)
+    port: int = Field(default=587, ge=1, le=65535)
+    starttls: bool = True
+    username: str | None = None
+    password_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
+    sender: EmailAddress = Field(alias="from")
+    timeout: float = Field(default=30.0, gt=0, le=300)
+
+
 class System(Strict):
     owner: SlackUserId
     stakeholders: list[SlackUserId] = Field(default_factory=list)
@@ -393,6 +449,8 @@ class System(Strict):
     packages: list[Package] = Field(default_factory=list)
     description: str = ""
     exposure: Exposure = Exposure.INTERNAL  # internet-facing systems rank exploitable advisories higher
+
+    announce_email: list[MailRecipient] = Field(default_factory=list)  # addresses or people (Slack ids)
 
 
 class AdvisorySettings(Strict):
@@ -451,9 +509,12 @@ class Config(Strict):
 
     audit: AuditSettings = Field(default_factory=AuditSettings)
 
+    people: dict[SlackUserId, Person] = Field(default_factory=dict)
+    smtp: Smtp | None = None
+
     @model_validator(mode="after")
     def _references(self) -> Config:
-        errors = []
+        errors = self._people_references()
         if self.policy.operators not in self.groups:
             errors.append(f"policy.operators: group {self.policy.operators!r} is not defined under groups")
         if self.policy.fallback not in self.groups:
@@ -471,6 +532,16 @@ class Config(Strict):
         if errors:
             raise ValueError("; ".join(errors))
         return self
+
+    def _people_references(self) -> list[str]:
+        errors = []
+        for name, system in self.systems.items():
+            for i, who in enumerate(system.announce_email):
+                if "@" not in who and (who not in self.people or self.people[who].email is None):
+                    errors.append(f"systems.{name}.announce_email.{i}: {who} has no people.{who}.email")
+            if system.announce_email and self.smtp is None:
+                errors.append(f"systems.{name}.announce_email: e-mail needs an smtp: section")
+        return errors
 
     def system(self, name: str) -> System:
         """The named system; raises ``KeyError`` if unknown."""
@@ -537,6 +608,7 @@ class Settings(BaseSettings):
     config_path: Path = Field(default=Path("patchwarden.yaml"), validation_alias="PATCHWARDEN_CONFIG")
     audit_key: SecretStr | None = Field(default=None, validation_alias="PATCHWARDEN_AUDIT_KEY")
     calendar_token: SecretStr | None = Field(default=None, validation_alias="PATCHWARDEN_CALENDAR_TOKEN")
+    secrets_key: SecretStr | None = Field(default=None, validation_alias="PATCHWARDEN_SECRETS_KEY")
     audit_key_file: Path = Field(default=Path("patchwarden-audit.key"), validation_alias="PATCHWARDEN_AUDIT_KEY_FILE")
 
     @field_validator("slack_api_url")

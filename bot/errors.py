@@ -100,3 +100,11 @@ class PortInUseError(PatchwardenError):
 
 class OutboundRefusedError(PatchwardenError):
     """The outbound-URL policy refuses a URL (internal address, credentials, cross-origin redirect)."""
+
+
+class MailError(PatchwardenError):
+    """An e-mail could not be handed to the SMTP relay. ``temporary`` errors are retried, others are not."""
+
+    def __init__(self, message: str, *, temporary: bool) -> None:
+        super().__init__(message)
+        self.temporary = temporary

@@ -100,6 +100,8 @@ async def record_decision(
     requirement: str | None,
     reason: str,
     now: datetime,
+    step_up: str | None = None,
+    delegated_from: str | None = None,
 ) -> Approval | None:
     """Insert one decision; None when this person already decided this stage of this revision."""
     row = Approval(
@@ -113,6 +115,8 @@ async def record_decision(
         content_hash=change.content_hash,
         stale=False,
         decided_at=now,
+        step_up=step_up,
+        delegated_from=delegated_from,
     )
     try:
         async with session.begin_nested():

@@ -222,6 +222,8 @@ class Approval(Base):
     content_hash: Mapped[str] = mapped_column(String(64))
     stale: Mapped[bool] = mapped_column(default=False)
     decided_at: Mapped[datetime]
+    step_up: Mapped[str | None] = mapped_column(String(8))  # the second factor that confirmed it (issue 12)
+    delegated_from: Mapped[str | None] = mapped_column(String(32))  # the approver who handed it over
 
 
 class AuditEntry(Base):
@@ -391,6 +393,7 @@ class OutboxMessage(Base):
     sent_ts: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime]
     change_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    mail_to: Mapped[str | None] = mapped_column(String(320))  # set: an e-mail (``text`` is the RFC 5322 message)
 
 
 # ---- advisories (issue: advisories) -----------------------------------------------------------------------
@@ -623,3 +626,51 @@ class AdvisoryException(Base):
     previous_status: Mapped[str] = mapped_column(String(20), default="open")  # the advisory's status before
     channel: Mapped[str | None] = mapped_column(String(32))
     message_ts: Mapped[str | None] = mapped_column(String(32))
+
+
+# ---- people (issue 12) ----------------------------------------------------------------------------------
+
+
+class MailOptOut(Base):
+    """A person who asked for no maintenance mail about one system (emergency notices still reach them)."""
+
+    __tablename__ = "mail_optouts"
+
+    user_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    system: Mapped[str] = mapped_column(String(64), primary_key=True)
+    at: Mapped[datetime]
+
+
+class StepUpSecret(Base):
+    """A person's TOTP secret, encrypted (``bot.crypto.seal``); ``last_step`` refuses a replayed code."""
+
+    __tablename__ = "step_up_secrets"
+
+    user_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    sealed: Mapped[str] = mapped_column(Text)
+    enrolled_at: Mapped[datetime]
+    last_step: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class ReservationState(StrEnum):
+    PENDING = "pending"
+    CONFIRMED = "confirmed"
+    VOID = "void"  # refused, expired or replaced
+
+
+class StepUpReservation(Base):
+    """An Approve click that waits for its second factor, bound to change, revision, content hash and user."""
+
+    __tablename__ = "step_up_reservations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    change_id: Mapped[int] = mapped_column(ForeignKey("changes.id"), index=True)
+    stage: Mapped[str] = mapped_column(String(8))
+    revision: Mapped[int] = mapped_column(Integer)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str] = mapped_column(String(32), index=True)
+    requirement: Mapped[str | None] = mapped_column(String(100))
+    method: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    state: Mapped[ReservationState] = mapped_column(str_enum(ReservationState, 12))

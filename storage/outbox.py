@@ -35,6 +35,7 @@ class Claim:
     attempts: int  # including this one
     recovered: bool  # the previous holder's lease expired: it may have posted
     change_id: int | None
+    mail_to: str | None = None  # an e-mail to this address (``text`` is the whole message), not a Slack post
 
 
 async def enqueue(
@@ -48,8 +49,12 @@ async def enqueue(
     thread_ts: str | None = None,
     not_before: datetime | None = None,
     change_id: int | None = None,
+    mail_to: str | None = None,
 ) -> bool:
-    """Queue one message; True if new, False if a message with ``key`` was queued before."""
+    """Queue one message; True if new, False if a message with ``key`` was queued before.
+
+    With ``mail_to`` the row is an e-mail: ``text`` holds the whole RFC 5322 message and ``channel`` names
+    the pacing lane (``bot.mail.LANE``)."""
     values = {
         "key": key,
         "channel": channel,
@@ -62,6 +67,7 @@ async def enqueue(
         "last_error": "",
         "created_at": now,
         "change_id": change_id,
+        "mail_to": mail_to,
     }
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     stmt = insert(OutboxMessage).values(**values).on_conflict_do_nothing(index_elements=["key"])
@@ -132,6 +138,7 @@ async def claim_due(
                 attempts=row.attempts + 1,
                 recovered=row.lease_owner is not None and row.attempts > 0,
                 change_id=row.change_id,
+                mail_to=row.mail_to,
             )
         )
     return claims

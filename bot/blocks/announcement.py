@@ -117,3 +117,13 @@ def announcement(
     blocks.append(context(f"Change {change.key} · times are shown in your own time zone"))
     text = f"{icon} {title}: {lead}"
     return clip(text, 3000), blocks
+
+
+def title_of(kind: AnnouncementKind) -> str:
+    """The announcement's headline (``Planned maintenance``, ``Maintenance moved``, ...)."""
+    return _HEAD[kind][1]
+
+
+def lead_sentence(kind: AnnouncementKind, *, what: str, when: str, end: str, previous: str, contact: str) -> str:
+    """The one-sentence lead from already formatted parts (Slack uses markup; e-mail plain text)."""
+    return _lead(kind, what=what, when=when, end=end, previous=previous, contact=contact)

@@ -33,7 +33,7 @@ def parse_value(value: str) -> tuple[int, str, int]:
 async def announce(deps: Deps, result: DecisionResult, user: str, snap: ChangeSnapshot | None = None) -> None:
     """Update the card and tell the thread (and the requester) what the decision means."""
     change = result.change
-    if result.outcome in (Outcome.REFUSED, Outcome.ALREADY, Outcome.NOT_PENDING):
+    if result.outcome in (Outcome.REFUSED, Outcome.ALREADY, Outcome.NOT_PENDING, Outcome.RESERVED):
         return
     await cards.refresh_card(deps, change.id, snap=snap)
     if result.outcome is Outcome.STAGE_APPROVED:

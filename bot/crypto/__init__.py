@@ -114,3 +114,30 @@ def verify_ed25519(public_key: bytes, *, signature: bytes, message: bytes) -> No
         Ed25519PublicKey.from_public_bytes(public_key).verify(signature, message)
     except (InvalidSignature, ValueError) as exc:
         raise VerificationError("Ed25519 signature does not verify") from exc
+
+
+def seal(key: str, plaintext: str) -> str:
+    """Encrypt ``plaintext`` with a Fernet key (AES-128-CBC + HMAC-SHA256, authenticated) for storage."""
+    from cryptography.fernet import Fernet
+
+    try:
+        return Fernet(key.encode()).encrypt(plaintext.encode()).decode()
+    except ValueError as exc:  # not a 32-byte url-safe base64 key
+        raise ConfigError("PATCHWARDEN_SECRETS_KEY is not a Fernet key (44 characters of url-safe base64)") from exc
+
+
+def unseal(key: str, token: str) -> str:
+    """Decrypt what ``seal`` produced; raises ``VerificationError`` if it was altered or the key differs."""
+    from cryptography.fernet import Fernet, InvalidToken
+
+    try:
+        return Fernet(key.encode()).decrypt(token.encode()).decode()
+    except (InvalidToken, ValueError) as exc:
+        raise VerificationError("a stored secret does not decrypt with PATCHWARDEN_SECRETS_KEY") from exc
+
+
+def new_secrets_key() -> str:
+    """A fresh key for PATCHWARDEN_SECRETS_KEY."""
+    from cryptography.fernet import Fernet
+
+    return Fernet.generate_key().decode()

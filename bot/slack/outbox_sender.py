@@ -26,7 +26,7 @@ import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -34,7 +34,10 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 
 from bot.blocks.announcement import AnnouncementKind
+from bot.blocks.common import escape
 from bot.deps import Deps
+from bot.errors import MailError
+from bot.mail import smtp as mail_smtp
 from bot.slack import notify
 from storage import changes, outbox
 from storage import windows as windows_store
@@ -195,6 +198,9 @@ class OutboxSender:
         result.sent += 1
 
     async def _deliver(self, claim: Claim, result: SweepResult) -> None:
+        if claim.mail_to is not None:
+            await self._deliver_mail(claim, result)
+            return
         if claim.key.startswith(notify.CARD_REFRESH):
             await self._refresh_card(claim, result)
             return
@@ -243,6 +249,27 @@ class OutboxSender:
                 log.warning("outbox: lease on %s was lost while posting; the next holder checks history", claim.key)
         result.sent += 1
 
+    async def _deliver_mail(self, claim: Claim, result: SweepResult) -> None:
+        """An e-mail row: hand it to SMTP (a recovered row is sent again: its Message-ID lets readers dedupe)."""
+        assert claim.mail_to is not None and self._slots is not None
+        smtp = self.deps.config.smtp
+        await self._pace(claim.channel)
+        try:
+            if smtp is None:
+                raise MailError("no smtp: section in the configuration", temporary=False)
+            async with self._slots:
+                await mail_smtp.send(smtp, to=claim.mail_to, message=claim.text)
+        except MailError as exc:
+            self._next_allowed[claim.channel] = asyncio.get_running_loop().time() + self.channel_gap
+            # a permanent refusal (5xx): no retry can help, so give up at once
+            spent = claim if exc.temporary else replace(claim, attempts=max(claim.attempts, self.max_attempts))
+            await self._retry_or_fail(spent, result, error=str(exc), maybe_posted=False)
+            return
+        self._next_allowed[claim.channel] = asyncio.get_running_loop().time() + self.channel_gap
+        async with self.deps.sessions.begin() as session:
+            await outbox.mark_sent(session, claim.id, owner=self.owner, ts="smtp")
+        result.sent += 1
+
     async def _on_slack_error(
         self, claim: Claim, result: SweepResult, exc: SlackApiError, *, maybe_posted: bool = True
     ) -> None:
@@ -269,15 +296,20 @@ class OutboxSender:
             return
         result.failed += 1
         log.error("outbox: gave up on %s after %d attempts: %s", claim.key, claim.attempts, error)
+        where, said, hint = (
+            (f"posted in <#{claim.channel}>", "Slack", "check the bot is a member of that channel")
+            if claim.mail_to is None
+            else (f"sent by e-mail to {escape(claim.mail_to)}", "the mail relay", "check the smtp: settings")
+        )
         if change is None or claim.channel == (change.channel or ""):
             return  # nowhere else to report it (the failing channel is the thread's own): the log has it
         try:
             await self.deps.client.chat_postMessage(
                 channel=change.channel or self.deps.config.slack.approvals_channel,
                 thread_ts=change.thread_ts,
-                text=f":warning: An announcement for {change.key} could not be posted in <#{claim.channel}> "
-                f"after {claim.attempts} attempts (Slack said `{error[:80]}`). Please tell its users another way "
-                "and check the bot is a member of that channel.",
+                text=f":warning: An announcement for {change.key} could not be {where} "
+                f"after {claim.attempts} attempts ({said} said `{escape(error[:80])}`). Please tell its users another "
+                f"way and {hint}.",
             )
         except (SlackApiError, aiohttp.ClientError, TimeoutError):
             log.exception("outbox: could not report the failure of %s", claim.key)

@@ -19,7 +19,7 @@ from bot.blocks.common import escape, mention
 from bot.config import Config
 from bot.slack import thread
 from bot.views import state_label
-from bot.workflows import lifecycle
+from bot.workflows import announce_email, lifecycle
 from storage import changes, outbox, windows
 from storage.models import Change, ChangeClass, Window, WindowState, stage_of
 
@@ -92,6 +92,18 @@ async def announce(
             now=now,
             change_id=change.id,
         )
+    await announce_email.queue(
+        session,
+        config=config,
+        change=change,
+        window=window,
+        kind=kind,
+        now=now,
+        key=f"{change.id}:{slot_id}:{kind.value}{suffix}",
+        stage=stage,
+        note=note,
+        previous=previous,
+    )  # e-mail to the same users (issue 12); counted apart: callers report Slack channels
     if window is not None and window.emergency and kind is AnnouncementKind.COMPLETED:
         await request_post_implementation_review(session, config=config, change=change, now=now)
     return queued

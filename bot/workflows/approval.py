@@ -16,11 +16,12 @@ from enum import StrEnum
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import policy
-from bot.config import Config
+from bot.config import Config, StepUpMethod
 from bot.errors import AlreadyDoneError, PatchwardenError, PermissionDeniedError
 from bot.views import state_label
 from bot.workflows import lifecycle
 from storage import changes
+from storage import stepup as stepup_store
 from storage.models import APPROVED, PENDING_APPROVAL, Approval, Change, ChangeState, Decision
 
 
@@ -31,6 +32,7 @@ class Outcome(StrEnum):
     REFUSED = "refused"  # not allowed (audited); nothing counted
     ALREADY = "already"  # repeat click / requirement already met; nothing recorded
     NOT_PENDING = "not_pending"  # the stage is not awaiting approval (any more)
+    RESERVED = "reserved"  # step-up: the vote waits for the second factor; nothing counted yet
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ async def _record(
     requirement: str | None,
     reason: str,
     now: datetime,
+    step_up: str | None = None,
 ) -> bool:
     """Insert the decision (the unique constraint refuses a second one: False) and log it, bound to the
     change's content hash."""
@@ -85,10 +88,13 @@ async def _record(
         requirement=requirement,
         reason=reason,
         now=now,
+        step_up=step_up,
     )
     if row is None:
         return False
-    details = {"requirement": requirement} if decision is Decision.APPROVE else {"reason": reason}
+    details: dict[str, object] = {"requirement": requirement} if decision is Decision.APPROVE else {"reason": reason}
+    if step_up is not None:
+        details["step_up"] = step_up
     await lifecycle.log(
         session,
         config=config,
@@ -159,6 +165,93 @@ async def approve(
             reason=str(exc),
         )
         return DecisionResult(Outcome.REFUSED, change, exc.user_message)
+    method = step_up_method(config, change=change, stage=stage)
+    if method is not None:
+        return await _reserve(session, config=config, change=change, stage=stage, user=user, req=requirement, now=now)
+    return await count(
+        session,
+        config=config,
+        change=change,
+        stage=stage,
+        user=user,
+        requirement=requirement,
+        progress=progress,
+        now=now,
+    )
+
+
+def step_up_method(config: Config, *, change: Change, stage: str) -> StepUpMethod | None:
+    """The second factor this approval needs under ``policy.step_up`` (None: a click counts at once)."""
+    rule = config.policy.step_up
+    if rule is None:
+        return None
+    when = rule.when
+    if when.stage is not None and when.stage != stage:
+        return None
+    if when.change_class is not None and when.change_class != change.change_class.value:
+        return None
+    # ``when.priority`` is refused by check-config until changes carry a priority; were it set, it matches
+    # (fail closed: a rule we cannot evaluate asks for the second factor rather than waiving it)
+    return rule.method
+
+
+async def _reserve(
+    session: AsyncSession, *, config: Config, change: Change, stage: str, user: str, req: str | None, now: datetime
+) -> DecisionResult:
+    rule = config.policy.step_up
+    assert rule is not None
+    row = await stepup_store.reserve(
+        session,
+        change_id=change.id,
+        stage=stage,
+        revision=change.revision,
+        content_hash=change.content_hash,
+        user_id=user,
+        requirement=req,
+        method=rule.method.value,
+        created_at=now,
+        expires_at=now + rule.confirm_within,
+    )
+    await lifecycle.log(
+        session,
+        config=config,
+        now=now,
+        actor=user,
+        action="approval_reserved",
+        change=change,
+        stage=stage,
+        revision=change.revision,
+        content_hash=change.content_hash,
+        method=rule.method.value,
+        reservation=row.id,
+    )
+    minutes = int(rule.confirm_within.total_seconds() // 60)
+    how = (
+        f"type `/patch confirm {change.key} CODE` with the code from your authenticator app"
+        if rule.method is StepUpMethod.TOTP
+        else f"type `/patch confirm {change.key}` and sign in with the identity provider"
+    )
+    return DecisionResult(
+        Outcome.RESERVED,
+        change,
+        f":lock: Your approval of {change.key} ({stage}, revision {change.revision}) is reserved, not yet counted: "
+        f"{how} within {minutes} minutes.",
+    )
+
+
+async def count(
+    session: AsyncSession,
+    *,
+    config: Config,
+    change: Change,
+    stage: str,
+    user: str,
+    requirement: str | None,
+    progress: policy.StageProgress,
+    now: datetime,
+    step_up: str | None = None,
+) -> DecisionResult:
+    """Record an allowed approval (``progress`` as read before it) and complete the stage if it is the last."""
     if not await _record(
         session,
         config=config,
@@ -169,6 +262,7 @@ async def approve(
         requirement=requirement,
         reason="",
         now=now,
+        step_up=step_up,
     ):
         return DecisionResult(Outcome.ALREADY, change, ALREADY_DECIDED)
     progress = policy.evaluate(  # the decisions read above plus this one: no need to read them again

@@ -87,6 +87,8 @@ def to_json(snap: ChangeSnapshot) -> dict[str, Any]:
                 "revision": a.revision,
                 "requirement": a.requirement,
                 "reason": a.reason,
+                "step_up": a.step_up,
+                "delegated_from": a.delegated_from,
             }
             for a in snap.approvals
         ],
