@@ -98,6 +98,7 @@ async def _worker(url: str, config_path: Path, feed: Path, changed_zip: Path) ->
     from bot.deps import build_deps
     from bot.feeds.http import HttpSettings
     from bot.feeds.osv import OsvFeed
+
     try:  # this tree: the jobs live in bot.jobs; the baseline tree had them in bot.slack.advisory_posts
         from bot.jobs import run_feeds_poll
     except ImportError:
