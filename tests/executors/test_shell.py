@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import json
 import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,8 +23,10 @@ from .helpers import Recorder, process_gone, wait_for
 MakeScript = Callable[[str, str], Path]
 
 # Records its argv and environment as JSON, so tests see exactly what the process received.
-RECORDER = """#!/usr/bin/env python3
-import json, os, sys
+# The real interpreter, not `env python3`: a pyenv shim on PATH would add its own variables to what is recorded.
+RECORDER = (
+    f"#!{sys.executable}\n"
+    + """import json, os, sys
 listed = json.load(open(os.environ["PATCHWARDEN_ARTIFACTS"]))
 copy = open(listed[0]["path"]).read() if listed else None
 writable = bool(os.stat(listed[0]["path"]).st_mode & 0o222) if listed else None
@@ -33,6 +36,7 @@ with open(os.path.join(os.path.dirname(sys.argv[0]), "seen.json"), "w") as fh:
 print("hello from the script")
 print("to stderr", file=sys.stderr)
 """
+)
 
 # Starts a grandchild that would outlive a naive kill, records both pids, then hangs.
 HANGING = """#!/bin/sh
