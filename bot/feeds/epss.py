@@ -17,12 +17,11 @@ import csv
 import gzip
 import io
 import re
-from pathlib import Path
 from typing import ClassVar
 
-from bot.errors import ConfigError, FeedError
-from bot.feeds.base import ExploitScore, Feed, FeedBatch, FeedOptions, Quarantined, content_hash
-from bot.feeds.http import FetchState, fetch, is_http_url
+from bot.errors import FeedError
+from bot.feeds.base import ExploitScore, Feed, FeedBatch, FeedOptions, Quarantined
+from bot.feeds.http import check_source, read_source
 
 DEFAULT_URL = "https://epss.cyentia.com/epss_scores-current.csv.gz"
 _CVE = re.compile(r"^CVE-\d{4}-\d{4,19}$")
@@ -82,26 +81,13 @@ class EpssFeed(Feed):
     options: EpssOptions
 
     def _check(self) -> None:
-        src = self.options.source
-        if not is_http_url(src) and not Path(src).is_file():
-            raise ConfigError(f"{self.key_path}.source: {src} is neither an http(s) URL nor an existing file")
+        check_source(self.options.source, key_path=self.key_path)
 
     async def _poll(self, *, cursor: dict[str, str]) -> FeedBatch:
         src = self.options.source
-        if is_http_url(src):
-            state = FetchState(etag=cursor.get("etag"), last_modified=cursor.get("last_modified"))
-            result = await fetch(src, state=state, settings=self.http)
-            if result.not_modified:
-                return FeedBatch(cursor=cursor)
-            raw = result.body
-            new_cursor = {
-                k: v for k, v in (("etag", result.state.etag), ("last_modified", result.state.last_modified)) if v
-            }
-        else:
-            raw = await asyncio.to_thread(Path(src).read_bytes)
-            new_cursor = {"digest": content_hash(raw)}
-            if cursor.get("digest") == new_cursor["digest"]:
-                return FeedBatch(cursor=new_cursor)
+        raw, new_cursor = await read_source(src, cursor=cursor, settings=self.http)
+        if raw is None:
+            return FeedBatch(cursor=new_cursor)
         try:
             batch = await asyncio.to_thread(parse_scores, raw, source=self.name, document=src)
         except FeedError as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import ssl
 import urllib.request
@@ -20,7 +21,7 @@ import aiohttp
 from pydantic import BaseModel, ConfigDict, Field
 
 from bot import outbound
-from bot.errors import FeedError, OutboundRefusedError
+from bot.errors import ConfigError, FeedError, OutboundRefusedError
 
 log = logging.getLogger(__name__)
 
@@ -175,3 +176,27 @@ def _redact(url: str) -> str:
 def is_http_url(source: str) -> bool:
     """True for ``http://`` and ``https://`` sources (everything else is a local path)."""
     return urlsplit(source).scheme in ("http", "https")
+
+
+def check_source(src: str, *, key_path: str) -> None:
+    """A single-document feed's ``source`` must be an http(s) URL or an existing file; ConfigError otherwise."""
+    if not is_http_url(src) and not Path(src).is_file():
+        raise ConfigError(f"{key_path}.source: {src} is neither an http(s) URL nor an existing file")
+
+
+async def read_source(
+    src: str, *, cursor: dict[str, str], settings: HttpSettings
+) -> tuple[bytes | None, dict[str, str]]:
+    """Read a single-document feed (URL with conditional GET, or a file by content digest).
+
+    Returns ``(None, cursor)`` when nothing changed since ``cursor``, else the body and the new cursor."""
+    if is_http_url(src):
+        state = FetchState(etag=cursor.get("etag"), last_modified=cursor.get("last_modified"))
+        result = await fetch(src, state=state, settings=settings)
+        if result.not_modified:
+            return None, cursor
+        fresh = {k: v for k, v in (("etag", result.state.etag), ("last_modified", result.state.last_modified)) if v}
+        return result.body, fresh
+    raw = await asyncio.to_thread(Path(src).read_bytes)
+    digest = {"digest": hashlib.sha256(raw).hexdigest()}
+    return (None, digest) if cursor.get("digest") == digest["digest"] else (raw, digest)
