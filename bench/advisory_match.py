@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bot.advisories.inventory import split_ecosystem
 from bot.advisories.matching import ECOSYSTEM_VERSION_CLASS, MatchIndex
+from bot.advisories.model import Advisory, InstalledPackage
 from bot.advisories.osv import parse_osv
-from bot.feeds.model import Advisory, InstalledPackage
 
 OSV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "osv"
 TEMPLATES = {  # ecosystem -> a real record whose structure is cloned

@@ -13,7 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.config import Config, Settings
-from bot.crypto import Signer
+from bot.crypto import Signer, checkpoints
 from bot.errors import DatabaseNotReadyError
 from bot.executors import registry
 from bot.feeds import registry as feed_registry
@@ -110,9 +110,7 @@ def build_deps(
     engine = db.create_engine(settings.database_url)
     sessions = db.session_factory(engine)
     if signer is not None:  # commits sign a checkpoint every audit.checkpoint_every entries
-        from bot.workflows import audit as audit_flow
-
-        sessions.configure(info=audit_flow.session_info(signer, every=config.audit.checkpoint_every))
+        sessions.configure(info=checkpoints.session_info(signer, every=config.audit.checkpoint_every))
     return Deps(
         settings=settings,
         config=config,

@@ -12,8 +12,8 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from bot import policy
-from bot.blocks.common import strip_invisible
-from bot.feeds.model import Advisory as AdvisoryModel
+from bot.advisories.model import Advisory as AdvisoryModel
+from bot.text import strip_invisible
 from storage.models import (
     AdvisoryMatch,
     AdvisoryRecord,

@@ -8,10 +8,10 @@ from typing import Any
 
 from conftest import REPO, SHARED_DATA, Harness, eventually, make_config
 
+from bot.advisories.model import Advisory
 from bot.advisories.osv import parse_osv
 from bot.feeds.base import FeedBatch
 from bot.feeds.csaf import parse_checked
-from bot.feeds.model import Advisory
 from bot.workflows import advisories as flow
 from bot.workflows.advisory_posts import publish_all
 from storage import advisories as store

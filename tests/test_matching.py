@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from bot.advisories.matching import MatchIndex, match_packages
+from bot.advisories.model import Advisory, InstalledPackage, Match, MatchStatus, RangeEvent, VersionRange
 from bot.advisories.offline import format_matches, load_osv_advisories, match_offline
 from bot.advisories.osv import parse_osv
 from bot.errors import InputError
-from bot.feeds.model import Advisory, InstalledPackage, Match, MatchStatus, RangeEvent, VersionRange
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 OSV = DATA / "osv"

@@ -11,12 +11,12 @@ import pytest
 from conftest import REPO, SHARED_DATA
 
 from bot.advisories.matching import MatchIndex
+from bot.advisories.model import Advisory, InstalledPackage, MatchStatus
 from bot.advisories.osv import parse_osv
 from bot.advisories.purls import from_purl, split_ecosystem
 from bot.errors import FeedError
 from bot.feeds.csaf_map import parse_csaf
 from bot.feeds.http import HttpSettings
-from bot.feeds.model import Advisory, InstalledPackage, MatchStatus
 from bot.feeds.osv import OsvFeed
 
 LOCAL = REPO / "tests" / "data"

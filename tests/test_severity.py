@@ -10,9 +10,9 @@ import pytest
 from conftest import REPO, SHARED_DATA
 
 from bot.advisories import severity
+from bot.advisories.model import Severity
 from bot.advisories.osv import parse_osv, rate_osv
 from bot.feeds.csaf_map import parse_csaf
-from bot.feeds.model import Severity
 
 LOCAL = REPO / "tests" / "data"
 

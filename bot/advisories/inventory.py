@@ -27,11 +27,11 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from bot.advisories.model import InstalledPackage
 from bot.advisories.purls import canonical_release, from_purl, split_ecosystem
 from bot.advisories.sbom import load_cyclonedx, load_sbom
 from bot.config import Package, System
 from bot.errors import InputError
-from bot.feeds.model import InstalledPackage
 
 __all__ = ["from_config", "from_purl", "load_cyclonedx", "load_inventory", "load_sbom", "split_ecosystem"]
 

@@ -27,8 +27,7 @@ from typing import Any
 
 from univers import versions as V
 
-from bot.advisories.purls import split_ecosystem
-from bot.feeds.model import (
+from bot.advisories.model import (
     Advisory,
     AffectedPackage,
     InstalledPackage,
@@ -36,6 +35,7 @@ from bot.feeds.model import (
     MatchStatus,
     VersionRange,
 )
+from bot.advisories.purls import split_ecosystem
 
 ECOSYSTEM_VERSION_CLASS: dict[str, type[Any]] = {
     "PyPI": V.PypiVersion,

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from bot.advisories.inventory import load_inventory
 from bot.advisories.matching import MatchIndex
+from bot.advisories.model import Advisory, InstalledPackage, Match, MatchStatus
 from bot.advisories.osv import parse_osv
 from bot.errors import FeedError, InputError
-from bot.feeds.model import Advisory, InstalledPackage, Match, MatchStatus
 
 
 def load_osv_advisories(path: Path) -> list[Advisory]:

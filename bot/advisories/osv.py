@@ -14,9 +14,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from bot.advisories import severity as sev
+from bot.advisories.model import Advisory, AffectedPackage, RangeEvent, VersionRange, content_hash, parse_time
 from bot.errors import FeedError
-from bot.feeds.base import content_hash, parse_time
-from bot.feeds.model import Advisory, AffectedPackage, RangeEvent, VersionRange
 
 _EVENT_KEYS = frozenset({"introduced", "fixed", "last_affected", "limit"})
 _CVSS_TYPES = frozenset({"CVSS_V2", "CVSS_V3", "CVSS_V4"})

@@ -20,7 +20,7 @@ import re
 
 from packageurl import PackageURL
 
-from bot.feeds.model import DISTRO_ECOSYSTEMS, PURL_ECOSYSTEMS, InstalledPackage
+from bot.advisories.model import DISTRO_ECOSYSTEMS, PURL_ECOSYSTEMS, InstalledPackage
 
 # purls sometimes carry the codename (distro=bookworm, distro=jammy) instead of the number.
 _CODENAMES = {

@@ -18,9 +18,9 @@ from typing import Any
 
 from packageurl import PackageURL
 
+from bot.advisories.model import InstalledPackage
 from bot.advisories.purls import coverage_gap, from_purl
 from bot.errors import InputError
-from bot.feeds.model import InstalledPackage
 
 MAX_SBOM_BYTES = 64 << 20
 

@@ -24,7 +24,7 @@ from decimal import Decimal
 from cvss import CVSS2, CVSS3, CVSS4
 from cvss.exceptions import CVSSError
 
-from bot.feeds.model import Advisory, Severity
+from bot.advisories.model import Advisory, Severity
 
 # Declared and computed scores are both rounded to one decimal; anything beyond rounding noise disagrees.
 _TOLERANCE = Decimal("0.05")

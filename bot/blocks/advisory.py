@@ -7,6 +7,7 @@ from enum import StrEnum
 from typing import Any
 
 from bot import views
+from bot.advisories.model import Severity
 from bot.blocks.common import (
     Block,
     clip,
@@ -18,11 +19,10 @@ from bot.blocks.common import (
     safe_url,
     section,
     slack_date,
-    strip_invisible,
 )
 from bot.blocks.modal import _input, _option, _text
 from bot.config import Config
-from bot.feeds.model import Severity
+from bot.text import strip_invisible
 from bot.views import SNOOZE_CHOICES, AdvisoryView
 from storage.models import AdvisoryRecord, AdvisoryStatus
 

@@ -16,8 +16,8 @@ from bot.blocks.common import (
     plain,
     section,
     slack_date,
-    strip_invisible,
 )
+from bot.text import strip_invisible
 from bot.views import ChangeSnapshot, state_label
 from storage.models import Change, ChangeState, Decision
 

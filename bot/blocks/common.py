@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo
+
+from bot.text import strip_invisible
 
 Block = dict[str, Any]
 
@@ -26,15 +27,6 @@ class CallbackId(StrEnum):
     EDIT = "change_edit"
     REJECT = "change_reject_reason"
     VETO = "auto_approval_veto_reason"
-
-
-# Bidi overrides/isolates and zero-width characters: invisible, they make a title read as something else.
-_INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\u061c\u180e]")
-
-
-def strip_invisible(text: str) -> str:
-    """Remove bidi-override and zero-width characters (display spoofing) from ``text``."""
-    return _INVISIBLE.sub("", text)
 
 
 def escape(text: str) -> str:

@@ -24,21 +24,19 @@ Contract for implementers:
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
+from bot.advisories.model import Advisory
 from bot.config import Duration, format_duration
 from bot.errors import ConfigError, FeedError
 from bot.feeds.http import HttpSettings
-from bot.feeds.model import Advisory
 
 log = logging.getLogger(__name__)
 
@@ -142,22 +140,3 @@ class Feed(ABC):
 
 
 # --- shared parsing helpers ----------------------------------------------------------------------
-
-_DATETIME = TypeAdapter(datetime)
-
-
-def parse_time(value: object, *, field: str) -> datetime | None:
-    """An RFC 3339 timestamp as an aware datetime (naive ones are UTC); ``FeedError`` when malformed."""
-    if value is None or value == "":
-        return None
-    try:
-        parsed = _DATETIME.validate_python(value)
-    except ValidationError as exc:
-        raise FeedError(f"{field}: not a timestamp: {str(value)[:40]!r}") from exc
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def content_hash(data: Mapping[str, Any] | bytes) -> str:
-    """sha256 of a document (mappings are hashed as canonical JSON, so whitespace changes do not count)."""
-    raw = data if isinstance(data, bytes) else json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
-    return hashlib.sha256(raw).hexdigest()

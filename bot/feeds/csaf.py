@@ -39,13 +39,13 @@ import aiohttp
 from pydantic import Field
 
 from bot import crypto, outbound
+from bot.advisories.model import Advisory, parse_time
 from bot.crypto.openpgp import PinnedVerifier, normalize_fingerprint, require_gpgv
 from bot.errors import ConfigError, FeedError, VerificationError
 from bot.feeds import csaf_validate, limits
-from bot.feeds.base import Feed, FeedBatch, FeedOptions, Quarantined, parse_time
+from bot.feeds.base import Feed, FeedBatch, FeedOptions, Quarantined
 from bot.feeds.csaf_map import parse_csaf
 from bot.feeds.http import FetchState, fetch, is_http_url, open_session
-from bot.feeds.model import Advisory
 
 _MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
 

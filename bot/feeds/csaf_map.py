@@ -47,10 +47,7 @@ from typing import Any
 from packageurl import PackageURL
 
 from bot.advisories import severity as sev
-from bot.advisories.purls import MAJOR_RELEASE_ECOSYSTEMS, canonical_release
-from bot.errors import FeedError
-from bot.feeds.base import content_hash, parse_time
-from bot.feeds.model import (
+from bot.advisories.model import (
     DISTRO_ECOSYSTEMS,
     PURL_ECOSYSTEMS,
     Advisory,
@@ -58,7 +55,11 @@ from bot.feeds.model import (
     NotAffected,
     RangeEvent,
     VersionRange,
+    content_hash,
+    parse_time,
 )
+from bot.advisories.purls import MAJOR_RELEASE_ECOSYSTEMS, canonical_release
+from bot.errors import FeedError
 
 _AFFECTED = ("known_affected", "first_affected", "last_affected")
 _FIXED = ("fixed", "first_fixed")

@@ -17,11 +17,11 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any, ClassVar
 
+from bot.advisories.model import Advisory, content_hash
 from bot.errors import FeedError
 from bot.feeds import limits
-from bot.feeds.base import Feed, FeedBatch, FeedOptions, Quarantined, content_hash
+from bot.feeds.base import Feed, FeedBatch, FeedOptions, Quarantined
 from bot.feeds.http import check_source, read_source
-from bot.feeds.model import Advisory
 
 DEFAULT_URL = "https://www.cisa.gov/sites/default/files/feeds/known_exploited_vulnerabilities.json"
 _CVE = re.compile(r"^CVE-\d{4}-\d{4,19}$")

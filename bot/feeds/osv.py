@@ -29,12 +29,12 @@ from urllib.parse import quote
 
 import aiohttp
 
+from bot.advisories.model import Advisory, parse_time
 from bot.advisories.osv import parse_osv
 from bot.errors import ConfigError, FeedError
 from bot.feeds import limits
-from bot.feeds.base import Feed, FeedBatch, FeedOptions, Quarantined, parse_time
+from bot.feeds.base import Feed, FeedBatch, FeedOptions, Quarantined
 from bot.feeds.http import FetchState, fetch, is_http_url, open_session
-from bot.feeds.model import Advisory
 
 _MAX_RECORD_BYTES = 16 * 1024 * 1024
 

@@ -21,9 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.advisories import inventory as inventory_files
 from bot.advisories import severity
 from bot.advisories.matching import MatchIndex
+from bot.advisories.model import Advisory, InstalledPackage, Match, Severity
 from bot.config import Config
 from bot.feeds.base import FeedBatch
-from bot.feeds.model import Advisory, InstalledPackage, Match, Severity
 from bot.workflows import advisory_rank as rank
 from bot.workflows import sla
 from storage import advisories as store

@@ -12,10 +12,10 @@ import re
 
 from slack_sdk.errors import SlackApiError
 
+from bot.advisories.model import Advisory
 from bot.blocks.common import escape
 from bot.deps import Deps
 from bot.feeds.base import FeedBatch
-from bot.feeds.model import Advisory
 from bot.slack import advisory_posts as slack_posts
 from bot.slack import thread
 from bot.workflows import advisories as flow

@@ -7,8 +7,8 @@ from datetime import date, datetime
 from typing import Any
 
 from bot.advisories import priority
+from bot.advisories.model import Advisory
 from bot.config import Config, Exposure
-from bot.feeds.model import Advisory
 from bot.workflows import sla
 from storage.models import AdvisoryRecord
 

@@ -11,6 +11,8 @@ from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.advisories import priority
+from bot.advisories.model import Advisory as AdvisoryModel
+from bot.advisories.model import AffectedPackage, RangeEvent, Severity, VersionRange, content_hash
 from bot.config import Config
 from bot.errors import (
     ConflictError,
@@ -20,9 +22,6 @@ from bot.errors import (
     PermissionDeniedError,
     UsageError,
 )
-from bot.feeds.base import content_hash
-from bot.feeds.model import Advisory as AdvisoryModel
-from bot.feeds.model import AffectedPackage, RangeEvent, Severity, VersionRange
 from bot.views import SNOOZE_CHOICES, AdvisoryView, ChangeInput, effective_severity
 from bot.workflows import advisory_rank as rank
 from bot.workflows import lifecycle, sla

@@ -28,12 +28,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.advisories import sbom
 from bot.advisories.matching import match_packages
+from bot.advisories.model import InstalledPackage, MatchStatus
 from bot.blocks.common import escape
 from bot.config import Config, VerifyFix, format_duration
 from bot.deps import Deps
 from bot.errors import InputError
 from bot.executors.base import StepResult
-from bot.feeds.model import InstalledPackage, MatchStatus
 from bot.slack import thread
 from bot.workflows import advisories as advisory_flow
 from bot.workflows import lifecycle

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
+from bot.advisories.model import Severity
 from bot.errors import ConfigError, FeedError
 from bot.feeds.csaf import CsafFeed
 from bot.feeds.csaf_map import parse_csaf, purl_package
 from bot.feeds.http import HttpSettings
-from bot.feeds.model import Severity
 from tests.feeds.conftest import DATA, GpgKey, Loopback
 
 HTTP = HttpSettings(retries=0, backoff=0, timeout=10)

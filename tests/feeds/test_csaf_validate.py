@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 
 from bot.advisories.matching import MatchIndex
+from bot.advisories.model import Advisory, InstalledPackage, MatchStatus
 from bot.advisories.osv import parse_osv
 from bot.feeds.base import Quarantined
 from bot.feeds.csaf import CsafFeed, parse_checked
 from bot.feeds.csaf_map import parse_csaf
 from bot.feeds.csaf_validate import blocking, validate
 from bot.feeds.http import HttpSettings
-from bot.feeds.model import Advisory, InstalledPackage, MatchStatus
 from tests.feeds.conftest import DATA, GpgKey, Loopback
 from tests.feeds.test_csaf import BASE, _publish
 

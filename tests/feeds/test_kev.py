@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from bot.advisories.model import Severity
 from bot.errors import ConfigError
 from bot.feeds.http import HttpSettings
 from bot.feeds.kev import KevFeed, parse_catalog
-from bot.feeds.model import Severity
 from tests.feeds.conftest import DATA, Loopback
 
 CATALOG = DATA / "kev" / "known_exploited_vulnerabilities.excerpt.json"

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
+from bot.advisories.model import Severity
 from bot.advisories.osv import parse_osv
 from bot.errors import FeedError
 from bot.feeds.http import HttpSettings
-from bot.feeds.model import Severity
 from bot.feeds.osv import OsvFeed
 from tests.feeds.conftest import DATA, Loopback
 

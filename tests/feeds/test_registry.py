@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 import pytest
 
+from bot.advisories.model import Severity
 from bot.advisories.severity import band, cvss_severity, word_severity
 from bot.config import Config, parse_config
 from bot.errors import ConfigError, FeedError
@@ -15,7 +16,6 @@ from bot.feeds import registry
 from bot.feeds.base import Feed, FeedBatch, FeedOptions
 from bot.feeds.http import HttpSettings
 from bot.feeds.kev import KevFeed
-from bot.feeds.model import Severity
 from bot.feeds.osv import OsvFeed
 from tests.feeds.conftest import DATA
 

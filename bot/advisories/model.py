@@ -6,10 +6,16 @@ formats: OSV records map 1:1; KEV entries and CSAF documents are mapped onto it.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+import hashlib
+import json
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
 from enum import StrEnum
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from bot.errors import FeedError
 
 # purl type → OSV ecosystem for language packages, and (purl type, namespace) → OSV ecosystem for distribution
 # packages. One table for every purl reader (SBOM inventory, CSAF product ids), so they cannot drift apart.
@@ -172,3 +178,23 @@ class Match(Frozen):
     fixed_versions: tuple[str, ...] = ()
     reason: str = ""
     remediation: str = ""  # the vendor's fix line, when a CSAF remediation names this product
+
+
+_DATETIME = TypeAdapter(datetime)
+
+
+def parse_time(value: object, *, field: str) -> datetime | None:
+    """An RFC 3339 timestamp as an aware datetime (naive ones are UTC); ``FeedError`` when malformed."""
+    if value is None or value == "":
+        return None
+    try:
+        parsed = _DATETIME.validate_python(value)
+    except ValidationError as exc:
+        raise FeedError(f"{field}: not a timestamp: {str(value)[:40]!r}") from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def content_hash(data: Mapping[str, Any] | bytes) -> str:
+    """sha256 of a document (mappings are hashed as canonical JSON, so whitespace changes do not count)."""
+    raw = data if isinstance(data, bytes) else json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(raw).hexdigest()
