@@ -32,7 +32,7 @@ from storage import deployments, windows
 from storage.models import APPROVED, Change, DeploymentStatus, WindowState
 
 if TYPE_CHECKING:
-    from bot.workflows.runner import Sink
+    from bot.workflows.steps import Sink
 
 ArtifactGate = Callable[[bool], Awaitable[tuple[ArtifactInfo, ...]]]
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.+~-]+")
