@@ -188,7 +188,7 @@ async def _execute(
     try:
         delivered = await artifacts(False) if artifacts is not None else ()
     except VerificationError as exc:
-        verified = delivery.failed_results(run, Step.VERIFY, exc.user_message)
+        verified = delivery.failed_results(run, Step.VERIFY, exc.user_message, now=clock.now())
     else:
         verified = await run_steps(
             executors, run, Step.VERIFY, sink=sink, clock=clock, limit=limit, config=config, delivered=delivered
