@@ -14,11 +14,7 @@ def drift_blocks(system: str, lines: list[str], *, owner: str) -> list[Block]:
         f":mag: {mention(owner)} *Unrecorded change on `{escape(system)}`*: package versions changed without a "
         f"completed change:\n"
         + "\n".join(f"• {escape(line)}" for line in lines[:SHOWN])
-        + (
-            f"\n…and {len(lines) - SHOWN} more (`patchwarden inventory show {escape(system)}` lists all)"
-            if len(lines) > SHOWN
-            else ""
-        )
+        + (f"\n…and {len(lines) - SHOWN} more changed packages" if len(lines) > SHOWN else "")
     )
     return [
         section(text),
