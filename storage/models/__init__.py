@@ -24,6 +24,11 @@ from storage.models.audit import (
     AuditHead,
     AuditStreamCursor,
 )
+from storage.models.away import (
+    Delegation,
+    Nudge,
+    OnceMark,
+)
 from storage.models.base import (
     Base,
     UTCDateTime,
@@ -73,6 +78,8 @@ from storage.models.windows import (
 )
 
 __all__ = [
+    "Nudge",
+    "OnceMark",
     "APPROVED",
     "DEPLOYING",
     "EDITABLE",
@@ -99,6 +106,7 @@ __all__ = [
     "ChangeClass",
     "ChangeState",
     "Decision",
+    "Delegation",
     "Deployment",
     "DeploymentStatus",
     "EpssScore",
