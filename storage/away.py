@@ -70,8 +70,10 @@ async def nudge(
 ) -> bool:
     """Claim a nudge of this stage: True for the first, or when the last one is at least ``every`` ago."""
     values = {"change_id": change_id, "stage": stage.value, "revision": revision, "last_at": now, "count": 1}
-    stmt = _insert(session)(Nudge).values(**values).on_conflict_do_nothing(
-        index_elements=["change_id", "stage", "revision"]
+    stmt = (
+        _insert(session)(Nudge)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["change_id", "stage", "revision"])
     )
     if (await session.execute(stmt)).rowcount == 1:  # type: ignore[attr-defined]
         return True

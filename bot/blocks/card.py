@@ -171,6 +171,7 @@ def _buttons(snap: ChangeSnapshot) -> list[Block]:
                     "value": value,
                     "text": plain("Reject"),
                 },
+                {"type": "button", "action_id": ActionId.NUDGE.value, "value": value, "text": plain("Nudge approvers")},
             ],
         }
     ]

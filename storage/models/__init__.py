@@ -78,8 +78,6 @@ from storage.models.windows import (
 )
 
 __all__ = [
-    "Nudge",
-    "OnceMark",
     "APPROVED",
     "DEPLOYING",
     "EDITABLE",
@@ -115,6 +113,8 @@ __all__ = [
     "FeedState",
     "InventoryPackage",
     "MailOptOut",
+    "Nudge",
+    "OnceMark",
     "OutboxMessage",
     "OutboxState",
     "QuarantinedDocument",
