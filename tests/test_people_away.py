@@ -22,11 +22,20 @@ from storage.models import AdvisoryRecord, AdvisoryStatus, AuditEntry, ChangeSta
 MANAGER = "U0MGR1"
 
 
-async def approve_reply(h: Harness, card: Any, user: str) -> str:
-    before = len(h.fake.ephemerals(user))
-    await h.slack.click(h.latest(card), "change_approve", user=user)
-    got = await eventually(lambda: h.fake.ephemerals(user)[before:], what="approve reply")
+def replies(h: Harness, user: str) -> list[str]:
+    """The person's ephemerals apart from request confirmations (which may arrive late: do not race them)."""
+    return [t for t in h.fake.ephemerals(user) if "is requested: see" not in t]
+
+
+async def click_reply(h: Harness, card: Any, action: str, user: str) -> str:
+    before = len(replies(h, user))
+    await h.slack.click(h.latest(card), action, user=user)
+    got = await eventually(lambda: replies(h, user)[before:], what=f"{action} reply")
     return str(got[0])
+
+
+async def approve_reply(h: Harness, card: Any, user: str) -> str:
+    return await click_reply(h, card, "change_approve", user)
 
 
 async def log_of(h: Harness, action: str) -> list[dict[str, Any]]:
@@ -123,9 +132,7 @@ async def test_the_requester_nudges_once_per_interval(harness: Harness) -> None:
     card = await h.request_change()
 
     async def nudge(user: str) -> str:
-        before = len(h.fake.ephemerals(user))
-        await h.slack.click(h.latest(card), "change_nudge", user=user)
-        return str((await eventually(lambda: h.fake.ephemerals(user)[before:], what="nudge reply"))[0])
+        return await click_reply(h, card, "change_nudge", user)
 
     assert f"Nudged <@{OWNER}>" in await nudge(REQ)
     await eventually(lambda: any(":wave:" in m.text and f"<@{OWNER}>" in m.text for m in h.thread(card)), what="nudge")

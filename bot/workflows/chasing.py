@@ -84,11 +84,14 @@ async def escalate(session: AsyncSession, *, config: Config, now: datetime) -> i
         since = change.stage_requested_at or change.created_at
         if stage is None or now - since < after:
             continue
-        progress = await approval.progress_of(session, config=config, change=change, stage=stage)
         order = escalation_order(config, change)
         due = min(int((now - since) / after), len(order))
+        prefix = f"escalate:{change.id}:{stage}:{change.revision}:"
+        if len(await away.marked(session, prefix=prefix)) >= due:
+            continue  # every step due so far was taken (the common case: one read, no progress computed)
+        progress = await approval.progress_of(session, config=config, change=change, stage=stage)
         for step in range(1, due + 1):
-            key = f"escalate:{change.id}:{stage}:{change.revision}:{step}"
+            key = f"{prefix}{step}"
             if not await away.mark_once(session, key=key, now=now):
                 continue
             label, people = order[step - 1]
