@@ -64,6 +64,7 @@ async def test_a_delegate_approves_for_the_delegator_but_never_their_own_change(
     [entry] = await log_of(h, "approved")
     assert entry["actor"] == SEC2 and entry["delegated_from"] == OWNER and entry["requirement"] == "owner:web-shop"
     assert (await log_of(h, "delegation_created"))[0]["delegate"] == SEC2
+    await eventually(lambda: f"<@{SEC2}> (for <@{OWNER}>)" in json.dumps(h.latest(card).blocks), what="card")
     # the delegate requested CHG-2: no approving it, not even for the owner
     card2 = await h.request_change(user=SEC2, title="Update nginx")
     assert "not even as delegate" in await approve_reply(h, card2, SEC2)
@@ -168,7 +169,6 @@ async def digest_posts(h: Harness) -> list[Any]:
 
 
 async def test_cab_digest_says_nothing_pending_then_ranks_and_warns(harness_factory: Any) -> None:
-    freeze_start = None
     clock_probe: Harness = await harness_factory()
     monday = next_monday(clock_probe.clock.now())
     freeze_start = monday + timedelta(days=2)
@@ -211,8 +211,22 @@ async def test_cab_digest_says_nothing_pending_then_ranks_and_warns(harness_fact
                 updated_at=h.clock.now(),
             )
         )
+    # a freeze declared after the booking (the configuration changed and the bot restarted): a conflict
+    booked_at = h.clock.now().replace(second=0, microsecond=0) + timedelta(days=3)
+    later = make_config(
+        policy={"digest": {"rrule": RRULE, "channel": "C0CAB"}},
+        blackouts=[
+            {
+                "start": (booked_at - timedelta(hours=1)).replace(tzinfo=None).isoformat(),
+                "end": (booked_at + timedelta(hours=3)).replace(tzinfo=None).isoformat(),
+                "reason": "datacenter move",
+            }
+        ],
+    )
+    restarted: Harness = await harness_factory(later, clock=h.clock)
     h.clock.advance(next_monday(h.clock.now()) - h.clock.now() + timedelta(minutes=5))
-    assert await jobs.run_cab_digest(replica.deps) is True
+    assert await jobs.run_cab_digest(restarted.deps) is True
+    assert await jobs.run_cab_digest(replica.deps) is False
     posts = await digest_posts(h)
     assert len(posts) == 2
     body = "\n".join(b["text"]["text"] for b in posts[1].blocks)
@@ -221,6 +235,10 @@ async def test_cab_digest_says_nothing_pending_then_ranks_and_warns(harness_fact
     assert "https://slack.com/archives/C0APPROVALS/p" in pending, "each change links to its thread"
     assert "SLA breaches before the booked window (1)" in body and "CVE-2026-0001 due" in body
     assert "Nothing pending" not in body
+    assert (
+        "Conflicts ahead (1)" in body and "CHG-1 (test) is booked on web-shop during a freeze (datacenter move)" in body
+    )
+    assert "Freezes ahead (1)" in body and "datacenter move" in body
     logged = await log_of(h, "cab_digest")
     assert [e["pending"] for e in logged] == [[], ["CHG-3", "CHG-2"]] and logged[1]["breaching"] == ["CHG-1"]
 

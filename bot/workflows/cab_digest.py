@@ -1,8 +1,9 @@
 """The weekly CAB digest (issue 12, item 7): ``policy.digest: {rrule, channel}``.
 
 At each occurrence of the RRULE (UTC) one message goes to the digest channel (default: approvals): pending
-changes by priority, booked changes whose SLA falls due before their window, booking conflicts and freezes
-until the next occurrence, each change with a link to its thread; "nothing pending" is said explicitly.
+changes by priority, booked changes whose SLA falls due before their window, conflicts (bookings that overlap
+on a system, or fall into a freeze declared after them) and freezes until the next occurrence, each change
+with a link to its thread; "nothing pending" is said explicitly.
 
 Exactly once per occurrence across replicas: the message is queued in the outbox under the key
 ``cab_digest:<occurrence>`` in the transaction that composed it; a second replica's insert does nothing and
@@ -103,6 +104,14 @@ async def compose(session: AsyncSession, *, config: Config, occurrence: datetime
                 f"• CHG-{a.change_id} ({a.stage}) and CHG-{b.change_id} ({b.stage}) overlap on {', '.join(shared)} "
                 f"around {max(a.start, b.start):%Y-%m-%d %H:%M} UTC"
             )
+    for w in sorted(ahead, key=lambda w: (w.start, w.id)):  # a freeze declared after the booking
+        for system in sorted(set(w.systems) & set(config.systems)):
+            hit = next((p for p in blackouts(config, system) if p.start < w.end and w.start < p.end), None)
+            if hit is not None:
+                conflicts.append(
+                    f"• CHG-{w.change_id} ({w.stage}) is booked on {system} during a freeze ({hit.reason}) "
+                    f"at {w.start:%Y-%m-%d %H:%M} UTC"
+                )
     freezes = []
     seen: set[tuple[datetime, datetime, str]] = set()
     for system in config.systems:
