@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -11,7 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage.models import Delegation, Nudge, OnceMark, Stage
 
 
-def _insert(session: AsyncSession):  # type: ignore[no-untyped-def]
+def _insert(session: AsyncSession) -> Any:
+    """The dialect's INSERT (both have ``on_conflict_do_nothing``)."""
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
