@@ -154,6 +154,8 @@ def test_log_review_and_scenarios_are_checked_by_check_config() -> None:
         ({"log_review": {"paths": ["relative.log"], "patterns": ["x"]}}, "must be absolute"),
         ({"log_review": {"patterns": ["x"], "executor_output": False}}, "nothing would be read"),
         ({"log_review": {"patterns": ["x"], "grep": 1}}, "unknown key"),
+        ({"log_review": {"patterns": [r"^(\w+\s?)*$"]}}, "like (a+)+, is refused"),
+        ({"log_review": {"patterns": ["E" * 201]}}, "1 to 200 characters"),
         ({"test_scenarios": [{"name": "a", "expected": "b"}, {"name": "a", "expected": "c"}]}, "unique"),
     ]:
         try:

@@ -12,6 +12,8 @@ from bot.config.fields import SlackChannelId, SlackUserId, Strict
 
 MAX_PATTERN = 200  # characters of one log pattern: a longer one is a mistake, and harder to bound
 MAX_LOG_BYTES = 10_000_000
+# a repeated group that itself repeats, like (a+)+ or (\w*)*: backtracking on it can take exponential time
+NESTED_REPEAT = re.compile(r"\((?:[^()\\]|\\.)*[+*}](?:[^()\\]|\\.)*\)[+*{]")
 
 
 class TestScenario(Strict):
@@ -51,6 +53,8 @@ class LogReview(Strict):
                 re.compile(pattern)
             except re.error as exc:
                 raise ValueError(f"patterns.{i}: not a valid regular expression: {exc}") from exc
+            if NESTED_REPEAT.search(pattern):
+                raise ValueError(f"patterns.{i}: a repeated group with a repeat inside, like (a+)+, is refused")
         return value
 
     @model_validator(mode="after")

@@ -91,7 +91,8 @@ async def _scan_system(session: AsyncSession, change: Change, system: str, revie
     if review.executor_output:
         runs = [d for d in await deployments.for_change(session, change.id, stage="test") if d.system == system]
         if runs:
-            findings += scan_text(runs[-1].output, source=f"{system}: test deployment output", patterns=patterns)
+            source = f"{system}: test deployment output"
+            findings += await asyncio.to_thread(scan_text, runs[-1].output, source=source, patterns=patterns)
             sources.append({"source": f"{system}: test deployment output", "bytes": len(runs[-1].output)})
     for path in review.paths:
         try:
@@ -102,7 +103,7 @@ async def _scan_system(session: AsyncSession, change: Change, system: str, revie
             findings.append({"source": str(path), "line": 0, "text": f"could not be read: {why}", "pattern": ""})
             sources.append({"source": str(path), "error": why})
             continue
-        findings += scan_text(text, source=str(path), patterns=patterns)
+        findings += await asyncio.to_thread(scan_text, text, source=str(path), patterns=patterns)
         sources.append({"source": str(path), "bytes": size, "truncated": truncated})
     return {"findings": findings, "sources": sources}
 
