@@ -26,6 +26,7 @@ from bot.config.fields import (
     format_duration,
     parse_duration,
 )
+from bot.config.people import Delegation, Digest, LogReview, TestScenario
 from bot.config.policy import (
     SEVERITY_RANK,
     AutoApproveRule,
@@ -70,11 +71,14 @@ __all__ = [
     "AutoApproveRule",
     "Blackout",
     "Config",
+    "Delegation",
+    "Digest",
     "Duration",
     "EmailAddress",
     "Environment",
     "Exposure",
     "Gate",
+    "LogReview",
     "MailRecipient",
     "MissedWindow",
     "Name",
@@ -100,6 +104,7 @@ __all__ = [
     "StepUpWhen",
     "Strict",
     "System",
+    "TestScenario",
     "TimeZoneName",
     "VerifyFix",
     "WindowRule",
@@ -191,6 +196,8 @@ class Config(Strict):
             for i, req in enumerate(reqs):
                 if req.group is not None and req.group not in self.groups:
                     errors.append(f"policy.stages.{stage}.{i}.group: group {req.group!r} is not defined")
+        if self.policy.escalate_after is not None and self.policy.escalate_after.total_seconds() <= 0:
+            errors.append("policy.escalate_after: give a positive duration (or leave it out)")
         if not self.systems:
             errors.append("systems: at least one system is required")
         if errors:

@@ -13,7 +13,8 @@ from pydantic import (
     model_validator,
 )
 
-from bot.config.fields import Duration, Strict, format_duration
+from bot.config.fields import Duration, SlackUserId, Strict, format_duration
+from bot.config.people import Delegation, Digest
 
 
 class Role(StrEnum):
@@ -204,6 +205,12 @@ class Policy(Strict):
     emergency_approvers: str | None = None
 
     step_up: StepUp | None = None
+
+    # people are away (issue 12): delegation, escalation after a wait, the weekly CAB digest
+    delegation: Delegation = Field(default_factory=Delegation)
+    escalate_after: Duration | None = None  # remind the fallback group, then each manager, per step
+    managers: list[SlackUserId] = Field(default_factory=list)
+    digest: Digest | None = None
 
     @field_validator("stages")
     @classmethod

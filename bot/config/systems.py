@@ -16,6 +16,7 @@ from pydantic import (
 )
 
 from bot.config.fields import Duration, EmailAddress, MailRecipient, SlackChannelId, SlackUserId, Strict, TimeZoneName
+from bot.config.people import LogReview, TestScenario
 from bot.config.policy import Exposure
 
 
@@ -156,3 +157,14 @@ class System(Strict):
     exposure: Exposure = Exposure.INTERNAL  # internet-facing systems rank exploitable advisories higher
 
     announce_email: list[MailRecipient] = Field(default_factory=list)  # addresses or people (Slack ids)
+
+    test_scenarios: list[TestScenario] = Field(default_factory=list, max_length=40)  # the test result checklist
+    log_review: LogReview | None = None  # logs scanned for evidence of malfunction after the test run
+
+    @field_validator("test_scenarios")
+    @classmethod
+    def _unique_scenarios(cls, value: list[TestScenario]) -> list[TestScenario]:
+        names = [s.name for s in value]
+        if len(set(names)) != len(names):
+            raise ValueError("test scenario names must be unique")
+        return value

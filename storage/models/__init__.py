@@ -24,6 +24,11 @@ from storage.models.audit import (
     AuditHead,
     AuditStreamCursor,
 )
+from storage.models.away import (
+    Delegation,
+    Nudge,
+    OnceMark,
+)
 from storage.models.base import (
     Base,
     UTCDateTime,
@@ -99,6 +104,7 @@ __all__ = [
     "ChangeClass",
     "ChangeState",
     "Decision",
+    "Delegation",
     "Deployment",
     "DeploymentStatus",
     "EpssScore",
@@ -107,6 +113,8 @@ __all__ = [
     "FeedState",
     "InventoryPackage",
     "MailOptOut",
+    "Nudge",
+    "OnceMark",
     "OutboxMessage",
     "OutboxState",
     "QuarantinedDocument",
