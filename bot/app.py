@@ -35,6 +35,7 @@ from bot.commands import deploy as deploy_commands
 from bot.commands import drift as drift_commands
 from bot.commands import exceptions as exception_commands
 from bot.commands import home as home_commands
+from bot.commands import oidc as oidc_commands
 from bot.commands import people as people_commands
 from bot.commands import report as report_commands
 from bot.commands import schedule as schedule_commands
@@ -216,6 +217,7 @@ def create_web_app(app: AsyncApp, deps: Deps) -> web.Application:
     web_app.router.add_post("/slack/events", slack_events)
     web_app.router.add_get("/healthz", healthz)
     web_app.router.add_routes(ical.routes(deps))  # GET /calendar.ics, /calendar/<system>.ics
+    web_app.router.add_routes(oidc_commands.routes(deps))  # step-up sign-in: start link and callback
     return web_app
 
 

@@ -151,20 +151,36 @@ class StepUpWhen(Strict):
     change_class: str | None = Field(default=None, alias="class", pattern=r"^(normal|standard|emergency)$")
 
 
+class OidcProvider(Strict):
+    """``policy.step_up.oidc``: the identity provider a step-up sign-in goes to (authorization code + PKCE).
+
+    ``issuer`` is the provider's issuer URL (its discovery document is ``/.well-known/openid-configuration``
+    under it, and the outbound-URL policy applies to it); ``redirect_url`` is the bot's own callback,
+    ``<bot base URL>/oidc/callback``, registered at the provider; the client secret comes from the environment
+    variable named by ``client_secret_env`` (none: a public client, PKCE only).
+    """
+
+    issuer: Annotated[str, Field(pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$", max_length=500)]
+    client_id: Annotated[str, Field(min_length=1, max_length=200)]
+    client_secret_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
+    redirect_url: Annotated[str, Field(pattern=r"^https?://[^\s/?#]+/[^\s?#]*$", max_length=500)]
+
+
 class StepUp(Strict):
     """``policy.step_up``: an Approve click only reserves the vote until confirmed with ``method``."""
 
     when: StepUpWhen = Field(default_factory=StepUpWhen)
     method: StepUpMethod
     confirm_within: Duration = timedelta(minutes=5)
+    oidc: OidcProvider | None = None
 
     @model_validator(mode="after")
-    def _supported(self) -> StepUp:
-        # fail closed: a rule that cannot be enforced yet is an error, never a silent "no step-up"
-        if self.method is StepUpMethod.OIDC:
-            raise ValueError("method oidc is not available yet; use totp")
-        if self.when.priority is not None:
-            raise ValueError("when.priority is not available yet (changes carry no priority); use stage or class")
+    def _provider(self) -> StepUp:
+        # fail closed: a method that cannot be carried out is an error, never a silent "no step-up"
+        if self.method is StepUpMethod.OIDC and self.oidc is None:
+            raise ValueError("method oidc needs an oidc: {issuer, client_id, redirect_url} section")
+        if self.method is not StepUpMethod.OIDC and self.oidc is not None:
+            raise ValueError("oidc: is only used with method oidc; remove it or set method: oidc")
         return self
 
 
@@ -204,6 +220,16 @@ class Policy(Strict):
     emergency_approvers: str | None = None
 
     step_up: StepUp | None = None
+
+    @model_validator(mode="after")
+    def _step_up_tier(self) -> Policy:
+        wanted = self.step_up.when.priority if self.step_up is not None else None
+        tiers = {r.tier for r in self.priority} or set(SEVERITY_RANK)
+        if wanted is not None and wanted not in tiers:
+            raise ValueError(
+                f"policy.step_up.when.priority: {wanted!r} is no tier of the policy; one of {', '.join(sorted(tiers))}"
+            )
+        return self
 
     @field_validator("stages")
     @classmethod

@@ -17,9 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import policy
 from bot.config import Config, StepUpMethod
+from bot.crypto import oidc
 from bot.errors import AlreadyDoneError, PatchwardenError, PermissionDeniedError
 from bot.views import state_label
-from bot.workflows import lifecycle
+from bot.workflows import change_priority, lifecycle
 from storage import changes
 from storage import stepup as stepup_store
 from storage.models import APPROVED, PENDING_APPROVAL, Approval, Change, ChangeState, Decision, Stage
@@ -165,7 +166,9 @@ async def approve(
             reason=str(exc),
         )
         return DecisionResult(Outcome.REFUSED, change, exc.user_message)
-    method = step_up_method(config, change=change, stage=stage)
+    rule = config.policy.step_up
+    tier = await change_priority.change_priority(session, change) if rule and rule.when.priority else None
+    method = step_up_method(config, change=change, stage=stage, priority=tier)
     if method is not None:
         return await _reserve(session, config=config, change=change, stage=stage, user=user, req=requirement, now=now)
     return await count(
@@ -180,8 +183,11 @@ async def approve(
     )
 
 
-def step_up_method(config: Config, *, change: Change, stage: Stage) -> StepUpMethod | None:
-    """The second factor this approval needs under ``policy.step_up`` (None: a click counts at once)."""
+def step_up_method(config: Config, *, change: Change, stage: Stage, priority: str | None = None) -> StepUpMethod | None:
+    """The second factor this approval needs under ``policy.step_up`` (None: a click counts at once).
+
+    ``priority`` is the change's tier (:func:`bot.workflows.change_priority.change_priority`); a rule with
+    ``when.priority`` matches only a change of that tier (a change that addresses no advisory has none)."""
     rule = config.policy.step_up
     if rule is None:
         return None
@@ -190,8 +196,8 @@ def step_up_method(config: Config, *, change: Change, stage: Stage) -> StepUpMet
         return None
     if when.change_class is not None and when.change_class != change.change_class.value:
         return None
-    # ``when.priority`` is refused by check-config until changes carry a priority; were it set, it matches
-    # (fail closed: a rule we cannot evaluate asks for the second factor rather than waiving it)
+    if when.priority is not None and when.priority != priority:
+        return None
     return rule.method
 
 
@@ -200,6 +206,7 @@ async def _reserve(
 ) -> DecisionResult:
     rule = config.policy.step_up
     assert rule is not None
+    bound = oidc.new_secrets() if rule.method is StepUpMethod.OIDC else None
     row = await stepup_store.reserve(
         session,
         change_id=change.id,
@@ -211,6 +218,9 @@ async def _reserve(
         method=rule.method.value,
         created_at=now,
         expires_at=now + rule.confirm_within,
+        oidc_state=bound.state if bound else None,
+        oidc_nonce=bound.nonce if bound else None,
+        oidc_verifier=bound.verifier if bound else None,
     )
     await lifecycle.log(
         session,
@@ -229,7 +239,10 @@ async def _reserve(
     how = (
         f"type `/patch confirm {change.key} CODE` with the code from your authenticator app"
         if rule.method is StepUpMethod.TOTP
-        else f"type `/patch confirm {change.key}` and sign in with the identity provider"
+        else f"<{oidc.start_link(rule.oidc, bound.state)}|sign in with the identity provider> "
+        "(a link for you alone, good once)"
+        if bound is not None and rule.oidc is not None
+        else "sign in with the identity provider"
     )
     return DecisionResult(
         Outcome.RESERVED,

@@ -51,3 +51,7 @@ class StepUpReservation(Base):
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime]
     state: Mapped[ReservationState] = mapped_column(str_enum(ReservationState, 12))
+    # oidc: the one-time ``state`` of the sign-in link (unique), its nonce and PKCE verifier (issue 12, item 5)
+    oidc_state: Mapped[str | None] = mapped_column(String(64), unique=True)
+    oidc_nonce: Mapped[str | None] = mapped_column(String(64))
+    oidc_verifier: Mapped[str | None] = mapped_column(String(128))
