@@ -41,6 +41,12 @@ class MissedWindow(StrEnum):
     RUN = "run"
 
 
+class PresencePolicy(StrEnum):
+    REQUIRED = "required"  # a due prod window starts only once an owner checked in (within presence_wait)
+    NOTIFY = "notify"  # the owners are told (DM) that it starts
+    OFF = "off"
+
+
 class VerifyFix(StrEnum):
     INVENTORY = "inventory"
     NONE = "none"
@@ -220,6 +226,19 @@ class Policy(Strict):
     emergency_approvers: str | None = None
 
     step_up: StepUp | None = None
+
+    # the owner is present for production (issue 12, item 2)
+    prod_presence: PresencePolicy = PresencePolicy.NOTIFY
+    presence_wait: Duration = timedelta(minutes=15)  # from the window's start; no check-in by then: no start
+    # the technical documentation is revised after each update (issue 12, item 4)
+    docs_remind_after: Duration = timedelta(days=3)
+
+    @field_validator("presence_wait", "docs_remind_after")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be longer than zero")
+        return value
 
     @model_validator(mode="after")
     def _step_up_tier(self) -> Policy:

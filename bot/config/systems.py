@@ -156,3 +156,5 @@ class System(Strict):
     exposure: Exposure = Exposure.INTERNAL  # internet-facing systems rank exploitable advisories higher
 
     announce_email: list[MailRecipient] = Field(default_factory=list)  # addresses or people (Slack ids)
+    # the system's technical documentation, to be revised after each update (issue 12, item 4)
+    docs_url: str | None = Field(default=None, pattern=r"^https?://[^\s<>|]+$", max_length=500)

@@ -59,6 +59,9 @@ from storage.models.delivery import (
     SlackDelivery,
 )
 from storage.models.people import (
+    DocsConfirmation,
+    DocsState,
+    ProdPresence,
     ReservationState,
     StepUpReservation,
     StepUpSecret,
@@ -101,6 +104,8 @@ __all__ = [
     "Decision",
     "Deployment",
     "DeploymentStatus",
+    "DocsConfirmation",
+    "DocsState",
     "EpssScore",
     "ExceptionKind",
     "ExceptionState",
@@ -109,6 +114,7 @@ __all__ = [
     "MailOptOut",
     "OutboxMessage",
     "OutboxState",
+    "ProdPresence",
     "QuarantinedDocument",
     "ReservationState",
     "S",

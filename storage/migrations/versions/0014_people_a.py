@@ -22,9 +22,33 @@ def upgrade() -> None:
         batch.add_column(sa.Column("oidc_nonce", sa.String(64), nullable=True))
         batch.add_column(sa.Column("oidc_verifier", sa.String(128), nullable=True))
         batch.create_unique_constraint("uq_step_up_reservations_oidc_state", ["oidc_state"])
+    op.create_table(
+        "prod_presence",
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("change_id", sa.Integer(), sa.ForeignKey("changes.id"), nullable=False, index=True),
+        sa.Column("window_id", sa.Integer(), sa.ForeignKey("windows.id"), nullable=False, unique=True),
+        sa.Column("asked_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("checked_in_by", sa.String(32), nullable=True),
+        sa.Column("checked_in_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("absent_at", sa.DateTime(timezone=True), nullable=True),
+    )
+    op.create_table(
+        "docs_confirmations",
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("change_id", sa.Integer(), sa.ForeignKey("changes.id"), nullable=False, unique=True),
+        sa.Column("state", sa.String(12), nullable=False, index=True),
+        sa.Column("url", sa.Text(), nullable=False, server_default=""),
+        sa.Column("asked_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("reminded_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("confirmed_by", sa.String(32), nullable=True),
+        sa.Column("confirmed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("link", sa.Text(), nullable=False, server_default=""),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("docs_confirmations")
+    op.drop_table("prod_presence")
     with op.batch_alter_table("step_up_reservations") as batch:
         batch.drop_constraint("uq_step_up_reservations_oidc_state", type_="unique")
         batch.drop_column("oidc_verifier")
