@@ -20,9 +20,11 @@ async def on_check_in(deps: Deps, *, window_id: int, actor: str) -> tuple[str, f
     """An owner checks in for a waiting prod window; returns the clicker's reply and the run to launch now
     (``deploy_runs.launch``; the sweep would start it within a minute, too)."""
     async with deps.sessions.begin() as session:
-        change = await presence.check_in(
+        change, refusal = await presence.check_in(
             session, config=deps.config, window_id=window_id, user=actor, now=deps.clock.now()
         )
+    if refusal is not None:
+        return refusal, None
     await thread.say(
         deps, change, f":bust_in_silhouette: {mention(actor)} checked in for the prod deployment of {change.key}."
     )

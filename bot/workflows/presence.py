@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.blocks.common import mention, mentions
 from bot.config import Config, PresencePolicy
-from bot.errors import ConflictError, NotFoundError, PermissionDeniedError
+from bot.errors import ConflictError, NotFoundError
 from bot.workflows import lifecycle
 from storage import presence as store
 from storage import windows
@@ -98,8 +98,11 @@ async def gate(session: AsyncSession, *, config: Config, change: Change, window:
     return Gate(go=False, note=note, absent=True)
 
 
-async def check_in(session: AsyncSession, *, config: Config, window_id: int, user: str, now: datetime) -> Change:
-    """Record an owner's check-in for a waiting prod window; raises with a message a person can act on."""
+async def check_in(
+    session: AsyncSession, *, config: Config, window_id: int, user: str, now: datetime
+) -> tuple[Change, str | None]:
+    """Record an owner's check-in for a waiting prod window: (change, None), or (change, refusal) for someone
+    who is not an owner (the refusal is in the control log, so it is returned, not raised). Conflicts raise."""
     window = await windows.get(session, window_id)
     if window is None:
         raise NotFoundError(f"window {window_id} not found", user_message="That window no longer exists.")
@@ -110,10 +113,7 @@ async def check_in(session: AsyncSession, *, config: Config, window_id: int, use
             session, config=config, now=now, actor=user, action="presence_refused", change=change,
             window_id=window_id, reason="not an owner",
         )  # fmt: skip
-        raise PermissionDeniedError(
-            f"{user} is not an owner of {change.key}",
-            user_message=f"Only a system owner of {change.key} can check in ({mentions(people)}).",
-        )
+        return change, f"Only a system owner of {change.key} can check in ({mentions(people)})."
     row = await store.for_window(session, window_id)
     if row is not None and row.checked_in_by is not None:
         raise ConflictError(
@@ -132,7 +132,7 @@ async def check_in(session: AsyncSession, *, config: Config, window_id: int, use
     await lifecycle.log(
         session, config=config, now=now, actor=user, action="presence_checked_in", change=change, window_id=window_id
     )
-    return change
+    return change, None
 
 
 async def view(session: AsyncSession, *, config: Config, change: Change) -> dict[str, object]:
