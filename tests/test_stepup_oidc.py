@@ -37,7 +37,11 @@ async def idp(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Provider]:
 
 
 def oidc_config(idp: Provider, **step_up: Any) -> Any:
-    return make_config(
+    return make_config(**_raw(idp, **step_up))
+
+
+def _raw(idp: Provider, **step_up: Any) -> dict[str, Any]:
+    return dict(
         people={OWNER: {"oidc_sub": "sub-owner"}},
         policy={
             "step_up": {
@@ -190,5 +194,7 @@ async def test_oidc_keys_are_validated(idp: Provider) -> None:
         oidc_config(idp, oidc={"issuer": idp.issuer, "client_id": "x", "redirect_url": f"{BOT}/cb", "scope": "x"})
     with pytest.raises(ConfigError, match="issuer"):
         oidc_config(idp, oidc={"issuer": "ftp://idp", "client_id": "x", "redirect_url": f"{BOT}/cb"})
+    with pytest.raises(ConfigError, match=r"oidc.issuer: .*loopback.*outbound.allow"):
+        make_config(**{**_raw(idp), "outbound": {"allow": []}})
     with pytest.raises(ConfigError, match="only used with method oidc"):
         oidc_config(idp, method="totp")
