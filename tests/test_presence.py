@@ -8,10 +8,11 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from conftest import OWNER, SEC1, Harness, eventually, make_config
+from conftest import OPS1, OWNER, SEC1, Harness, eventually, make_config
 from deploy_support import book, in_thread, state_of, wait_state
 from loop_support import through_test
 from sqlalchemy import select
+from test_deploy import deploy_cmd
 
 from bot import jobs
 from bot.errors import ConfigError
@@ -87,6 +88,9 @@ async def test_with_a_check_in_it_runs(harness_factory: Any) -> None:
     # only an owner of the systems can check in
     await h.slack.click(ask, "presence_check_in", user=SEC1)
     await eventually(lambda: any("Only a system owner" in t for t in h.fake.ephemerals(SEC1)), what="refusal")
+    assert await state_of(h) is ChangeState.PROD_SCHEDULED
+    # an operator cannot deploy it by hand before the check-in either
+    assert "prod_presence: required" in await deploy_cmd(h, "CHG-1 prod", user=OPS1)
     assert await state_of(h) is ChangeState.PROD_SCHEDULED
     h.clock.advance(timedelta(minutes=5))
     await h.slack.click(ask, "presence_check_in", user=OWNER)

@@ -29,7 +29,7 @@ from bot.errors import ConflictError, NotFoundError
 from bot.workflows import lifecycle
 from storage import presence as store
 from storage import windows
-from storage.models import Change, ProdPresence, Window, WindowState
+from storage.models import Change, ProdPresence, Stage, Window, WindowState
 
 SCHEDULER = "scheduler"
 
@@ -96,6 +96,31 @@ async def gate(session: AsyncSession, *, config: Config, change: Change, window:
         f"checked in by {by}, and the policy (`prod_presence: required`) deploys prod only in an owner's presence."
     )
     return Gate(go=False, note=note, absent=True)
+
+
+async def manual_refusal(
+    session: AsyncSession, *, config: Config, change_id: int, stage: Stage, actor: str, now: datetime
+) -> str | None:
+    """``/patch deploy CHG-n prod`` inside a window under ``required``: refused (and logged) until an owner
+    checked in for that window. Outside a window the deployment's own rules decide (an emergency ``--now``
+    has no window to check in to)."""
+    if not required(config, stage):
+        return None
+    window = await windows.active(session, change_id=change_id, stage=stage)
+    if window is None or not window.start <= now < window.end:
+        return None
+    row = await store.for_window(session, window.id)
+    if row is not None and row.checked_in_by is not None:
+        return None
+    change = await lifecycle.load(session, change_id)
+    why = (
+        f"The policy (`prod_presence: required`) deploys prod only with a system owner present: "
+        f"{mentions(owners(config, change))} checks in with the button in the {change.key} thread first."
+    )
+    await lifecycle.log(
+        session, config=config, now=now, actor=actor, action="deploy_refused", change=change, stage=stage, reason=why
+    )
+    return why
 
 
 async def check_in(
