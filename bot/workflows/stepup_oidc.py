@@ -116,13 +116,6 @@ async def confirm(
     session: AsyncSession, *, config: Config, state: str, claims: dict[str, Any], now: datetime
 ) -> tuple[str, DecisionResult]:
     """Count the reserved vote of ``state`` for verified ``claims``; returns (the Slack user, the result)."""
-    result = await _confirm(session, config=config, state=state, claims=claims, now=now)
-    return result
-
-
-async def _confirm(
-    session: AsyncSession, *, config: Config, state: str, claims: dict[str, Any], now: datetime
-) -> tuple[str, DecisionResult]:
     # 1. the link's reservation, by oidc, still pending
     row = await store.by_oidc_state(session, state)
     if row is None or row.method != StepUpMethod.OIDC.value:
