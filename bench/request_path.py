@@ -42,6 +42,7 @@ from bot.deps import FakeClock, build_deps
 from bot.sandbox.driver import SlackDriver
 from bot.sandbox.fake_slack import FakeSlack, Message, bound_port
 from bot.sandbox.fake_slack import start as start_fake
+from bot.workflows import cards as card_flow
 from bot.workflows import changes as change_flow
 from storage import migrate
 
@@ -190,7 +191,7 @@ async def main() -> None:
         for _ in range(n):
             async with deps.sessions.begin() as s:
                 change = await change_flow.create(s, config=config, data=data, requester=REQ, now=deps.clock.now())
-            snap = await cards.post_card(deps, change.id)
+            snap = await card_flow.post_card(deps, change.id)
             assert snap is not None and snap.change.thread_ts and snap.change.channel
             posted.append(Message(snap.change.channel, snap.change.thread_ts, "", card_blocks.card(snap), None))
         await deps.plans.flush()

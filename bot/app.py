@@ -28,7 +28,7 @@ from sqlalchemy import text
 
 from bot.commands import acceptance as test_stage_commands
 from bot.commands import advisories as advisory_commands
-from bot.commands import approvals, changes, patch
+from bot.commands import approvals, changes, patch, people_checks
 from bot.commands import auto_approval as auto_approval_commands
 from bot.commands import away as away_commands
 from bot.commands import calendar as calendar_commands
@@ -36,6 +36,7 @@ from bot.commands import deploy as deploy_commands
 from bot.commands import drift as drift_commands
 from bot.commands import exceptions as exception_commands
 from bot.commands import home as home_commands
+from bot.commands import oidc as oidc_commands
 from bot.commands import people as people_commands
 from bot.commands import report as report_commands
 from bot.commands import schedule as schedule_commands
@@ -120,6 +121,8 @@ def create_app(deps: Deps, *, signing_secret: str) -> AsyncApp:
     deploy_commands.register(app, deps, router)
     people_commands.register(app, deps, router)
     away_commands.register(app, deps, router)
+
+    people_checks.register(app, deps)
     test_stage_commands.register(app, deps)
     exception_commands.register(app, deps, router)
     drift_commands.register(app, deps)
@@ -218,6 +221,7 @@ def create_web_app(app: AsyncApp, deps: Deps) -> web.Application:
     web_app.router.add_post("/slack/events", slack_events)
     web_app.router.add_get("/healthz", healthz)
     web_app.router.add_routes(ical.routes(deps))  # GET /calendar.ics, /calendar/<system>.ics
+    web_app.router.add_routes(oidc_commands.routes(deps))  # step-up sign-in: start link and callback
     return web_app
 
 

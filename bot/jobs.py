@@ -35,6 +35,7 @@ from bot.workflows import (
     chasing,
     deploy_runs,
     due_windows,
+    people_runs,
     recovery,
     reminders,
     replay,
@@ -183,8 +184,19 @@ async def run_due_windows(deps: Deps) -> list[asyncio.Task[Change]]:
                 window_id=action.window_id, change_key=action.change.key, text=action.note
             )
             await thread.say(deps, action.change, action.note, blocks=blocks)
+        elif action.note and action.ask:  # prod_presence: required — the owners check in (thread and DM)
+            blocks = deployment_blocks.presence_blocks(window_id=action.window_id, text=action.note)
+            await thread.say(deps, action.change, action.note, blocks=blocks)
+            for owner in action.ask:
+                await notify.direct(deps, user=owner, text=action.note, blocks=blocks)
         elif action.note:  # a refusal carries a note only the first time (see storage.windows.note_refusal_once)
             await thread.say(deps, action.change, action.note)
+        for owner in action.tell:  # prod_presence: notify
+            await notify.direct(
+                deps,
+                user=owner,
+                text=f":rocket: The prod deployment of {action.change.key} starts now; follow its thread.",
+            )
         if action.run is not None:
             tasks.append(deploy_runs.launch(deps, action.run))
     return tasks
@@ -325,6 +337,11 @@ async def run_exception_sweep(deps: Deps) -> int:
     return len(nudges)
 
 
+async def run_docs_reminders(deps: Deps) -> int:
+    """Remind documentation still pending ``policy.docs_remind_after`` after completion (once each)."""
+    return await people_runs.remind_docs(deps)
+
+
 async def run_replay_prune(deps: Deps) -> int:
     """Forget replay-protection keys older than a day (Slack refuses older signatures anyway)."""
     async with deps.sessions.begin() as session:
@@ -352,7 +369,12 @@ def table(deps: Deps) -> list[tuple[str, Job, timedelta]]:
         ("due_windows", run_due_windows, SWEEP_EVERY),
         ("recovery", run_recovery, SWEEP_EVERY),  # deployments interrupted by a crash
         ("advisory_sweep", run_advisory_sweep, ADVISORY_SWEEP_EVERY),
-        ("replay_prune", run_replay_prune, REPLAY_PRUNE_EVERY),  # old replay-protection keys
+        ("replay_prune", run_replay_prune, REPLAY_PRUNE_EVERY),
+        (
+            "docs_reminders",
+            run_docs_reminders,
+            ADVISORY_SWEEP_EVERY,
+        ),  # documentation pending after completion  # old replay-protection keys
         ("exception_sweep", run_exception_sweep, ADVISORY_SWEEP_EVERY),  # exceptions reminded, expired
         ("checkpoint", run_checkpoint, CHECKPOINT_EVERY),
         ("audit_publish", audit_publish.run_publish, AUDIT_PUBLISH_EVERY),  # heads to witnesses, log to the SIEM

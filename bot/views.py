@@ -80,6 +80,13 @@ class ChangeSnapshot:
     auto: AutoStatus | None = None  # the policy's auto-approval of the awaited stage, if a rule applies
     test_result: str | None = None  # the owner's recorded test result ("passed" | "problems"), if any
     advisory_link: str | None = None  # permalink-style link to the linked advisory's post, if posted
+    presence: dict[str, object] | None = None  # {required, checked_in_by, at} of its prod window (issue 12)
+    docs: dict[str, object] | None = None  # {status, confirmed_by, at, url}: documentation after completion
+
+    @property
+    def docs_pending(self) -> bool:
+        """The change completed and its documentation is not confirmed yet."""
+        return self.docs is not None and self.docs.get("status") == "pending"
 
 
 @dataclass(frozen=True)

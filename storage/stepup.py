@@ -83,3 +83,11 @@ async def settle(session: AsyncSession, reservation_id: int, *, state: Reservati
         .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+async def by_oidc_state(session: AsyncSession, state: str) -> StepUpReservation | None:
+    """The reservation a sign-in link's ``state`` belongs to (any state: the caller checks it is pending)."""
+    stmt = (
+        select(StepUpReservation).where(StepUpReservation.oidc_state == state).execution_options(populate_existing=True)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()

@@ -9,14 +9,14 @@ from typing import Any
 
 import pyotp
 import pytest
-from conftest import OWNER, REQ, Harness, eventually, make_config
+from conftest import OWNER, REQ, STAKE, Harness, eventually, make_config
 from sqlalchemy import select
 from test_scheduling import command
 
 from bot import crypto
-from bot.workflows import views
+from bot.workflows import change_priority, views
 from storage import changes
-from storage.models import AuditEntry, ChangeState, StepUpSecret
+from storage.models import AdvisoryMatch, AdvisoryRecord, AdvisoryStatus, AuditEntry, ChangeState, StepUpSecret
 
 
 def step_up_config() -> Any:
@@ -134,10 +134,85 @@ async def test_step_up_keys_are_validated() -> None:
         make_config(policy={"step_up": {"when": {"stages": "test"}, "method": "totp"}})
 
 
-async def test_rules_that_cannot_be_enforced_yet_are_config_errors() -> None:
+async def test_a_code_is_bound_to_the_person(harness_factory: Any, secrets_key: str) -> None:
+    h: Harness = await harness_factory(step_up_config())
+    totp = await enroll(h)
+    card = await h.request_change()
+    await click_approve(h, card)
+    code = totp.at(h.clock.now())
+    # another person typing the owner's code finds no reservation of theirs: nothing counts
+    reply = await command(h, f"confirm CHG-1 {code}", user=STAKE)
+    assert "no approval of CHG-1 waiting" in reply["text"]
+    # and with an enrolment and a reservation of their own, the owner's code is not theirs
+    other = await enroll(h, user=STAKE)
+    assert other.secret != totp.secret
+    h2: Harness = await harness_factory(
+        make_config(
+            policy={
+                "step_up": {"when": {"stage": "test"}, "method": "totp"},
+                "stages": {"test": [{"role": "stakeholder", "count": 1}]},
+            }
+        )
+    )
+    await click_approve(h2, h2.latest(card), user=STAKE)
+    reply = await command(h2, f"confirm CHG-1 {code}", user=STAKE)
+    assert "not valid" in reply["text"], reply["text"]
+    assert await state(h, 1) is ChangeState.PENDING_TEST_APPROVAL
+    reply = await command(h, f"confirm CHG-1 {code}", user=OWNER)
+    assert "completed the test stage" in reply["text"]
+
+
+async def link_advisory(h: Harness, change_id: int, *, tier: str, system: str = "web-shop") -> None:
+    """An advisory the change remediates, with a match of ``tier`` on ``system`` (as triage would leave it)."""
+    now = h.clock.now()
+    async with h.deps.sessions.begin() as s:
+        record = AdvisoryRecord(
+            primary_id=f"CVE-2026-{change_id:04d}{system}", content_hash="0" * 64, severity="high",
+            status=AdvisoryStatus.CHANGE_REQUESTED, change_id=change_id, first_seen=now, updated_at=now,
+        )  # fmt: skip
+        s.add(record)
+        await s.flush()
+        s.add(
+            AdvisoryMatch(
+                advisory_id=record.id,
+                system=system,
+                ecosystem="Debian",
+                package="openssl",
+                installed="3.0.14",
+                status="affected",
+                priority=tier,
+                due=now + timedelta(days=2),
+            )
+        )
+
+
+async def test_step_up_by_priority_follows_the_linked_advisory_tier(harness_factory: Any, secrets_key: str) -> None:
+    cfg = make_config(
+        policy={
+            "step_up": {"when": {"priority": "fix-now"}, "method": "totp"},
+            "priority": [{"tier": "fix-now", "when": {"kev": True}}, {"tier": "routine"}],
+            "sla_days": {"fix-now": 7, "routine": 90},
+        }
+    )
+    h: Harness = await harness_factory(cfg)
+    card1 = await h.request_change()
+    card2 = await h.request_change(title="Update nginx")
+    card3 = await h.request_change(title="Update curl")
+    await link_advisory(h, 1, tier="fix-now")
+    await link_advisory(h, 2, tier="routine")
+    await link_advisory(h, 3, tier="fix-now", system="elsewhere")  # not one of CHG-3's systems
+    async with h.deps.sessions.begin() as s:
+        tiers = [await change_priority.change_priority(s, c) for c in [await changes.get(s, i) for i in (1, 2, 3)]]
+    assert tiers == ["fix-now", "routine", None]
+    assert "reserved, not yet counted" in await click_approve(h, card1)
+    assert await state(h, 1) is ChangeState.PENDING_TEST_APPROVAL
+    assert "completed the test stage" in await click_approve(h, card2)
+    assert "completed the test stage" in await click_approve(h, card3)
+
+
+async def test_step_up_priority_must_be_a_tier_of_the_policy() -> None:
     from bot.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="oidc is not available"):
-        make_config(policy={"step_up": {"when": {"stage": "prod"}, "method": "oidc"}})
-    with pytest.raises(ConfigError, match="priority is not available"):
+    with pytest.raises(ConfigError, match="no tier of the policy"):
         make_config(policy={"step_up": {"when": {"priority": "fix-now"}, "method": "totp"}})
+    make_config(policy={"step_up": {"when": {"priority": "critical"}, "method": "totp"}})  # a severity band

@@ -36,7 +36,7 @@ STATE_ICON = {
 }
 
 
-def status_text(change: Change, *, test_result: str | None = None) -> str:
+def status_text(change: Change, *, test_result: str | None = None, docs_pending: bool = False) -> str:
     """Icon and words for the change's state.
 
     ``test_passed`` is entered when the test deployment verified; the owner's result comes after, so the
@@ -44,7 +44,8 @@ def status_text(change: Change, *, test_result: str | None = None) -> str:
     if change.state is ChangeState.TEST_PASSED and test_result is None:
         return ":test_tube: *Deployed to test and verified* · waiting for the owner's test result"
     icon = STATE_ICON.get(change.state, ":large_blue_circle:")
-    return f"{icon} *{state_label(change.state).capitalize()}*"
+    docs = " · :memo: documentation pending" if docs_pending else ""
+    return f"{icon} *{state_label(change.state).capitalize()}*{docs}"
 
 
 def _decided_stages(snap: ChangeSnapshot) -> list[Block]:
@@ -188,7 +189,7 @@ def card(snap: ChangeSnapshot) -> list[Block]:
     change = snap.change
     blocks: list[Block] = [
         {"type": "header", "text": plain(clip(f"{change.key} · {strip_invisible(change.title)}", 150))},
-        section(status_text(change, test_result=snap.test_result)),
+        section(status_text(change, test_result=snap.test_result, docs_pending=snap.docs_pending)),
         _fields(change, advisory_link=snap.advisory_link),
     ]
     for label, text in (

@@ -24,6 +24,27 @@ class DeployActionId(StrEnum):
     KEEP = "deploy_keep"
     MISSED_RUN = "window_missed_run"
     MISSED_NEXT = "window_missed_next"
+    PRESENCE_CHECK_IN = "presence_check_in"
+
+
+def presence_blocks(*, window_id: int, text: str) -> list[Block]:
+    """``prod_presence: required``: the owner's Check in button for a waiting prod window."""
+    return [
+        section(text),
+        {
+            "type": "actions",
+            "block_id": f"presence:{window_id}",
+            "elements": [
+                {
+                    "type": "button",
+                    "action_id": DeployActionId.PRESENCE_CHECK_IN.value,
+                    "style": "primary",
+                    "value": str(window_id),
+                    "text": plain("I'm here: check in"),
+                }
+            ],
+        },
+    ]
 
 
 def step_lines(system: str, result: StepResult) -> list[str]:

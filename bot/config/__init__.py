@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, StringConstraints, ValidationError, model_validator
 
-from bot import config_file
+from bot import config_file, outbound
 from bot.config.fields import (
     EMAIL_PATTERN,
     Duration,
@@ -32,8 +32,10 @@ from bot.config.policy import (
     AutoApproveRule,
     Exposure,
     MissedWindow,
+    OidcProvider,
     OnFailedVerify,
     Policy,
+    PresencePolicy,
     PriorityRule,
     PriorityWhen,
     Requirement,
@@ -60,7 +62,7 @@ from bot.config.systems import (
     System,
     WindowRule,
 )
-from bot.errors import ConfigError
+from bot.errors import ConfigError, OutboundRefusedError
 
 __all__ = [
     "EMAIL_PATTERN",
@@ -82,11 +84,13 @@ __all__ = [
     "MailRecipient",
     "MissedWindow",
     "Name",
+    "OidcProvider",
     "OnFailedVerify",
     "OutboundSettings",
     "Package",
     "Person",
     "Policy",
+    "PresencePolicy",
     "PriorityRule",
     "PriorityWhen",
     "Reboot",
@@ -200,6 +204,7 @@ class Config(Strict):
             errors.append("policy.escalate_after: give a positive duration (or leave it out)")
         if not self.systems:
             errors.append("systems: at least one system is required")
+        errors += self._oidc_reachable()
         if errors:
             raise ValueError("; ".join(errors))
         return self
@@ -213,6 +218,18 @@ class Config(Strict):
             if system.announce_email and self.smtp is None:
                 errors.append(f"systems.{name}.announce_email: e-mail needs an smtp: section")
         return errors
+
+    def _oidc_reachable(self) -> list[str]:
+        # the identity provider is called under the outbound-URL policy; an address it refuses is an error now,
+        # not at the first sign-in (host names are checked again at connect time)
+        rule = self.policy.step_up
+        if rule is None or rule.oidc is None:
+            return []
+        try:
+            outbound.OutboundPolicy(tuple(self.outbound.allow)).check_url(rule.oidc.issuer)
+        except OutboundRefusedError as exc:
+            return [f"policy.step_up.oidc.issuer: {exc}"]
+        return []
 
     def system(self, name: str) -> System:
         """The named system; raises ``KeyError`` if unknown."""

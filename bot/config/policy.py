@@ -42,6 +42,12 @@ class MissedWindow(StrEnum):
     RUN = "run"
 
 
+class PresencePolicy(StrEnum):
+    REQUIRED = "required"  # a due prod window starts only once an owner checked in (within presence_wait)
+    NOTIFY = "notify"  # the owners are told (DM) that it starts
+    OFF = "off"
+
+
 class VerifyFix(StrEnum):
     INVENTORY = "inventory"
     NONE = "none"
@@ -152,20 +158,36 @@ class StepUpWhen(Strict):
     change_class: str | None = Field(default=None, alias="class", pattern=r"^(normal|standard|emergency)$")
 
 
+class OidcProvider(Strict):
+    """``policy.step_up.oidc``: the identity provider a step-up sign-in goes to (authorization code + PKCE).
+
+    ``issuer`` is the provider's issuer URL (its discovery document is ``/.well-known/openid-configuration``
+    under it, and the outbound-URL policy applies to it); ``redirect_url`` is the bot's own callback,
+    ``<bot base URL>/oidc/callback``, registered at the provider; the client secret comes from the environment
+    variable named by ``client_secret_env`` (none: a public client, PKCE only).
+    """
+
+    issuer: Annotated[str, Field(pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$", max_length=500)]
+    client_id: Annotated[str, Field(min_length=1, max_length=200)]
+    client_secret_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
+    redirect_url: Annotated[str, Field(pattern=r"^https?://[^\s/?#]+/[^\s?#]*$", max_length=500)]
+
+
 class StepUp(Strict):
     """``policy.step_up``: an Approve click only reserves the vote until confirmed with ``method``."""
 
     when: StepUpWhen = Field(default_factory=StepUpWhen)
     method: StepUpMethod
     confirm_within: Duration = timedelta(minutes=5)
+    oidc: OidcProvider | None = None
 
     @model_validator(mode="after")
-    def _supported(self) -> StepUp:
-        # fail closed: a rule that cannot be enforced yet is an error, never a silent "no step-up"
-        if self.method is StepUpMethod.OIDC:
-            raise ValueError("method oidc is not available yet; use totp")
-        if self.when.priority is not None:
-            raise ValueError("when.priority is not available yet (changes carry no priority); use stage or class")
+    def _provider(self) -> StepUp:
+        # fail closed: a method that cannot be carried out is an error, never a silent "no step-up"
+        if self.method is StepUpMethod.OIDC and self.oidc is None:
+            raise ValueError("method oidc needs an oidc: {issuer, client_id, redirect_url} section")
+        if self.method is not StepUpMethod.OIDC and self.oidc is not None:
+            raise ValueError("oidc: is only used with method oidc; remove it or set method: oidc")
         return self
 
 
@@ -211,6 +233,29 @@ class Policy(Strict):
     escalate_after: Duration | None = None  # remind the fallback group, then each manager, per step
     managers: list[SlackUserId] = Field(default_factory=list)
     digest: Digest | None = None
+
+    # the owner is present for production (issue 12, item 2)
+    prod_presence: PresencePolicy = PresencePolicy.NOTIFY
+    presence_wait: Duration = timedelta(minutes=15)  # from the window's start; no check-in by then: no start
+    # the technical documentation is revised after each update (issue 12, item 4)
+    docs_remind_after: Duration = timedelta(days=3)
+
+    @field_validator("presence_wait", "docs_remind_after")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be longer than zero")
+        return value
+
+    @model_validator(mode="after")
+    def _step_up_tier(self) -> Policy:
+        wanted = self.step_up.when.priority if self.step_up is not None else None
+        tiers = {r.tier for r in self.priority} or set(SEVERITY_RANK)
+        if wanted is not None and wanted not in tiers:
+            raise ValueError(
+                f"policy.step_up.when.priority: {wanted!r} is no tier of the policy; one of {', '.join(sorted(tiers))}"
+            )
+        return self
 
     @field_validator("stages")
     @classmethod

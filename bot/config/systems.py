@@ -168,3 +168,6 @@ class System(Strict):
         if len(set(names)) != len(names):
             raise ValueError("test scenario names must be unique")
         return value
+
+    # the system's technical documentation, to be revised after each update (issue 12, item 4)
+    docs_url: str | None = Field(default=None, pattern=r"^https?://[^\s<>|]+$", max_length=500)

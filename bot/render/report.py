@@ -10,7 +10,9 @@ Definitions (the report's contract; the CSV/JSON columns carry these names):
 * **open exceptions** — approved exceptions on the system with their kind and expiry;
 * **still vulnerable** — advisories whose change completed but whose inventory still shows an affected
   version, with the change;
-* **changes by outcome** — every change touching the system, counted by its final state, or ``open``.
+* **changes by outcome** — every change touching the system, counted by its final state, or ``open``;
+* **documentation pending** — completed changes touching the system whose owner or update officer has not
+  yet confirmed that the technical documentation was revised (``docs_pending``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from matplotlib.ticker import MaxNLocator
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import Config
+from storage import docs as docs_store
 from storage import exceptions as exception_store
 from storage import overview
 from storage.models import TERMINAL, AdvisoryStatus, ExceptionState
@@ -50,6 +53,7 @@ class SystemReport:
     ttr_by_severity: dict[str, dict[str, float | int | None]] = field(default_factory=dict)
     open_exceptions: list[dict[str, str]] = field(default_factory=list)
     still_vulnerable: list[dict[str, str | int | None]] = field(default_factory=list)
+    docs_pending: int = 0
 
 
 def p90(values: list[float]) -> float | None:
@@ -72,6 +76,7 @@ async def build(
     rows = await overview.system_advisories(session, systems=names)
     all_changes = await overview.all_changes(session)
     exceptions = await exception_store.in_states(session, [ExceptionState.APPROVED])
+    undocumented = await docs_store.pending_change_ids(session)
     out = []
     for name in names:
         mine = [r.advisory for r in rows if r.system == name]
@@ -115,6 +120,7 @@ async def build(
                     for a in mine
                     if a.status is AdvisoryStatus.STILL_VULNERABLE and "still" in a.remediation
                 ],
+                docs_pending=sum(1 for c in all_changes if name in c.systems and c.id in undocumented),
             )
         )
     return out
@@ -141,6 +147,7 @@ def to_csv(reports: list[SystemReport]) -> str:
             "p90_days_to_remediate",
             "open_exceptions",
             "still_vulnerable",
+            "docs_pending",
         ]
     )
     for r in reports:
@@ -156,6 +163,7 @@ def to_csv(reports: list[SystemReport]) -> str:
                 "" if r.p90_days_to_remediate is None else r.p90_days_to_remediate,
                 len(r.open_exceptions),
                 len(r.still_vulnerable),
+                r.docs_pending,
             ]
         )
     return buf.getvalue()
@@ -175,6 +183,7 @@ def to_text(reports: list[SystemReport]) -> str:
             f"mean time to remediate {mttr}; changes: {done}"
             + (f"; {len(r.open_exceptions)} open exception(s)" if r.open_exceptions else "")
             + (f"; {len(r.still_vulnerable)} still vulnerable after a change" if r.still_vulnerable else "")
+            + (f"; {r.docs_pending} with documentation pending" if r.docs_pending else "")
         )
     return "\n".join(lines)
 

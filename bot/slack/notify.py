@@ -81,6 +81,14 @@ async def ephemeral(deps: Deps, *, channel: str, user: str, text: str) -> None:
         log.warning("ephemeral reply to %s in %s failed: %s", user, channel, exc.response.get("error"))
 
 
+async def direct(deps: Deps, *, user: str, text: str, blocks: list[Any] | None = None) -> None:
+    """A direct message to ``user`` (the app's DM); failures are logged, never raised (the thread says it too)."""
+    try:
+        await deps.client.chat_postMessage(channel=user, text=text, blocks=blocks)
+    except SlackApiError as exc:
+        log.warning("direct message to %s failed: %s", user, exc.response.get("error"))
+
+
 async def post(deps: Deps, *, channel: str, text: str) -> None:
     """A top-level message in ``channel`` (audit checkpoints, feed reports): post, else the outbox delivers it."""
     await thread.deliver(deps, channel=channel, text=text, what=f"message to {channel}")

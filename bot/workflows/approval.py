@@ -16,12 +16,12 @@ from enum import StrEnum
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import policy
-from bot.config import Config, StepUpMethod
+from bot.config import Config
 from bot.errors import AlreadyDoneError, PatchwardenError, PermissionDeniedError
 from bot.views import state_label
-from bot.workflows import delegation, lifecycle
+from bot.workflows import delegation, lifecycle, stepup_rule
+from bot.workflows.stepup_rule import step_up_method  # noqa: F401 (re-exported: the name callers know)
 from storage import changes
-from storage import stepup as stepup_store
 from storage.models import APPROVED, PENDING_APPROVAL, Approval, Change, ChangeState, Decision, Stage
 
 
@@ -163,7 +163,7 @@ async def approve(
             why = vote or exc.user_message
             return await _refused(session, config=config, change=change, stage=stage, user=user, now=now, why=why)
         requirement, delegated_from = vote.requirement, vote.delegator
-    method = step_up_method(config, change=change, stage=stage)
+    method = await stepup_rule.needed(session, config=config, change=change, stage=stage)
     if method is not None and delegated_from is not None:  # fail closed: a reservation carries no delegation
         why = delegation.no_step_up(config, change=change, stage=stage, delegator=delegated_from)
         return await _refused(session, config=config, change=change, stage=stage, user=user, now=now, why=why)
@@ -200,63 +200,11 @@ async def _refused(
     return DecisionResult(Outcome.REFUSED, change, why)
 
 
-def step_up_method(config: Config, *, change: Change, stage: Stage) -> StepUpMethod | None:
-    """The second factor this approval needs under ``policy.step_up`` (None: a click counts at once)."""
-    rule = config.policy.step_up
-    if rule is None:
-        return None
-    when = rule.when
-    if when.stage is not None and when.stage != stage:
-        return None
-    if when.change_class is not None and when.change_class != change.change_class.value:
-        return None
-    # ``when.priority`` is refused by check-config until changes carry a priority; were it set, it matches
-    # (fail closed: a rule we cannot evaluate asks for the second factor rather than waiving it)
-    return rule.method
-
-
 async def _reserve(
     session: AsyncSession, *, config: Config, change: Change, stage: Stage, user: str, req: str | None, now: datetime
 ) -> DecisionResult:
-    rule = config.policy.step_up
-    assert rule is not None
-    row = await stepup_store.reserve(
-        session,
-        change_id=change.id,
-        stage=stage,
-        revision=change.revision,
-        content_hash=change.content_hash,
-        user_id=user,
-        requirement=req,
-        method=rule.method.value,
-        created_at=now,
-        expires_at=now + rule.confirm_within,
-    )
-    await lifecycle.log(
-        session,
-        config=config,
-        now=now,
-        actor=user,
-        action="approval_reserved",
-        change=change,
-        stage=stage,
-        revision=change.revision,
-        content_hash=change.content_hash,
-        method=rule.method.value,
-        reservation=row.id,
-    )
-    minutes = int(rule.confirm_within.total_seconds() // 60)
-    how = (
-        f"type `/patch confirm {change.key} CODE` with the code from your authenticator app"
-        if rule.method is StepUpMethod.TOTP
-        else f"type `/patch confirm {change.key}` and sign in with the identity provider"
-    )
-    return DecisionResult(
-        Outcome.RESERVED,
-        change,
-        f":lock: Your approval of {change.key} ({stage}, revision {change.revision}) is reserved, not yet counted: "
-        f"{how} within {minutes} minutes.",
-    )
+    text = await stepup_rule.reserve(session, config=config, change=change, stage=stage, user=user, req=req, now=now)
+    return DecisionResult(Outcome.RESERVED, change, text)
 
 
 async def count(

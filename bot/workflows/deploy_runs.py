@@ -13,7 +13,7 @@ from bot.blocks.common import escape, mention
 from bot.deps import Deps
 from bot.slack.run_sink import SlackSink
 from bot.views import state_label
-from bot.workflows import announcements, cards, delivery, deploy_decisions, remediation, runner
+from bot.workflows import announcements, cards, delivery, deploy_decisions, people_runs, presence, remediation, runner
 from bot.workflows import deployment as flow
 from storage import windows
 from storage.models import Change, Stage
@@ -40,7 +40,7 @@ def launch(deps: Deps, run: flow.Run) -> asyncio.Task[Change]:
             sink=sink,
             run=run,
             artifacts=delivery.gate(deps, change_id=run.change.id, actor=run.actor),
-            after_prod=remediation.after_prod(deps, sink=sink),
+            after_prod=people_runs.after_prod(deps, remediation.after_prod(deps, sink=sink)),
         ),
         ids=tuple(t.deployment_id for t in run.targets),
     )
@@ -49,6 +49,11 @@ def launch(deps: Deps, run: flow.Run) -> asyncio.Task[Change]:
 async def deploy_now(deps: Deps, *, change_id: int, stage: Stage, actor: str, reason: str | None) -> flow.StartResult:
     """``/patch deploy``: start the stage (``reason`` = outside a window, an emergency) and launch it."""
     async with deps.sessions.begin() as session:
+        absent = await presence.manual_refusal(
+            session, config=deps.config, change_id=change_id, stage=stage, actor=actor, now=deps.clock.now()
+        )
+        if absent is not None:
+            return flow.StartResult(None, absent)
         result = await flow.start(
             session,
             config=deps.config,

@@ -12,8 +12,8 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.config import Config
-from bot.workflows import lifecycle
+from bot.config import Config, PresencePolicy
+from bot.workflows import lifecycle, presence
 from bot.workflows.deployment import SCHEDULER, Run, start
 from storage import windows
 from storage.models import Change, Window, WindowState
@@ -28,6 +28,8 @@ class DueAction:
     kind: str  # "run" | "missed_run" | "missed_next" | "missed_ask" | "refused" | "skipped"
     run: Run | None = None
     note: str = ""
+    ask: tuple[str, ...] = ()  # owners to ask to check in (policy.prod_presence: required)
+    tell: tuple[str, ...] = ()  # owners to tell by DM that the prod deployment starts (prod_presence: notify)
 
 
 async def due(session: AsyncSession, *, config: Config, now: datetime) -> list[int]:
@@ -64,6 +66,11 @@ async def handle_due(session: AsyncSession, *, config: Config, window_id: int, n
             policy=policy,
         )
     if not missed or policy == "run":
+        gated = await presence.gate(session, config=config, change=change, window=window, now=now)
+        if not gated.go and not gated.absent:
+            return DueAction(change, window.id, "presence_wait", note=gated.note, ask=gated.ask)
+        if gated.absent:
+            return await _absent(session, config=config, change=change, window=window, note=gated.note, now=now)
         result = await start(
             session,
             config=config,
@@ -88,7 +95,12 @@ async def handle_due(session: AsyncSession, *, config: Config, window_id: int, n
             if missed
             else ""
         )
-        return DueAction(change, window.id, "missed_run" if missed else "run", result.run, note)
+        tell = (
+            tuple(presence.owners(config, change))
+            if window.stage == "prod" and config.policy.prod_presence is PresencePolicy.NOTIFY
+            else ()
+        )
+        return DueAction(change, window.id, "missed_run" if missed else "run", result.run, note, tell=tell)
     if policy == "ask":
         await windows.compare_and_set(
             session, window.id, expected=WindowState.BOOKED, new=WindowState.AWAITING_DECISION
@@ -101,8 +113,28 @@ async def handle_due(session: AsyncSession, *, config: Config, window_id: int, n
     return await rebook(session, config=config, change=change, window=window, actor=SCHEDULER, now=now)
 
 
+async def _absent(
+    session: AsyncSession, *, config: Config, change: Change, window: Window, note: str, now: datetime
+) -> DueAction:
+    """Nobody checked in for a prod window: it did not start; ``missed_window`` decides (``run`` asks)."""
+    if config.policy.missed_window.value == "next":
+        action = await rebook(session, config=config, change=change, window=window, actor=SCHEDULER, now=now,
+                              why="nobody checked in")  # fmt: skip
+        return DueAction(change, window.id, "presence_missing", note=f"{note}\n{action.note}")
+    await windows.compare_and_set(session, window.id, expected=WindowState.BOOKED, new=WindowState.AWAITING_DECISION)
+    ask = "Operators: run it now (with the owner there), or book the next free window?"
+    return DueAction(change, window.id, "missed_ask", note=f"{note}\n{ask}")
+
+
 async def rebook(
-    session: AsyncSession, *, config: Config, change: Change, window: Window, actor: str, now: datetime
+    session: AsyncSession,
+    *,
+    config: Config,
+    change: Change,
+    window: Window,
+    actor: str,
+    now: datetime,
+    why: str = "the bot was down",
 ) -> DueAction:
     """Book the next free slot for a missed window (announced as rescheduled by the scheduling workflow)."""
     from bot.workflows import scheduling  # imported here: scheduling imports announcements, which is heavy
@@ -138,7 +170,7 @@ async def rebook(
     )
     ts = int(booked.window.start.timestamp())
     note = (
-        f":warning: The {window.stage} window of {change.key} was missed (the bot was down); it is rebooked "
+        f":warning: The {window.stage} window of {change.key} was missed ({why}); it is rebooked "
         f"for <!date^{ts}^{{date_short_pretty}} {{time}}|{booked.window.start:%Y-%m-%d %H:%M} UTC> and announced."
     )
     return DueAction(change, window.id, "missed_next", note=note)

@@ -25,7 +25,7 @@ from bot.errors import AlreadyDoneError, ConfigError, PermissionDeniedError
 from bot.workflows import approval, lifecycle
 from bot.workflows.approval import DecisionResult, Outcome
 from storage import stepup as store
-from storage.models import PENDING_APPROVAL, Change, ReservationState
+from storage.models import PENDING_APPROVAL, Change, ReservationState, StepUpReservation
 
 ISSUER = "patchwarden"
 
@@ -60,7 +60,7 @@ def _matching_step(secret: str, code: str, now: datetime) -> int | None:
     return None
 
 
-async def _refuse(
+async def refuse(
     session: AsyncSession, *, config: Config, change: Change, user: str, now: datetime, step: str, message: str
 ) -> DecisionResult:
     await lifecycle.log(
@@ -84,14 +84,49 @@ async def confirm(
     # 1. a reservation on this change
     reservation = await store.pending(session, change_id=change.id, user_id=user)
     if reservation is None:
-        return await _refuse(
+        return await refuse(
             session, config=config, change=change, user=user, now=now, step="no_reservation",
             message=f"You have no approval of {change.key} waiting for confirmation: click Approve on its card first.",
         )  # fmt: skip
+    # 2. in time, 3. still what was approved
+    refused = await check_bound(session, config=config, change=change, reservation=reservation, user=user, now=now)
+    if refused is not None:
+        return refused
+    if reservation.method != StepUpMethod.TOTP.value:
+        return await refuse(
+            session, config=config, change=change, user=user, now=now, step="method",
+            message=f"{change.key} needs the {reservation.method} confirmation, not a code.",
+        )  # fmt: skip
+    # 4. a valid code of the enrolled secret
+    enrolled = await store.secret(session, user)
+    if enrolled is None:
+        return await refuse(
+            session, config=config, change=change, user=user, now=now, step="not_enrolled",
+            message="You have no authenticator enrolled: type `/patch enroll`, then confirm again.",
+        )  # fmt: skip
+    step = _matching_step(crypto.unseal(_key(secrets_key), enrolled.sealed), code, now)
+    if step is None:
+        return await refuse(
+            session, config=config, change=change, user=user, now=now, step="bad_code",
+            message="That code is not valid. Type the current code from your authenticator app.",
+        )  # fmt: skip
+    # 5. never used before
+    if not await store.use_step(session, user_id=user, step=step):
+        return await refuse(
+            session, config=config, change=change, user=user, now=now, step="replayed",
+            message="That code was already used. Wait for the next code and try again.",
+        )  # fmt: skip
+    return await settle_and_count(session, config=config, change=change, reservation=reservation, user=user, now=now)
+
+
+async def check_bound(
+    session: AsyncSession, *, config: Config, change: Change, reservation: StepUpReservation, user: str, now: datetime
+) -> DecisionResult | None:
+    """Steps 2 and 3 (shared by every method): the reservation is in time and the change is what was approved."""
     # 2. in time
     if now > reservation.expires_at:
         await store.settle(session, reservation.id, state=ReservationState.VOID)
-        return await _refuse(
+        return await refuse(
             session, config=config, change=change, user=user, now=now, step="expired",
             message=f"Your reserved approval of {change.key} expired: click Approve again and confirm in time.",
         )  # fmt: skip
@@ -102,35 +137,25 @@ async def confirm(
         or change.state is not PENDING_APPROVAL.get(reservation.stage)
     ):
         await store.settle(session, reservation.id, state=ReservationState.VOID)
-        return await _refuse(
+        return await refuse(
             session, config=config, change=change, user=user, now=now, step="changed",
             message=f"{change.key} changed since you clicked Approve (you approved revision {reservation.revision}, "
             f"it is now revision {change.revision}): nothing was counted. Look at the card and approve again.",
         )  # fmt: skip
-    if reservation.method != StepUpMethod.TOTP.value:
-        return await _refuse(
-            session, config=config, change=change, user=user, now=now, step="method",
-            message=f"{change.key} needs the {reservation.method} confirmation, not a code.",
-        )  # fmt: skip
-    # 4. a valid code of the enrolled secret
-    enrolled = await store.secret(session, user)
-    if enrolled is None:
-        return await _refuse(
-            session, config=config, change=change, user=user, now=now, step="not_enrolled",
-            message="You have no authenticator enrolled: type `/patch enroll`, then confirm again.",
-        )  # fmt: skip
-    step = _matching_step(crypto.unseal(_key(secrets_key), enrolled.sealed), code, now)
-    if step is None:
-        return await _refuse(
-            session, config=config, change=change, user=user, now=now, step="bad_code",
-            message="That code is not valid. Type the current code from your authenticator app.",
-        )  # fmt: skip
-    # 5. never used before
-    if not await store.use_step(session, user_id=user, step=step):
-        return await _refuse(
-            session, config=config, change=change, user=user, now=now, step="replayed",
-            message="That code was already used. Wait for the next code and try again.",
-        )  # fmt: skip
+    return None
+
+
+async def settle_and_count(
+    session: AsyncSession,
+    *,
+    config: Config,
+    change: Change,
+    reservation: StepUpReservation,
+    user: str,
+    now: datetime,
+    **details: object,
+) -> DecisionResult:
+    """The last step of every method: settle the reservation once (compare-and-set), log, count the vote."""
     if not await store.settle(session, reservation.id, state=ReservationState.CONFIRMED):
         return DecisionResult(Outcome.ALREADY, change, approval.ALREADY_DECIDED)
     await lifecycle.log(
@@ -144,6 +169,7 @@ async def confirm(
         revision=change.revision,
         content_hash=change.content_hash,
         method=reservation.method,
+        **details,
     )
     progress = await approval.progress_of(session, config=config, change=change, stage=reservation.stage)
     try:  # the policy decides again: someone else may have met the requirement meanwhile

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import Config
 from bot.views import ChangeSnapshot
-from bot.workflows import approval, auto_approval, plan_preview
+from bot.workflows import approval, auto_approval, docs, plan_preview, presence
 from storage import advisories, changes, deployments, reports, windows
 from storage.models import AuditEntry, Change, stage_of
 
@@ -46,6 +46,8 @@ async def snapshot(session: AsyncSession, *, config: Config, change: Change, his
         test_result=test_result,
         advisory_link=await _advisory_link(session, change),
         auto=auto,
+        presence=await presence.view(session, config=config, change=change),
+        docs=await docs.view(session, config=config, change=change),
     )
 
 
@@ -119,6 +121,8 @@ def to_json(snap: ChangeSnapshot) -> dict[str, Any]:
             for d in snap.deployments
         ],
         "auto_approval": snap.auto.to_json() if snap.auto else None,
+        "presence": snap.presence,
+        "docs": snap.docs,
         "history": [
             {
                 "seq": e.seq,

@@ -64,6 +64,9 @@ from storage.models.delivery import (
     SlackDelivery,
 )
 from storage.models.people import (
+    DocsConfirmation,
+    DocsState,
+    ProdPresence,
     ReservationState,
     StepUpReservation,
     StepUpSecret,
@@ -107,6 +110,8 @@ __all__ = [
     "Delegation",
     "Deployment",
     "DeploymentStatus",
+    "DocsConfirmation",
+    "DocsState",
     "EpssScore",
     "ExceptionKind",
     "ExceptionState",
@@ -117,6 +122,7 @@ __all__ = [
     "OnceMark",
     "OutboxMessage",
     "OutboxState",
+    "ProdPresence",
     "QuarantinedDocument",
     "ReservationState",
     "S",

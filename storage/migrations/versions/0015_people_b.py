@@ -1,7 +1,7 @@
 """people are away: delegations, nudges, once-only marks (issue 12, people-b)
 
 Revision ID: 0015
-Revises: 0011
+Revises: 0014
 Create Date: 2026-12-03
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0015"
-down_revision = "0011"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 
