@@ -7,13 +7,21 @@
 4. the blocking runner runs in a worker thread; on timeout or cancellation its ``cancel_callback`` tells it
    to kill ansible-playbook's process group, and the step waits (up to ``CANCEL_GRACE``) for that to
    happen before ``CancelledError`` propagates;
-5. the per-host recap (ok / changed / failed / unreachable / skipped) becomes the step's target results.
+5. the per-host recap (ok / changed / failed / unreachable / skipped) becomes the step's target results;
+6. the run's just-in-time credential (``DeploymentRequest.credential_env``) reaches ansible-playbook as
+   environment variables, and an ``ssh-cert`` key as ``ansible_ssh_private_key_file`` (OpenSSH picks the
+   ``-cert.pub`` next to it); nothing long-lived is passed.
+
+Reboots: a play that leaves a host needing a reboot sets the fact ``reboot_required: true`` with
+``cacheable: true`` (``set_fact``), e.g. from ``/var/run/reboot-required``; ``rebooted: true`` when it
+rebooted the host itself (``ansible.builtin.reboot``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import re
 import signal
@@ -39,6 +47,7 @@ from bot.executors.base import (
     TargetStatus,
 )
 
+log = logging.getLogger(__name__)
 CANCEL_GRACE = 30.0
 # How often the runner thread asks whether it was cancelled (ansible-runner's default is 5 s).
 CANCEL_POLL = 0.25
@@ -144,6 +153,19 @@ def kill_tree(pid: int) -> None:
             child.kill()
 
 
+def reboot_facts(runner: Any, hosts: list[str]) -> set[str]:
+    """Which of ``reboot_required`` / ``rebooted`` a host's cached facts set to true."""
+    found: set[str] = set()
+    for host in hosts:
+        try:
+            facts = runner.get_fact_cache(host) or {}
+        except Exception:  # no fact cache (nothing was cacheable): no reboot facts
+            log.debug("no fact cache for %s", host, exc_info=True)
+            continue
+        found.update(name for name in ("reboot_required", "rebooted") if facts.get(name) is True)
+    return found
+
+
 class AnsibleExecutor(Executor[AnsibleOptions]):
     """Runs an Ansible playbook through ansible-runner."""
 
@@ -197,6 +219,11 @@ class AnsibleExecutor(Executor[AnsibleOptions]):
             "patchwarden_run_id": request.run_id,
             "patchwarden_artifacts": [a.manifest() for a in request.artifacts],
             "patchwarden_targets": list(request.targets),
+            **(
+                {"ansible_ssh_private_key_file": request.credential_env["PATCHWARDEN_SSH_KEY"]}
+                if "PATCHWARDEN_SSH_KEY" in request.credential_env
+                else {}
+            ),
         }
 
     async def _run_playbook(self, request: DeploymentRequest, ctx: StepContext, *, check: bool = False) -> HookResult:
@@ -239,6 +266,7 @@ class AnsibleExecutor(Executor[AnsibleOptions]):
                 "limit": self.limit_for(request),
                 "extravars": self._extravars(request, extra),
                 "ident": f"{request.run_id}-{ctx.step.value}",
+                "envvars": dict(request.credential_env),
                 "quiet": True,
                 "event_handler": on_event,
                 "cancel_callback": cancel.is_set,
@@ -275,7 +303,11 @@ class AnsibleExecutor(Executor[AnsibleOptions]):
             summary = f"{ctx.step} {'succeeded' if ok else 'failed'}: playbook {playbook.name} ({recap})"
             if not ok and not targets:
                 summary += f"; ansible-playbook ended with status {runner.status}, code {runner.rc}"
-            return HookResult(ok=ok, summary=summary, targets=targets)
+            facts = reboot_facts(runner, [t.target for t in targets])
+            return HookResult(
+                ok=ok, summary=summary, targets=targets,
+                reboot_required="reboot_required" in facts, rebooted="rebooted" in facts,
+            )  # fmt: skip
 
     async def _plan(self, request: DeploymentRequest, ctx: StepContext) -> HookResult:
         if self.options.check_plan:

@@ -41,6 +41,7 @@ def launch(deps: Deps, run: flow.Run) -> asyncio.Task[Change]:
             run=run,
             artifacts=delivery.gate(deps, change_id=run.change.id, actor=run.actor),
             after_prod=remediation.after_prod(deps, sink=sink),
+            credentials=deps.credentials,
         ),
         ids=tuple(t.deployment_id for t in run.targets),
     )
@@ -93,6 +94,7 @@ async def on_verify_decision(deps: Deps, *, change_id: int, stage: Stage, actor:
             actor=actor,
             reason=f"{mention(actor)} chose to roll back",
             artifacts=delivery.gate(deps, change_id=run.change.id, actor=actor),
+            credentials=deps.credentials,
         )
         return ""
     if stage == "prod":
