@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from enum import StrEnum
+from typing import Any
 
 from bot.blocks.common import Block, clip, escape, mention, mentions, plain, section
 from bot.executors.base import StepResult, TargetStatus
@@ -137,4 +138,23 @@ def card_lines(rows: Sequence[Deployment]) -> list[str]:
             + (f" ({per})" if per else "")
             + bypass
         )
+        lines.extend(ring_lines(d.rings or []))
+        if d.reboot and d.reboot.get("required") and not d.reboot.get("done"):
+            when = d.reboot.get("scheduled")
+            lines.append("    :repeat: reboot required" + (f", scheduled {escape(str(when))}" if when else ""))
     return lines
+
+
+RING_ICONS = {
+    "succeeded": ":white_check_mark:", "failed": ":x:", "refused": ":no_entry_sign:",
+    "running": ":arrows_counterclockwise:", "pending": ":white_circle:",
+}  # fmt: skip
+
+
+def ring_lines(rings: Sequence[dict[str, Any]]) -> list[str]:
+    """One card line per ring: its icon, name, status and size."""
+    return [
+        f"    {RING_ICONS.get(str(r.get('status')), ':white_circle:')} ring *{escape(str(r.get('name')))}* "
+        f"{escape(str(r.get('status')))} ({len(r.get('targets') or [])} target(s))"
+        for r in rings
+    ]

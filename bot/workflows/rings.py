@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -90,6 +90,39 @@ def hook_env(run: flow.Run, target: flow.Target, env: Environment) -> dict[str, 
     }  # fmt: skip
 
 
+def host_run_id(target: flow.Target, host: str) -> str:
+    """The request's run id for one target of a ringed system (unique per target within the run)."""
+    return f"{target.run_id}.{_SLUG.sub('_', host)[:60]}"[:128]
+
+
+async def per_host(
+    executors: Executors,
+    run: flow.Run,
+    target: flow.Target,
+    step: Step,
+    hosts: Sequence[str],
+    *,
+    sink: Sink,
+    clock: Clock,
+    config: Config,
+    delivered: tuple[ArtifactInfo, ...],
+    credential_env: dict[str, str] | None,
+) -> StepResult:
+    """``step`` on each of ``hosts`` separately, ``max_parallel`` at once, folded into one result (a rollback
+    of the rings that ran)."""
+    gate = asyncio.Semaphore(config.systems[target.system].environments[run.stage].max_parallel)
+
+    async def one(host: str) -> StepResult:
+        async with gate:
+            return await one_step(
+                executors, run, target, step, sink=sink, clock=clock, config=config, delivered=delivered,
+                hosts=(host,), run_id=host_run_id(target, host), credential_env=credential_env,
+            )  # fmt: skip
+
+    results = await asyncio.gather(*(one(h) for h in hosts))
+    return combine(step, dict(zip(hosts, results, strict=True)), now=clock.now())
+
+
 async def _sleep(delta: timedelta) -> None:
     await asyncio.sleep(delta.total_seconds())
 
@@ -126,10 +159,9 @@ async def walk(
         verified: dict[str, StepResult] = {}
 
         async def step(host: str, which: Step) -> StepResult:
-            slug = _SLUG.sub("_", host)[:60]
             result = await one_step(
                 executors, run, target, which, sink=sink, clock=clock, config=config, delivered=delivered,
-                hosts=(host,) if ringed else None, run_id=f"{target.run_id}.{slug}"[:128] if ringed else None,
+                hosts=(host,) if ringed else None, run_id=host_run_id(target, host) if ringed else None,
                 credential_env=credentials.get(target.deployment_id),
             )  # fmt: skip
             (applied if which is Step.APPLY else verified)[host] = result

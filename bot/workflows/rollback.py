@@ -6,6 +6,7 @@ the rings that ran (``deployments.rings``), not on the ones the rollout never re
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from datetime import datetime
 
@@ -129,10 +130,17 @@ async def _rollback(
     async with sessions.begin() as session:
         rows = await deployments.get_many(session, run.ids)
     hosts = {d.id: rings.done_hosts(d.rings) for d in rows if d.rings}
+    plain = dataclasses.replace(run, targets=tuple(t for t in run.targets if t.deployment_id not in hosts))
     results = await run_steps(
-        executors, run, Step.ROLLBACK, sink=sink, clock=clock, limit=limit, config=config, delivered=delivered,
-        credentials=held.env, hosts=hosts,
+        executors, plain, Step.ROLLBACK, sink=sink, clock=clock, limit=limit, config=config, delivered=delivered,
+        credentials=held.env,
     )  # fmt: skip
+    for t in run.targets:
+        if t.deployment_id in hosts:  # per target, like the rollout that reached them
+            results[t.deployment_id] = await rings.per_host(
+                executors, run, t, Step.ROLLBACK, hosts[t.deployment_id], sink=sink, clock=clock, config=config,
+                delivered=delivered, credential_env=held.env.get(t.deployment_id),
+            )  # fmt: skip
     await record(sessions, run, results)
     await sink.post(blocks.results_text(f"*Rollback of {run.change.key} ({run.stage})*", pairs(run, results)))
     ok = {t.deployment_id: results[t.deployment_id].ok for t in run.targets}
