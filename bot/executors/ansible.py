@@ -266,12 +266,13 @@ class AnsibleExecutor(Executor[AnsibleOptions]):
                 "limit": self.limit_for(request),
                 "extravars": self._extravars(request, extra),
                 "ident": f"{request.run_id}-{ctx.step.value}",
-                "envvars": dict(request.credential_env),
                 "quiet": True,
                 "event_handler": on_event,
                 "cancel_callback": cancel.is_set,
                 "settings": {"pexpect_timeout": CANCEL_POLL, "suppress_ansible_output": True},
             }
+            if request.credential_env:
+                kwargs["envvars"] = dict(request.credential_env)
             if check:
                 kwargs["cmdline"] = "--check --diff"
             shown = f"ansible-playbook {playbook.name} --limit {kwargs['limit']}{' --check' if check else ''}"
