@@ -11,7 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from conftest import OWNER, Harness, eventually, make_config
+from conftest import BASE_CONFIG, OWNER, Harness, eventually, make_config
 from deploy_support import approved_for_test, book, in_thread, state_of, wait_state
 
 from bot import jobs
@@ -229,3 +229,23 @@ async def test_a_failing_pre_hook_stops_before_anything_changed(harness_factory:
     assert [d["reason"] for d in await logged(h, "deployment_refused_hook")] == [
         "the pre hook of web-shop failed (snapshot failed)"
     ]
+
+
+def test_check_config_validates_reboot_window_and_the_credential_provider(tmp_path: Path) -> None:
+    from test_cli_core import run_cli, write_config
+
+    def check(**prod: Any) -> str:
+        data = json.loads(json.dumps(BASE_CONFIG))
+        data["systems"]["web-shop"]["environments"]["prod"] = {"executor": "dry-run", **prod}
+        result = run_cli(["check-config", str(write_config(tmp_path, data))])
+        return f"{result.exit_code} {result.output}"
+
+    assert check(reboot_window="FREQ=WEEKLY;BYDAY=SU;BYHOUR=3").startswith("0 OK")
+    bad = check(reboot_window="FREQ=SOMETIMES")
+    assert bad.startswith("2") and "systems.web-shop.environments.prod.reboot_window" in bad
+    unknown = check(credentials={"provider": "vault-magic"})
+    assert unknown.startswith("2") and "environments.prod.credentials.provider: unknown credential provider" in unknown
+    missing_ca = check(credentials={"provider": "ssh-cert", "ca_key_file": str(tmp_path / "nope"), "login": "deploy"})
+    assert missing_ca.startswith("2") and "nope" in missing_ca
+    typo = check(reboot_windw="FREQ=DAILY")
+    assert typo.startswith("2") and "reboot_windw: unknown key" in typo
