@@ -11,7 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from conftest import BASE_CONFIG, OWNER, Harness, eventually, make_config
+from conftest import BASE_CONFIG, OTHER, OWNER, Harness, eventually, make_config
 from deploy_support import approved_for_test, book, in_thread, state_of, wait_state
 
 from bot import jobs
@@ -249,3 +249,27 @@ def test_check_config_validates_reboot_window_and_the_credential_provider(tmp_pa
     assert missing_ca.startswith("2") and "nope" in missing_ca
     typo = check(reboot_windw="FREQ=DAILY")
     assert typo.startswith("2") and "reboot_windw: unknown key" in typo
+
+
+async def test_the_owner_retries_the_rings_that_did_not_hold(harness_factory: Any, tmp_path: Path) -> None:
+    path, marks = script(tmp_path)
+    (marks / "fail-verify-web-03").touch()
+    env = environment(path, marks, rings=THREE_RINGS)
+    h: Harness = await harness_factory(make_config(systems={"web-shop": {"environments": {"test": env}}}))
+    await asyncio.gather(*await start_window(h))
+    card = h.cards()[0]
+    prompt = await in_thread(h, card, "deploy_retry", what="the Retry button")
+    await h.slack.click(prompt, "deploy_retry", user=OTHER)  # only the owner decides
+    await eventually(lambda: any("Only the owner" in t for t in h.fake.ephemerals(OTHER)), what="refusal")
+    (marks / "fail-verify-web-03").unlink()  # someone fixed web-03
+    await h.slack.click(prompt, "deploy_retry", user=OWNER)
+    await wait_state(h, ChangeState.TEST_PASSED)
+    assert steps(marks, "web-01") == ["apply", "verify"]  # the canary held: not deployed again
+    assert steps(marks, "web-03") == ["apply", "verify", "apply", "verify"]
+    assert all(steps(marks, x) == ["apply", "verify"] for x in ("web-04", "web-05", "web-06"))
+    [dep] = (await show(h))["deployments"]
+    assert [(r["name"], r["status"]) for r in dep["rings"]] == [
+        ("canary", "succeeded"), ("half", "succeeded"), ("rest", "succeeded"),
+    ]  # fmt: skip
+    await h.slack.click(prompt, "deploy_retry", user=OWNER)  # the old button: nothing to retry any more
+    await eventually(lambda: any("already decided" in t for t in h.fake.ephemerals(OWNER)), what="stale click")

@@ -23,6 +23,7 @@ MAX_TARGET_LINES = 25
 class DeployActionId(StrEnum):
     ROLLBACK = "deploy_rollback"
     KEEP = "deploy_keep"
+    RETRY = "deploy_retry"  # a rollout stopped at a ring gate: run the rings that did not hold again
     MISSED_RUN = "window_missed_run"
     MISSED_NEXT = "window_missed_next"
 
@@ -50,14 +51,20 @@ def results_text(title: str, results: Iterable[tuple[str, StepResult]]) -> str:
 
 
 def decision_blocks(
-    *, change_id: int, change_key: str, stage: Stage, owners: Sequence[str], summary: str
+    *, change_id: int, change_key: str, stage: Stage, owners: Sequence[str], summary: str, retry: bool = False
 ) -> list[Block]:
-    """Verification failed and the policy asks: Roll back / Keep buttons for the owner."""
+    """Verification failed and the policy asks: Roll back / Keep (and, for a ring rollout, Retry) buttons."""
     value = f"{change_id}:{stage}"
+    retry_button = {"type": "button", "action_id": DeployActionId.RETRY.value, "value": value, "text": plain("Retry")}
     return [
         section(
             f":warning: *Verification of {change_key} ({stage}) failed.* {escape(summary)}\n"
-            f"{mentions(sorted(owners))}: roll back, or keep the deployment as it is?"
+            f"{mentions(sorted(owners))}: roll back"
+            + (
+                " the rings that ran, keep them as they are, or retry the rings that did not hold?"
+                if retry
+                else ", or keep the deployment as it is?"
+            )
         ),
         {
             "type": "actions",
@@ -77,6 +84,7 @@ def decision_blocks(
                     },
                 },
                 {"type": "button", "action_id": DeployActionId.KEEP.value, "value": value, "text": plain("Keep")},
+                *([retry_button] if retry else []),
             ],
         },
     ]

@@ -116,6 +116,22 @@ async def on_verify_decision(deps: Deps, *, change_id: int, stage: Stage, actor:
     return ""
 
 
+async def on_retry_decision(deps: Deps, *, change_id: int, stage: Stage, actor: str) -> str:
+    """Retry a ring rollout stopped at a gate; returns a refusal for the clicker, or ""."""
+    async with deps.sessions.begin() as session:
+        decision = await deploy_decisions.decide_retry(
+            session, config=deps.config, change_id=change_id, stage=stage, actor=actor, now=deps.clock.now()
+        )
+    if decision.refusal or decision.run is None:
+        return decision.refusal
+    run = decision.run
+    await sink_for(deps, run.change).post(
+        f"{mention(actor)} retries {run.change.key} ({stage}): the rings that held stay done, the others run again."
+    )
+    launch(deps, run)
+    return ""
+
+
 async def on_missed_decision(deps: Deps, *, window_id: int, actor: str, run_now: bool) -> str:
     """Run a missed window now or book the next one; returns a refusal for the clicker, or ""."""
     async with deps.sessions.begin() as session:

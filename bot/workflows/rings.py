@@ -13,6 +13,9 @@ goes this way (the runner decides, :func:`is_paced`):
 4. ``post`` hooks run after the last ring, whatever happened (a failing ``post`` is said, not fatal);
 5. per system the targets' results are folded into one apply and one verify result for the row, with the
    reboot the targets reported.
+
+A run the owner retries after a failed gate (``deploy_decisions.decide_retry``) walks again from the first
+ring that did not succeed; the rings that held are kept as they were on the row.
 """
 
 from __future__ import annotations
@@ -151,6 +154,11 @@ async def walk(
                 walked.refused = f"the pre hook of {target.system} failed ({text})"
                 return walked
     many = len(run.targets) > 1
+    async with sessions.begin() as session:  # a retried run: the rings that held stay done
+        held = {
+            d.id: [r for r in d.rings if r.get("status") == "succeeded"]
+            for d in await deployments.get_many(session, run.ids)
+        }
 
     async def one(target: flow.Target) -> None:  # 2.
         env = envs[target.deployment_id]
@@ -167,10 +175,12 @@ async def walk(
             (applied if which is Step.APPLY else verified)[host] = result
             return result
 
+        done = held.get(target.deployment_id, []) if ringed else []
+
         async def keep(out: RingOutcome) -> None:  # 3.
             if ringed:
                 async with sessions.begin() as session:
-                    rows = [o.to_json() for o in rollout.outcomes]
+                    rows = [*done, *(o.to_json() for o in rollout.outcomes)]
                     await deployments.set_fields(session, target.deployment_id, rings=rows)
                 await sink.refresh()
 
@@ -180,6 +190,7 @@ async def walk(
                 await sink.post((f"`{escape(target.system)}` " if many else "") + ring_line(out))
 
         rings = rings_of(env, env.targets) if ringed else [Ring(name="all", targets=[target.system])]
+        rings = [r for r in rings if r.name not in {d.get("name") for d in done}]
         rollout = Rollout(
             rings=rings, step=step, now=clock.now, sleep=sleep or _sleep,
             pacing=Pacing.of(env) if ringed else Pacing(), window_end=window_end, on_ring=said, on_start=keep,
@@ -190,7 +201,7 @@ async def walk(
         walked.applied[target.deployment_id] = combine(Step.APPLY, applied, now=now)
         if verified:
             walked.verified[target.deployment_id] = combine(Step.VERIFY, verified, now=now)
-        if not rollout.succeeded and not walked.failure:
+        if outcomes and not rollout.succeeded and not walked.failure:
             bad = next(o for o in outcomes if o.status.value in ("failed", "refused"))
             where = f"{target.system} ring {bad.name}" if ringed else target.system
             walked.failure = f"{where} {bad.status.value}: {bad.reason}"

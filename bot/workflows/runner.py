@@ -224,7 +224,7 @@ async def _walked(
             await after_prod(change, steps)
         return change
     return await _failed(sessions, config=config, clock=clock, sink=sink, run=run, summary=walked.failure,
-                         roll_back=roll_back)  # fmt: skip
+                         roll_back=roll_back, retry=True)  # fmt: skip
 
 
 async def _failed(
@@ -236,8 +236,10 @@ async def _failed(
     run: flow.Run,
     summary: str,
     roll_back: Callable[[str], Awaitable[Change]],
+    retry: bool = False,
 ) -> Change:
-    """Verification (or a ring's gate) failed: roll back by policy, or ask the owner (Roll back / Keep)."""
+    """Verification (or a ring's gate) failed: roll back by policy, or ask the owner (Roll back / Keep, and
+    Retry for a ring rollout)."""
     key, stage = run.change.key, run.stage
     if config.policy.on_failed_verify is OnFailedVerify.ROLLBACK:
         await sink.post(f":rewind: Verification failed ({escape(summary)}); the policy rolls back automatically.")
@@ -248,7 +250,7 @@ async def _failed(
         f"Verification of {key} failed; waiting for the owner's decision.",
         blocks=blocks.decision_blocks(
             change_id=change.id, change_key=key, stage=stage, owners=sorted(flow.owners(config, change)),
-            summary=summary,
+            summary=summary, retry=retry,
         ),
     )  # fmt: skip
     await sink.refresh()
