@@ -12,16 +12,15 @@
    environment variables, and an ``ssh-cert`` key as ``ansible_ssh_private_key_file`` (OpenSSH picks the
    ``-cert.pub`` next to it); nothing long-lived is passed.
 
-Reboots: a play that leaves a host needing a reboot sets the fact ``reboot_required: true`` with
-``cacheable: true`` (``set_fact``), e.g. from ``/var/run/reboot-required``; ``rebooted: true`` when it
-rebooted the host itself (``ansible.builtin.reboot``).
+Reboots: a play that leaves a host needing a reboot sets the fact ``reboot_required: true`` (``set_fact``),
+e.g. from ``/var/run/reboot-required``; ``rebooted: true`` when it rebooted the host itself
+(``ansible.builtin.reboot``). They are read from the task results' events, not from a fact cache.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import re
 import signal
@@ -47,7 +46,6 @@ from bot.executors.base import (
     TargetStatus,
 )
 
-log = logging.getLogger(__name__)
 CANCEL_GRACE = 30.0
 # How often the runner thread asks whether it was cancelled (ansible-runner's default is 5 s).
 CANCEL_POLL = 0.25
@@ -153,17 +151,17 @@ def kill_tree(pid: int) -> None:
             child.kill()
 
 
-def reboot_facts(runner: Any, hosts: list[str]) -> set[str]:
-    """Which of ``reboot_required`` / ``rebooted`` a host's cached facts set to true."""
-    found: set[str] = set()
-    for host in hosts:
-        try:
-            facts = runner.get_fact_cache(host) or {}
-        except Exception:  # no fact cache (nothing was cacheable): no reboot facts
-            log.debug("no fact cache for %s", host, exc_info=True)
-            continue
-        found.update(name for name in ("reboot_required", "rebooted") if facts.get(name) is True)
-    return found
+REBOOT_FACTS = ("reboot_required", "rebooted")
+
+
+def reboot_facts_of(event: dict[str, Any]) -> set[str]:
+    """Which of ``reboot_required`` / ``rebooted`` a task result sets to true (``set_fact``), from its event."""
+    if event.get("event") != "runner_on_ok":
+        return set()
+    data = event.get("event_data")
+    res = data.get("res") if isinstance(data, dict) else None
+    facts = res.get("ansible_facts") if isinstance(res, dict) else None
+    return {name for name in REBOOT_FACTS if isinstance(facts, dict) and facts.get(name) is True}
 
 
 class AnsibleExecutor(Executor[AnsibleOptions]):
@@ -235,11 +233,13 @@ class AnsibleExecutor(Executor[AnsibleOptions]):
         lines: asyncio.Queue[str | None] = asyncio.Queue()
         cancel = threading.Event()
         playbook_pid: list[int] = []
+        facts: set[str] = set()
 
         def on_event(event: dict[str, Any]) -> bool:
             # Runs in the runner thread: hand the text to the event loop, never touch ctx here.
             if not playbook_pid and isinstance(event.get("pid"), int):
                 playbook_pid.append(event["pid"])
+            facts.update(reboot_facts_of(event))
             text = event.get("stdout")
             if text:
                 loop.call_soon_threadsafe(lines.put_nowait, str(text))
@@ -304,7 +304,6 @@ class AnsibleExecutor(Executor[AnsibleOptions]):
             summary = f"{ctx.step} {'succeeded' if ok else 'failed'}: playbook {playbook.name} ({recap})"
             if not ok and not targets:
                 summary += f"; ansible-playbook ended with status {runner.status}, code {runner.rc}"
-            facts = reboot_facts(runner, [t.target for t in targets])
             return HookResult(
                 ok=ok, summary=summary, targets=targets,
                 reboot_required="reboot_required" in facts, rebooted="rebooted" in facts,
