@@ -73,13 +73,18 @@ async def keep(
     applied: Mapping[int, StepResult],
     now: datetime,
 ) -> None:
-    """Record each deployment's reboot on its row and say the ones that need attention in the thread."""
+    """Record each deployment's reboot on its row and say the ones that need attention in the thread (a
+    reboot an earlier attempt of the same run asked for is kept)."""
     lines = []
     async with sessions.begin() as session:
+        before = {d.id: d.reboot for d in await deployments.get_many(session, run.ids)}
         for t in run.targets:
             if t.deployment_id not in applied:
                 continue
             rec = record(config, system=t.system, stage=run.stage, applied=applied[t.deployment_id], now=now)
+            old = before.get(t.deployment_id) or {}
+            if old.get("required") and not rec["required"]:  # a retried rollout: earlier rings needed one
+                rec = old
             await deployments.set_fields(session, t.deployment_id, reboot=rec)
             lines.append(line(config, system=t.system, stage=run.stage, rec=rec))
     for text in filter(None, lines):
