@@ -51,12 +51,14 @@ def check_config(file: str | None) -> None:
     """Validate the YAML configuration (FILE or PATCHWARDEN_CONFIG); each error names its key path."""
     config = common.config(common.settings(), file)
     try:  # plugins too: an unknown executor, feed or trust entry must fail here, not at 3 a.m.
+        from bot.credentials import registry as credentials
         from bot.crypto import integrity
         from bot.executors import registry as executors
         from bot.feeds import registry as feeds
         from bot.feeds.http import HttpSettings
 
         executors.validate_config(config)
+        credentials.Providers.validated(config)
         feeds.create_all(config, http=HttpSettings())
         integrity.parse_trust(config.trust)
     except PatchwardenError as exc:

@@ -13,6 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.config import Config, Settings
+from bot.credentials import registry as credential_registry
 from bot.crypto import Signer, checkpoints
 from bot.errors import DatabaseNotReadyError
 from bot.executors import registry
@@ -58,6 +59,7 @@ class Deps:
     client: AsyncWebClient
     clock: Clock
     executors: registry.Executors  # one executor per (system, environment), created at startup
+    credentials: credential_registry.Providers = field(default_factory=credential_registry.Providers)
     feeds: Mapping[str, Feed] = field(default_factory=dict)  # the configured advisory feeds, by name
     signer: Signer | None = None
     deployments: TaskSet = field(default_factory=TaskSet)  # deployment runs in progress in this process
@@ -106,6 +108,7 @@ def build_deps(
     ``ConfigError`` and startup stops before anything else happens.
     """
     executors = registry.Executors.validated(config)
+    credentials = credential_registry.Providers.validated(config)
     feeds = feed_registry.create_all(config, http=HttpSettings())
     engine = db.create_engine(settings.database_url)
     sessions = db.session_factory(engine)
@@ -119,6 +122,7 @@ def build_deps(
         client=client,
         clock=clock or Clock(),
         executors=executors,
+        credentials=credentials,
         feeds=feeds,
         signer=signer,
         metrics=metrics or Metrics(),

@@ -135,3 +135,16 @@ async def unfinished_before(session: AsyncSession, *, started_before: datetime) 
         Deployment.started_at < started_before,
     )
     return list((await session.execute(stmt)).scalars())
+
+
+async def set_fields(session: AsyncSession, deployment_id: int, **fields: Any) -> None:
+    """Set columns of a deployment (``rings``, ``reboot``, ``credential``) whatever its status."""
+    await session.execute(update(Deployment).where(Deployment.id == deployment_id).values(**fields))
+
+
+async def get_many(session: AsyncSession, ids: Sequence[int]) -> list[Deployment]:
+    """The deployments with these ids (any number), in id order."""
+    if not ids:
+        return []
+    stmt = select(Deployment).where(Deployment.id.in_(list(ids))).order_by(Deployment.id)
+    return list((await session.execute(stmt.execution_options(populate_existing=True))).scalars())

@@ -15,7 +15,7 @@ from bot import jobs
 from bot.errors import ConfigError
 from bot.workflows import views
 from storage import audit, changes
-from storage.models import ChangeState
+from storage.models import AdvisoryMatch, AdvisoryRecord, AdvisoryStatus, ChangeState
 
 
 def policy(*rules: dict[str, Any]) -> dict[str, Any]:
@@ -174,3 +174,44 @@ async def test_prod_approves_itself_only_over_a_passed_test(harness_factory: Any
     else:
         assert await state_of(h) is ChangeState.PENDING_PROD_APPROVAL
         assert (await show(h))["auto_approval"] is None
+
+
+async def link_advisory(h: Harness, *, tier: str) -> None:
+    """An advisory released ten days ago, linked to CHG-1, whose match on web-shop the rules ranked ``tier``."""
+    now = h.clock.now()
+    async with h.deps.sessions.begin() as s:
+        record = AdvisoryRecord(
+            primary_id=f"GHSA-test-{tier}", sources=["osv"], aliases=[], data={"priority": "routine"},
+            content_hash="0" * 64, severity="high", published=now - timedelta(days=10), modified=None, withdrawn=None,
+            status=AdvisoryStatus.CHANGE_REQUESTED, change_id=1, first_seen=now, updated_at=now,
+        )  # fmt: skip
+        s.add(record)
+        await s.flush()
+        s.add(AdvisoryMatch(advisory_id=record.id, system="web-shop", ecosystem="PyPI", package="flask",
+                            installed="2.2.2", status="affected", priority=tier))  # fmt: skip
+
+
+@pytest.mark.parametrize("tier", ["routine", "fix-now"])
+async def test_a_priority_rule_reads_the_linked_advisorys_computed_tier(harness_factory: Any, tier: str) -> None:
+    # record.data says "routine" for both: only the match's computed tier may decide
+    rule = {"stage": "prod", "priority": "routine", "after": "7d", "veto": "48h"}
+    tiers = [{"tier": "fix-now", "when": {"kev": True}}, {"tier": "routine"}]
+    h: Harness = await harness_factory(
+        make_config(policy={"auto_approve": [rule], "priority": tiers, "sla_days": {"fix-now": 7, "routine": 90}})
+    )
+    card = await to_pending_prod(h, passed=True)
+    await link_advisory(h, tier=tier)
+    await jobs.run_auto_approvals(h.deps)
+    if tier == "fix-now":
+        assert (await show(h))["auto_approval"] is None
+        h.clock.advance(timedelta(days=9))
+        await jobs.run_auto_approvals(h.deps)
+        assert await state_of(h) is ChangeState.PENDING_PROD_APPROVAL
+        return
+    await in_thread(h, card, "The veto window is open")
+    auto = (await show(h))["auto_approval"]
+    assert auto is not None and "routine" in auto["rule"] and auto["vetoed_by"] is None
+    assert await state_of(h) is ChangeState.PENDING_PROD_APPROVAL  # the 48h veto window runs first
+    h.clock.advance(timedelta(hours=49))
+    await jobs.run_auto_approvals(h.deps)
+    await wait_state(h, ChangeState.APPROVED_FOR_PROD)

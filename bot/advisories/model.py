@@ -140,6 +140,9 @@ class Advisory(Frozen):
     affected: tuple[AffectedPackage, ...] = ()
     not_affected: tuple[NotAffected, ...] = ()
     references: tuple[str, ...] = ()
+    # What applying the fix restarts (CSAF ``remediations[].restart_required.category``, the worst one):
+    # "" unknown, "none", "service" (services restart; no host reboot) or "machine" (the machine restarts).
+    restart: str = ""
     content_hash: str = Field(default="", description="sha256 of the source document, to notice upstream changes")
 
     def severity_basis(self) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from enum import StrEnum
+from typing import Any
 
 from bot.blocks.common import Block, clip, escape, mention, mentions, plain, section
 from bot.executors.base import StepResult, TargetStatus
@@ -22,6 +23,7 @@ MAX_TARGET_LINES = 25
 class DeployActionId(StrEnum):
     ROLLBACK = "deploy_rollback"
     KEEP = "deploy_keep"
+    RETRY = "deploy_retry"  # a rollout stopped at a ring gate: run the rings that did not hold again
     MISSED_RUN = "window_missed_run"
     MISSED_NEXT = "window_missed_next"
     PRESENCE_CHECK_IN = "presence_check_in"
@@ -70,14 +72,20 @@ def results_text(title: str, results: Iterable[tuple[str, StepResult]]) -> str:
 
 
 def decision_blocks(
-    *, change_id: int, change_key: str, stage: Stage, owners: Sequence[str], summary: str
+    *, change_id: int, change_key: str, stage: Stage, owners: Sequence[str], summary: str, retry: bool = False
 ) -> list[Block]:
-    """Verification failed and the policy asks: Roll back / Keep buttons for the owner."""
+    """Verification failed and the policy asks: Roll back / Keep (and, for a ring rollout, Retry) buttons."""
     value = f"{change_id}:{stage}"
+    retry_button = {"type": "button", "action_id": DeployActionId.RETRY.value, "value": value, "text": plain("Retry")}
     return [
         section(
             f":warning: *Verification of {change_key} ({stage}) failed.* {escape(summary)}\n"
-            f"{mentions(sorted(owners))}: roll back, or keep the deployment as it is?"
+            f"{mentions(sorted(owners))}: roll back"
+            + (
+                " the rings that ran, keep them as they are, or retry the rings that did not hold?"
+                if retry
+                else ", or keep the deployment as it is?"
+            )
         ),
         {
             "type": "actions",
@@ -97,6 +105,7 @@ def decision_blocks(
                     },
                 },
                 {"type": "button", "action_id": DeployActionId.KEEP.value, "value": value, "text": plain("Keep")},
+                *([retry_button] if retry else []),
             ],
         },
     ]
@@ -158,4 +167,23 @@ def card_lines(rows: Sequence[Deployment]) -> list[str]:
             + (f" ({per})" if per else "")
             + bypass
         )
+        lines.extend(ring_lines(d.rings or []))
+        if d.reboot and d.reboot.get("required") and not d.reboot.get("done"):
+            when = d.reboot.get("scheduled")
+            lines.append("    :repeat: reboot required" + (f", scheduled {escape(str(when))}" if when else ""))
     return lines
+
+
+RING_ICONS = {
+    "succeeded": ":white_check_mark:", "failed": ":x:", "refused": ":no_entry_sign:",
+    "running": ":arrows_counterclockwise:", "pending": ":white_circle:",
+}  # fmt: skip
+
+
+def ring_lines(rings: Sequence[dict[str, Any]]) -> list[str]:
+    """One card line per ring: its icon, name, status and size."""
+    return [
+        f"    {RING_ICONS.get(str(r.get('status')), ':white_circle:')} ring *{escape(str(r.get('name')))}* "
+        f"{escape(str(r.get('status')))} ({len(r.get('targets') or [])} target(s))"
+        for r in rings
+    ]

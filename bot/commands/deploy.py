@@ -85,6 +85,22 @@ async def handle_verify_click(deps: Deps, body: dict[str, Any], action: dict[str
     await guarded(reply, work)
 
 
+async def handle_retry_click(deps: Deps, body: dict[str, Any], action: dict[str, Any]) -> None:
+    """Retry the rings of a rollout that did not hold (the owner decides)."""
+    user, channel = body["user"]["id"], body.get("channel", {}).get("id", "")
+
+    async def reply(text: str) -> None:
+        await notify.ephemeral(deps, channel=channel, user=user, text=text)
+
+    async def work() -> None:
+        change_id, stage = parse_decision(action["value"])
+        refusal = await deploy_runs.on_retry_decision(deps, change_id=change_id, stage=stage, actor=user)
+        if refusal:
+            await reply(refusal)
+
+    await guarded(reply, work)
+
+
 async def handle_missed_click(deps: Deps, body: dict[str, Any], action: dict[str, Any], *, run_now: bool) -> None:
     """Run a missed window now, or book the next one (operators decide)."""
     user, channel = body["user"]["id"], body.get("channel", {}).get("id", "")
@@ -119,5 +135,6 @@ def register(app: AsyncApp, deps: Deps, router: Router) -> None:
     verify, missed = handle_verify_click, handle_missed_click
     app.action(blocks.DeployActionId.ROLLBACK.value)(on_click(lambda b, a: verify(deps, b, a, roll_back=True)))
     app.action(blocks.DeployActionId.KEEP.value)(on_click(lambda b, a: verify(deps, b, a, roll_back=False)))
+    app.action(blocks.DeployActionId.RETRY.value)(on_click(lambda b, a: handle_retry_click(deps, b, a)))
     app.action(blocks.DeployActionId.MISSED_RUN.value)(on_click(lambda b, a: missed(deps, b, a, run_now=True)))
     app.action(blocks.DeployActionId.MISSED_NEXT.value)(on_click(lambda b, a: missed(deps, b, a, run_now=False)))

@@ -34,6 +34,25 @@ class Blackout(Strict):
         return self
 
 
+def check_rrule(value: str) -> str:
+    """An RFC 5545 RRULE that expands at most once a minute (``ValueError`` otherwise)."""
+    from dateutil.rrule import rrulestr
+
+    try:
+        rrulestr(value, dtstart=datetime(2026, 1, 1))
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"not a valid RFC 5545 recurrence rule: {exc}") from exc
+    # a window more often than once a minute is a mistake, and expanding it would freeze the bot
+    upper = value.upper().replace(" ", "")
+    bysecond = re.search(r"BYSECOND=([0-9,]+)", upper)
+    if "FREQ=SECONDLY" in upper or (bysecond is not None and "," in bysecond.group(1)):
+        raise ValueError("windows more often than once a minute (FREQ=SECONDLY, several BYSECOND) are refused")
+    count = re.search(r"COUNT=(\d+)", upper)
+    if count is not None and int(count.group(1)) > 100_000:
+        raise ValueError("COUNT above 100000 is refused (use UNTIL, or no end)")
+    return value
+
+
 class WindowRule(Strict):
     """A recurring maintenance window: an RFC 5545 RRULE and a duration, in the system's time zone."""
 
@@ -43,21 +62,7 @@ class WindowRule(Strict):
     @field_validator("rrule")
     @classmethod
     def _rrule(cls, value: str) -> str:
-        from dateutil.rrule import rrulestr
-
-        try:
-            rrulestr(value, dtstart=datetime(2026, 1, 1))
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"not a valid RFC 5545 recurrence rule: {exc}") from exc
-        # a window more often than once a minute is a mistake, and expanding it would freeze the bot
-        upper = value.upper().replace(" ", "")
-        bysecond = re.search(r"BYSECOND=([0-9,]+)", upper)
-        if "FREQ=SECONDLY" in upper or (bysecond is not None and "," in bysecond.group(1)):
-            raise ValueError("windows more often than once a minute (FREQ=SECONDLY, several BYSECOND) are refused")
-        count = re.search(r"COUNT=(\d+)", upper)
-        if count is not None and int(count.group(1)) > 100_000:
-            raise ValueError("COUNT above 100000 is refused (use UNTIL, or no end)")
-        return value
+        return check_rrule(value)
 
 
 class Gate(Strict):
@@ -98,7 +103,13 @@ class Environment(BaseModel):
     pre: list[str] | None = None  # argv run before the first target; failing stops the deployment
     post: list[str] | None = None  # argv run after the last target
     reboot: Reboot = Reboot.IF_REQUIRED
+    reboot_window: str | None = None  # an RRULE: when a required reboot happens, if not right after the patch
     credentials: dict[str, Any] | None = None  # {provider: ssh-cert | webhook | <plugin>, ...options}
+
+    @field_validator("reboot_window")
+    @classmethod
+    def _reboot_window(cls, value: str | None) -> str | None:
+        return None if value is None else check_rrule(value)
 
     @field_validator("rings")
     @classmethod

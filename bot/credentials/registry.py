@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from importlib.metadata import entry_points
 from typing import Any
 
+from bot.config import Config
 from bot.credentials.base import CredentialProvider, ProviderOptions
 from bot.errors import ConfigError
 
@@ -35,3 +36,29 @@ def create(options: Mapping[str, Any], *, key_path: str) -> CredentialProvider[P
         raise ConfigError(f"{key_path}.provider: {name!r} ({ep.value}) is not a CredentialProvider")
     provider: CredentialProvider[ProviderOptions] = cls(opts, key_path=key_path)
     return provider
+
+
+class Providers:
+    """The credential provider of each (system, environment) that configures ``credentials:``.
+
+    Built once by the composition root with :meth:`validated`, so a bad provider stops startup (and
+    ``check-config``); ``get`` returns None for an environment without credentials.
+    """
+
+    def __init__(self, made: Mapping[tuple[str, str], CredentialProvider[ProviderOptions]] | None = None) -> None:
+        self._made = dict(made or {})
+
+    @classmethod
+    def validated(cls, config: Config) -> Providers:
+        """Every configured provider, created now; ``ConfigError`` at the first problem."""
+        made = {
+            (system, stage): create(env.credentials, key_path=f"systems.{system}.environments.{stage}.credentials")
+            for system, entry in config.systems.items()
+            for stage, env in entry.environments.items()
+            if env.credentials is not None
+        }
+        return cls(made)
+
+    def get(self, system: str, stage: str) -> CredentialProvider[ProviderOptions] | None:
+        """The provider of ``system``'s ``stage`` environment, or None."""
+        return self._made.get((system, stage))

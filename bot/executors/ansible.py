@@ -7,7 +7,14 @@
 4. the blocking runner runs in a worker thread; on timeout or cancellation its ``cancel_callback`` tells it
    to kill ansible-playbook's process group, and the step waits (up to ``CANCEL_GRACE``) for that to
    happen before ``CancelledError`` propagates;
-5. the per-host recap (ok / changed / failed / unreachable / skipped) becomes the step's target results.
+5. the per-host recap (ok / changed / failed / unreachable / skipped) becomes the step's target results;
+6. the run's just-in-time credential (``DeploymentRequest.credential_env``) reaches ansible-playbook as
+   environment variables, and an ``ssh-cert`` key as ``ansible_ssh_private_key_file`` (OpenSSH picks the
+   ``-cert.pub`` next to it); nothing long-lived is passed.
+
+Reboots: a play that leaves a host needing a reboot sets the fact ``reboot_required: true`` (``set_fact``),
+e.g. from ``/var/run/reboot-required``; ``rebooted: true`` when it rebooted the host itself
+(``ansible.builtin.reboot``). They are read from the task results' events, not from a fact cache.
 """
 
 from __future__ import annotations
@@ -144,6 +151,19 @@ def kill_tree(pid: int) -> None:
             child.kill()
 
 
+REBOOT_FACTS = ("reboot_required", "rebooted")
+
+
+def reboot_facts_of(event: dict[str, Any]) -> set[str]:
+    """Which of ``reboot_required`` / ``rebooted`` a task result sets to true (``set_fact``), from its event."""
+    if event.get("event") != "runner_on_ok":
+        return set()
+    data = event.get("event_data")
+    res = data.get("res") if isinstance(data, dict) else None
+    facts = res.get("ansible_facts") if isinstance(res, dict) else None
+    return {name for name in REBOOT_FACTS if isinstance(facts, dict) and facts.get(name) is True}
+
+
 class AnsibleExecutor(Executor[AnsibleOptions]):
     """Runs an Ansible playbook through ansible-runner."""
 
@@ -197,6 +217,11 @@ class AnsibleExecutor(Executor[AnsibleOptions]):
             "patchwarden_run_id": request.run_id,
             "patchwarden_artifacts": [a.manifest() for a in request.artifacts],
             "patchwarden_targets": list(request.targets),
+            **(
+                {"ansible_ssh_private_key_file": request.credential_env["PATCHWARDEN_SSH_KEY"]}
+                if "PATCHWARDEN_SSH_KEY" in request.credential_env
+                else {}
+            ),
         }
 
     async def _run_playbook(self, request: DeploymentRequest, ctx: StepContext, *, check: bool = False) -> HookResult:
@@ -208,11 +233,13 @@ class AnsibleExecutor(Executor[AnsibleOptions]):
         lines: asyncio.Queue[str | None] = asyncio.Queue()
         cancel = threading.Event()
         playbook_pid: list[int] = []
+        facts: set[str] = set()
 
         def on_event(event: dict[str, Any]) -> bool:
             # Runs in the runner thread: hand the text to the event loop, never touch ctx here.
             if not playbook_pid and isinstance(event.get("pid"), int):
                 playbook_pid.append(event["pid"])
+            facts.update(reboot_facts_of(event))
             text = event.get("stdout")
             if text:
                 loop.call_soon_threadsafe(lines.put_nowait, str(text))
@@ -244,6 +271,8 @@ class AnsibleExecutor(Executor[AnsibleOptions]):
                 "cancel_callback": cancel.is_set,
                 "settings": {"pexpect_timeout": CANCEL_POLL, "suppress_ansible_output": True},
             }
+            if request.credential_env:
+                kwargs["envvars"] = dict(request.credential_env)
             if check:
                 kwargs["cmdline"] = "--check --diff"
             shown = f"ansible-playbook {playbook.name} --limit {kwargs['limit']}{' --check' if check else ''}"
@@ -275,7 +304,10 @@ class AnsibleExecutor(Executor[AnsibleOptions]):
             summary = f"{ctx.step} {'succeeded' if ok else 'failed'}: playbook {playbook.name} ({recap})"
             if not ok and not targets:
                 summary += f"; ansible-playbook ended with status {runner.status}, code {runner.rc}"
-            return HookResult(ok=ok, summary=summary, targets=targets)
+            return HookResult(
+                ok=ok, summary=summary, targets=targets,
+                reboot_required="reboot_required" in facts, rebooted="rebooted" in facts,
+            )  # fmt: skip
 
     async def _plan(self, request: DeploymentRequest, ctx: StepContext) -> HookResult:
         if self.options.check_plan:

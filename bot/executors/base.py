@@ -290,6 +290,8 @@ class Executor(ABC, Generic[OptionsT]):
             finished=_now(),
             timed_out=timed_out,
             inventory=outcome.inventory,
+            reboot_required=outcome.reboot_required,
+            rebooted=outcome.rebooted,
         )
 
     @abstractmethod

@@ -20,6 +20,7 @@ DEFAULT_TIMEOUT = timedelta(minutes=15)
 _RUN_ID = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 _NAME = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 # Host names, FQDNs and IP addresses; never a leading "-" that a tool could read as an option (CWE-88).
+_ENV = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
 _TARGET = re.compile(r"^[A-Za-z0-9_\[][A-Za-z0-9_.:\[\]-]{0,252}$")
 
 
@@ -66,6 +67,8 @@ class StepResult(BaseModel):
     finished: datetime
     timed_out: bool = False
     inventory: str = ""  # an SBOM (CycloneDX or SPDX JSON) of the system the step wrote, if any
+    reboot_required: bool = False  # the target needs a reboot the step did not do (shell: PATCHWARDEN_REBOOT)
+    rebooted: bool = False  # the step restarted the target itself
 
 
 class ArtifactInfo(BaseModel):
@@ -106,6 +109,9 @@ class DeploymentRequest(BaseModel):
     system: str = Field(pattern=_NAME)
     targets: tuple[str, ...] = ()
     artifacts: tuple[ArtifactInfo, ...] = ()  # the verified artifacts, and only those
+    # The run's just-in-time credential as environment variables (file paths in the run directory, lease
+    # ids): what a credential provider handed out for this run only; never a long-lived key.
+    credential_env: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("targets")
     @classmethod
@@ -113,6 +119,14 @@ class DeploymentRequest(BaseModel):
         for target in value:
             if not _TARGET.fullmatch(target):
                 raise ValueError(f"{target[:60]!r} is not a host name or address")
+        return value
+
+    @field_validator("credential_env")
+    @classmethod
+    def _credential_env(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if not _ENV.fullmatch(name) or any(c in text for c in "\n\r\0"):
+                raise ValueError(f"credential variable {name[:60]!r} is not an environment variable name")
         return value
 
     @field_validator("artifacts")
@@ -140,3 +154,5 @@ class HookResult(BaseModel):
     summary: str
     targets: tuple[TargetResult, ...] = ()
     inventory: str = ""  # an SBOM of the system after the step (the runner imports it after verify)
+    reboot_required: bool = False  # the target needs a reboot the step did not do
+    rebooted: bool = False  # the step restarted the target itself

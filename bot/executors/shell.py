@@ -13,6 +13,14 @@ Security properties (each is tested):
    copy that does not hash to the verified digest fails the step before the command starts.
 4. The process runs in its own session; on timeout or cancellation the whole process group is sent
    SIGTERM, then SIGKILL after ``KILL_GRACE`` seconds, so grandchildren do not survive as orphans.
+5. Just-in-time credentials (``DeploymentRequest.credential_env``, e.g. ``PATCHWARDEN_SSH_KEY`` and
+   ``PATCHWARDEN_SSH_CERT``: files in the run's private directory, valid until the window ends and deleted
+   when the run ends) are added to the environment; they cannot replace the ``PATCHWARDEN_*`` values above.
+
+Reboots: ``PATCHWARDEN_REBOOT`` names a file that does not exist when the command starts. A command that
+leaves the target needing a reboot writes ``required`` into it; one that restarted the target itself writes
+``done``. No file: no reboot needed. Anything else in the file counts as ``required`` (a reboot is never
+silently skipped). E.g. on Debian: ``[ -e /var/run/reboot-required ] && echo required > "$PATCHWARDEN_REBOOT"``.
 """
 
 from __future__ import annotations
@@ -98,6 +106,7 @@ def build_env(
 ) -> dict[str, str]:
     """The child's whole environment: allow-listed variables plus the validated ``PATCHWARDEN_*`` ones."""
     env = {name: os.environ[name] for name in allow if name in os.environ}
+    env.update(request.credential_env)
     env.update(
         PATCHWARDEN_CHANGE=request.change_key,
         PATCHWARDEN_STAGE=request.stage,
@@ -233,6 +242,14 @@ def _read_inventory(path: Path) -> str:
     return path.read_text(encoding="utf-8", errors="replace")
 
 
+def read_reboot(path: Path) -> str:
+    """What the step wrote to ``PATCHWARDEN_REBOOT``: "" (no file), "done", else "required"."""
+    if not path.is_file():
+        return ""
+    word = path.read_bytes()[:64].decode(errors="replace").strip().lower()
+    return "done" if word == "done" else "required"
+
+
 class ShellExecutor(Executor[ShellOptions]):
     """Runs the configured argv; exit code 0 means success."""
 
@@ -270,11 +287,13 @@ class ShellExecutor(Executor[ShellOptions]):
             artifact_dir, manifest = await asyncio.to_thread(stage_artifacts, request, folder)
             env = build_env(self.options.env_allow, request, artifact_dir=artifact_dir, manifest=manifest)
             env["PATCHWARDEN_INVENTORY_OUT"] = str(folder / "inventory.json")
+            env["PATCHWARDEN_REBOOT"] = str(folder / "reboot")
             try:
                 code = await run_command(command.argv, env=env, cwd=self.options.cwd, ctx=ctx)
             finally:
                 artifact_dir.chmod(0o700)  # so the temporary directory can be removed
             sbom = await asyncio.to_thread(_read_inventory, folder / "inventory.json")
+            reboot = await asyncio.to_thread(read_reboot, folder / "reboot")
         ok = code == 0
         if sbom:
             await ctx.emit(f"(the step wrote an inventory of {len(sbom):,} bytes to PATCHWARDEN_INVENTORY_OUT)")
@@ -282,7 +301,12 @@ class ShellExecutor(Executor[ShellOptions]):
         detail = f"exit code {code}"
         summary = f"{ctx.step} {'succeeded' if ok else 'failed'}: {shown} exited with code {code}"
         targets = tuple(TargetResult(target=t, status=status, detail=detail) for t in request.targets)
-        return HookResult(ok=ok, summary=summary, targets=targets, inventory=sbom)
+        if reboot:
+            await ctx.emit(f"(the step says: reboot {reboot})")
+        return HookResult(
+            ok=ok, summary=summary, targets=targets, inventory=sbom,
+            reboot_required=reboot == "required", rebooted=reboot == "done",
+        )  # fmt: skip
 
     async def _plan(self, request: DeploymentRequest, ctx: StepContext) -> HookResult:
         if self.options.plan is not None:

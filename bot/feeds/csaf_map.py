@@ -181,6 +181,26 @@ def _fix_lines(vuln: Mapping[str, Any]) -> dict[str, str]:
     return lines
 
 
+# CSAF 2.0 §3.2.3.12.7 restart categories, by what a change request should expect.
+_RESTART = {
+    "none": "none", "vulnerable_component": "service", "service": "service", "parent": "service",
+    "dependencies": "service", "connected": "service", "machine": "machine", "zone": "machine", "system": "machine",
+}  # fmt: skip
+_RESTART_RANK = {"": 0, "none": 1, "service": 2, "machine": 3}
+
+
+def restart_of(vulns: list[Mapping[str, Any]]) -> str:
+    """The worst ``restart_required.category`` of any remediation, as "", "none", "service" or "machine"."""
+    worst = ""
+    for vuln in vulns:
+        for rem in vuln.get("remediations") or []:
+            need = rem.get("restart_required") if isinstance(rem, Mapping) else None
+            kind = _RESTART.get(str(need.get("category"))) if isinstance(need, Mapping) else None
+            if kind is not None and _RESTART_RANK[kind] > _RESTART_RANK[worst]:
+                worst = kind
+    return worst
+
+
 def _justifications(vuln: Mapping[str, Any]) -> dict[str, str]:
     out: dict[str, str] = {}
     for flag in vuln.get("flags") or []:
@@ -338,6 +358,7 @@ def parse_csaf(data: Mapping[str, Any], *, source: str = "csaf") -> Advisory:
             affected=affected,
             not_affected=not_affected,
             references=references,
+            restart=restart_of(vulns),
             content_hash=content_hash(data),
         )
     except (FeedError, AttributeError, TypeError) as exc:

@@ -183,6 +183,14 @@ async def link_change(
     return record
 
 
+# The request's expected downtime, prefilled from what the vendor says the fix restarts (CSAF).
+RESTART_WORDS = {
+    "none": "none expected (no restart)",
+    "service": "services restart; no host reboot",
+    "machine": "the machine restarts",
+}
+
+
 def change_prefill(config: Config, v: AdvisoryView, *, requester: str) -> ChangeInput:
     """The change request form's initial values for remediating ``v``."""
     adv = v.advisory
@@ -198,7 +206,7 @@ def change_prefill(config: Config, v: AdvisoryView, *, requester: str) -> Change
         operator=None,
         planned_test=None,
         planned_prod=None,
-        expected_downtime="",
+        expected_downtime=RESTART_WORDS.get(adv.restart, ""),
         rollback_plan="",
         advisory_ref=adv.id[:200],
     )

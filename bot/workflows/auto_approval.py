@@ -23,6 +23,7 @@ from enum import StrEnum
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.advisories import priority
 from bot.config import AutoApproveRule, Config
 from bot.errors import InputError, PermissionDeniedError
 from bot.views import AutoStatus
@@ -85,10 +86,19 @@ def match(config: Config, *, change: Change, stage: Stage, priority: str | None)
     return None
 
 
-async def priority_of(session: AsyncSession, change: Change) -> str | None:
-    """The priority tier of the advisories the change addresses (the most urgent), or None."""
-    tiers = [str(t) for r in await advisories.linked_to_change(session, change.id) if (t := r.data.get("priority"))]
-    return tiers[0] if tiers else None
+async def priority_of(session: AsyncSession, *, config: Config, change: Change) -> str | None:
+    """The most urgent priority tier of the change's linked advisories' matches on its systems, or None.
+
+    The tier is the one the priority rules computed for each match (``advisory_matches.priority``); the most
+    urgent is the one with the shortest ``sla_days``. Matches on systems outside the change do not count.
+    """
+    linked = await advisories.linked_to_change(session, change.id)
+    systems = set(change.systems)
+    rows = await advisories.matches(session, [r.id for r in linked]) if linked else []
+    tiers = {m.priority for m in rows if m.priority and m.system in systems}
+    if not tiers:
+        return None
+    return min(sorted(tiers), key=lambda t: priority.sla_days(config.policy, t))
 
 
 async def _test_passed(session: AsyncSession, change: Change) -> bool:
@@ -108,7 +118,7 @@ async def plan(session: AsyncSession, *, config: Config, change: Change) -> Plan
     stage = pending_stage(change)
     if stage is None:
         return None
-    found = match(config, change=change, stage=stage, priority=await priority_of(session, change))
+    found = match(config, change=change, stage=stage, priority=await priority_of(session, config=config, change=change))
     if found is None or (stage == "prod" and not await _test_passed(session, change)):
         return None
     index, rule = found

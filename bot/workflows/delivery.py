@@ -78,7 +78,16 @@ class Refusal:
     ask_window_id: int | None = None  # ``missed_window: ask``: the window whose Run now / Next buttons to post
 
 
-async def refuse_run(session: AsyncSession, *, config: Config, run: Run, reason: str, now: datetime) -> Refusal:
+async def refuse_run(
+    session: AsyncSession,
+    *,
+    config: Config,
+    run: Run,
+    reason: str,
+    now: datetime,
+    because: str = "an artifact failed verification; nothing ran",
+    log_action: str = "deployment_refused_artifact",
+) -> Refusal:
     """Undo a started run before any step ran: rows failed, locks released, the stage approved again.
 
     The window is treated as missed (``policy.missed_window``): ``next`` books the next free slot, ``ask``
@@ -92,11 +101,11 @@ async def refuse_run(session: AsyncSession, *, config: Config, run: Run, reason:
     await deployments.release_locks(session, run.ids)
     await lifecycle.transition(
         session, config=config, change=change, to=APPROVED[run.stage], actor=run.actor, now=now,
-        reason="an artifact failed verification; nothing ran",
+        reason=because,
     )  # fmt: skip
     policy = config.policy.missed_window
     await lifecycle.log(
-        session, config=config, now=now, actor=run.actor, action="deployment_refused_artifact", change=change,
+        session, config=config, now=now, actor=run.actor, action=log_action, change=change,
         stage=run.stage, reason=reason, window_id=run.window_id, missed_window=policy.value,
     )  # fmt: skip
     head = f":no_entry: Nothing was deployed: {reason}"
@@ -130,12 +139,22 @@ def failed_results(run: Run, step: Step, summary: str, *, now: datetime) -> dict
 
 
 async def refuse(
-    sessions: async_sessionmaker[AsyncSession], *, config: Config, clock: Clock, sink: Sink, run: Run, reason: str
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    config: Config,
+    clock: Clock,
+    sink: Sink,
+    run: Run,
+    reason: str,
+    because: str = "an artifact failed verification; nothing ran",
+    log_action: str = "deployment_refused_artifact",
 ) -> Change:
-    """An artifact failed before the first step: nothing runs, the thread is told; the window follows
-    ``missed_window`` (``refuse_run``)."""
+    """Something failed before the first step (an artifact, a credential, a ``pre`` hook): nothing runs, the
+    thread is told; the window follows ``missed_window`` (``refuse_run``)."""
     async with sessions.begin() as session:
-        refusal = await refuse_run(session, config=config, run=run, reason=reason, now=clock.now())
+        refusal = await refuse_run(
+            session, config=config, run=run, reason=reason, now=clock.now(), because=because, log_action=log_action
+        )
     await sink.refresh()
     if refusal.ask_window_id is not None:
         await sink.post(

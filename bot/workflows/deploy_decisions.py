@@ -16,7 +16,7 @@ from bot.config import Config
 from bot.workflows import due_windows, lifecycle
 from bot.workflows.deployment import Run, S, _close, is_operator, load_run, owners, start
 from storage import deployments, windows
-from storage.models import Change, ChangeState, DeploymentStatus, Stage, WindowState
+from storage.models import DEPLOYING, Change, ChangeState, DeploymentStatus, Stage, WindowState
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,33 @@ async def decide_verify(
     if kept is None:
         return VerifyDecision(change, refusal=f"The failed verification of {change.key} ({stage}) was already decided.")
     return VerifyDecision(change, run=run, kept=kept)
+
+
+async def decide_retry(
+    session: AsyncSession, *, config: Config, change_id: int, stage: Stage, actor: str, now: datetime
+) -> VerifyDecision:
+    """The owner retries a rollout stopped at a ring gate: the run goes back to deploying (the rings that held
+    stay done); anyone else is refused (and logged). ``run`` is the run to launch again."""
+    run = await load_run(
+        session, change_id=change_id, stage=stage, statuses=frozenset({DeploymentStatus.VERIFY_FAILED})
+    )
+    change = await lifecycle.load(session, change_id, lock=True)
+    if actor not in owners(config, change):
+        await lifecycle.log(
+            session, config=config, now=now, actor=actor, action="verify_decision_refused", change=change, stage=stage
+        )
+        return VerifyDecision(change, refusal=f"Only the owner of {', '.join(change.systems)} decides on {change.key}.")
+    moved = [
+        await deployments.set_status(session, t.deployment_id, expected=[S.VERIFY_FAILED], new=S.RUNNING)
+        for t in (run.targets if run is not None else ())
+    ]
+    if run is None or not any(moved):
+        return VerifyDecision(change, refusal=f"The failed verification of {change.key} ({stage}) was already decided.")
+    await lifecycle.transition(
+        session, config=config, change=change, to=DEPLOYING[stage], actor=actor, now=now,
+        reason="the owner retries the rings that did not hold",
+    )  # fmt: skip
+    return VerifyDecision(change, run=run)
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ def launch(deps: Deps, run: flow.Run) -> asyncio.Task[Change]:
             run=run,
             artifacts=delivery.gate(deps, change_id=run.change.id, actor=run.actor),
             after_prod=people_runs.after_prod(deps, remediation.after_prod(deps, sink=sink)),
+            credentials=deps.credentials,
         ),
         ids=tuple(t.deployment_id for t in run.targets),
     )
@@ -98,6 +99,7 @@ async def on_verify_decision(deps: Deps, *, change_id: int, stage: Stage, actor:
             actor=actor,
             reason=f"{mention(actor)} chose to roll back",
             artifacts=delivery.gate(deps, change_id=run.change.id, actor=actor),
+            credentials=deps.credentials,
         )
         return ""
     if stage == "prod":
@@ -116,6 +118,22 @@ async def on_verify_decision(deps: Deps, *, change_id: int, stage: Stage, actor:
     await sink.refresh()
     state = state_label(kept.state)
     await sink.post(f"{mention(actor)} kept {kept.key} ({stage}) despite the failed verification; it is now *{state}*.")
+    return ""
+
+
+async def on_retry_decision(deps: Deps, *, change_id: int, stage: Stage, actor: str) -> str:
+    """Retry a ring rollout stopped at a gate; returns a refusal for the clicker, or ""."""
+    async with deps.sessions.begin() as session:
+        decision = await deploy_decisions.decide_retry(
+            session, config=deps.config, change_id=change_id, stage=stage, actor=actor, now=deps.clock.now()
+        )
+    if decision.refusal or decision.run is None:
+        return decision.refusal
+    run = decision.run
+    await sink_for(deps, run.change).post(
+        f"{mention(actor)} retries {run.change.key} ({stage}): the rings that held stay done, the others run again."
+    )
+    launch(deps, run)
     return ""
 
 

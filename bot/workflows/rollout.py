@@ -112,7 +112,8 @@ class Rollout:
     pacing: Pacing = Pacing()
     window_end: datetime | None = None
     rng: random.Random = field(default_factory=random.Random)
-    on_ring: Callable[[RingOutcome], Awaitable[None]] | None = None
+    on_ring: Callable[[RingOutcome], Awaitable[None]] | None = None  # a ring finished or was refused
+    on_start: Callable[[RingOutcome], Awaitable[None]] | None = None  # a ring started
     outcomes: list[RingOutcome] = field(default_factory=list)
 
     def _past_cutoff(self) -> bool:
@@ -151,6 +152,8 @@ class Rollout:
 
     async def _ring(self, ring: Ring, out: RingOutcome) -> str | None:
         out.status, out.started = RingStatus.RUNNING, self.now()
+        if self.on_start is not None:
+            await self.on_start(out)
         applied = await self._all(ring.targets, Step.APPLY)  # 2.
         out.results.update(applied)
         verified = await self._all([h for h in ring.targets if applied[h].ok], Step.VERIFY)

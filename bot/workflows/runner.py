@@ -23,50 +23,25 @@ from bot.blocks import acceptance as test_blocks
 from bot.blocks import deployment as blocks
 from bot.blocks.common import escape
 from bot.config import Config, OnFailedVerify
+from bot.credentials.registry import Providers
 from bot.deps import Clock
-from bot.errors import VerificationError
+from bot.errors import CredentialError, VerificationError
 from bot.executors.base import ArtifactInfo, Step, StepResult
 from bot.executors.registry import Executors
-from bot.views import state_label
-from bot.workflows import announcements, delivery, lifecycle
+from bot.workflows import announcements, delivery, jit, lifecycle, reboots, rings
 from bot.workflows import deployment as flow
 from bot.workflows.announcements import AnnouncementKind
 from bot.workflows.delivery import ArtifactGate
+from bot.workflows.rollback import announce, pairs, record, rollback
 from bot.workflows.steps import DEFAULT_LIMIT, NullSink, Sink, run_steps
 from storage import windows
-from storage.models import Change, ChangeClass, ChangeState, Stage
+from storage.models import Change, ChangeClass, ChangeState
 
 log = logging.getLogger(__name__)
 __all__ = ["DEFAULT_LIMIT", "NullSink", "Sink", "execute", "rollback", "run_steps"]
 
 # After a completed prod run: the change and, per system, its (apply, verify) results (remediation proof).
 AfterProd = Callable[[Change, dict[str, tuple[StepResult, StepResult]]], Awaitable[None]]
-
-
-async def _record(sessions: async_sessionmaker[AsyncSession], run: flow.Run, results: dict[int, StepResult]) -> None:
-    async with sessions.begin() as session:
-        for target in run.targets:
-            await flow.record(session, target=target, result=results[target.deployment_id])
-
-
-def _pairs(run: flow.Run, results: dict[int, StepResult]) -> list[tuple[str, StepResult]]:
-    return [(t.system, results[t.deployment_id]) for t in run.targets]
-
-
-async def _announce(
-    session: AsyncSession,
-    *,
-    config: Config,
-    change: Change,
-    window_id: int | None,
-    kind: AnnouncementKind,
-    now: datetime,
-    note: str = "",
-) -> None:
-    window = await windows.get(session, window_id) if window_id is not None else None
-    await announcements.announce(
-        session, config=config, change=change, window=window, kind=kind, now=now, note=note, stage=Stage.PROD
-    )
 
 
 async def execute(
@@ -80,13 +55,16 @@ async def execute(
     limit: int = DEFAULT_LIMIT,
     artifacts: ArtifactGate | None = None,
     after_prod: AfterProd | None = None,
+    credentials: Providers | None = None,
 ) -> Change:
     """Apply, verify and finish (or roll back / ask) a started run; returns the change's final state.
 
     ``artifacts`` is the run's artifact gate (``workflows.delivery.gate``): called before every step, it
     yields the only artifacts the executor gets; if it fails before apply nothing runs and the run is
     refused (``delivery.refuse_run``). ``after_prod`` proves the fix after a completed prod run
-    (``workflows.remediation``), given every step's results.
+    (``workflows.remediation``), given every step's results. ``credentials`` are the just-in-time
+    credential providers (``workflows.jit``): issued before the first step, revoked when this call ends.
+    An environment with rings or pacing goes through ``workflows.rings``.
 
     An unexpected error (the database gone mid-run, a bug) is logged to the control log and said in the
     thread; the systems stay locked so nobody deploys over a half-finished run until an operator looked.
@@ -102,6 +80,7 @@ async def execute(
             limit=limit,
             artifacts=artifacts,
             after_prod=after_prod,
+            credentials=credentials,
         )
     except Exception as exc:
         log.exception("deployment %s of %s failed unexpectedly", run.stage, run.change.key)
@@ -137,8 +116,10 @@ async def _execute(
     limit: int,
     artifacts: ArtifactGate | None,
     after_prod: AfterProd | None,
+    credentials: Providers | None,
 ) -> Change:
     key, stage = run.change.key, run.stage
+    held = jit.Held()
 
     async def roll_back(reason: str) -> Change:
         return await rollback(
@@ -152,6 +133,7 @@ async def _execute(
             reason=reason,
             limit=limit,
             artifacts=artifacts,
+            held=held,
         )
 
     delivered: tuple[ArtifactInfo, ...] = ()
@@ -162,24 +144,143 @@ async def _execute(
             return await delivery.refuse(
                 sessions, config=config, clock=clock, sink=sink, run=run, reason=exc.user_message
             )
+    window_end = await _window_end(sessions, run)
+    try:
+        held = await jit.issue(
+            sessions, config=config, providers=credentials, clock=clock, run=run, window_end=window_end, actor=run.actor
+        )
+    except CredentialError as exc:
+        return await delivery.refuse(
+            sessions, config=config, clock=clock, sink=sink, run=run, reason=exc.user_message,
+            because="no credential could be issued; nothing ran", log_action="deployment_refused_credential",
+        )  # fmt: skip
+    try:
+        await sink.refresh()
+        systems = ", ".join(f"`{escape(t.system)}` ({escape(t.executor)})" for t in run.targets)
+        await sink.post(f":rocket: Deploying {key} to *{stage}* on {systems}.")
+        if stage == "prod":
+            async with sessions.begin() as session:
+                await announce(
+                    session, config=config, change=run.change, window_id=run.window_id,
+                    kind=AnnouncementKind.STARTED, now=clock.now(),
+                )  # fmt: skip
+        if rings.is_paced(config, run):
+            walked = await rings.walk(
+                sessions, config=config, executors=executors, clock=clock, sink=sink, run=run, delivered=delivered,
+                credentials=held.env, window_end=window_end,
+            )  # fmt: skip
+            return await _walked(
+                sessions, config=config, clock=clock, sink=sink, run=run, walked=walked, roll_back=roll_back,
+                after_prod=after_prod,
+            )  # fmt: skip
+        return await _plain(
+            sessions, config=config, executors=executors, clock=clock, sink=sink, run=run, limit=limit,
+            artifacts=artifacts, after_prod=after_prod, delivered=delivered, held=held, roll_back=roll_back,
+        )  # fmt: skip
+    finally:
+        await jit.release(sessions, config=config, clock=clock, run=run, held=held, actor=run.actor)
+
+
+async def _window_end(sessions: async_sessionmaker[AsyncSession], run: flow.Run) -> datetime | None:
+    """The booked window's end (the cutoff and the credentials' validity); None for a run without one."""
+    if run.window_id is None:
+        return None
+    async with sessions.begin() as session:
+        window = await windows.get(session, run.window_id)
+    return window.end if window is not None else None
+
+
+async def _walked(
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    config: Config,
+    clock: Clock,
+    sink: Sink,
+    run: flow.Run,
+    walked: rings.Walked,
+    roll_back: Callable[[str], Awaitable[Change]],
+    after_prod: AfterProd | None,
+) -> Change:
+    """After the rings: a refused ``pre`` changed nothing; a stopped rollout keeps its finished rings and
+    goes the ``on_failed_verify`` way (roll back the rings that ran, or ask the owner)."""
+    key, stage = run.change.key, run.stage
+    if walked.refused:
+        return await delivery.refuse(
+            sessions, config=config, clock=clock, sink=sink, run=run, reason=walked.refused,
+            because="the pre hook failed; nothing ran", log_action="deployment_refused_hook",
+        )  # fmt: skip
+    await record(sessions, run, walked.applied)
+    await record(sessions, run, walked.verified)
+    await sink.post(blocks.results_text(f"*Apply of {key} ({stage})*", pairs(run, walked.applied)))
+    await reboots.keep(sessions, config=config, sink=sink, run=run, applied=walked.applied, now=clock.now())
+    async with sessions.begin() as session:
+        await flow.begin_verify(session, config=config, run=run, now=clock.now())
+    if walked.verified:
+        await sink.post(blocks.results_text(f"*Verification of {key} ({stage})*", pairs(run, walked.verified)))
+    if not walked.failure:
+        change = await _succeeded(sessions, config=config, clock=clock, sink=sink, run=run)
+        if after_prod is not None and stage == "prod" and change.state is ChangeState.COMPLETED:
+            steps = {t.system: (walked.applied[t.deployment_id], walked.verified[t.deployment_id]) for t in run.targets}
+            await after_prod(change, steps)
+        return change
+    return await _failed(sessions, config=config, clock=clock, sink=sink, run=run, summary=walked.failure,
+                         roll_back=roll_back, retry=True)  # fmt: skip
+
+
+async def _failed(
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    config: Config,
+    clock: Clock,
+    sink: Sink,
+    run: flow.Run,
+    summary: str,
+    roll_back: Callable[[str], Awaitable[Change]],
+    retry: bool = False,
+) -> Change:
+    """Verification (or a ring's gate) failed: roll back by policy, or ask the owner (Roll back / Keep, and
+    Retry for a ring rollout)."""
+    key, stage = run.change.key, run.stage
+    if config.policy.on_failed_verify is OnFailedVerify.ROLLBACK:
+        await sink.post(f":rewind: Verification failed ({escape(summary)}); the policy rolls back automatically.")
+        return await roll_back("verify failed")
+    async with sessions.begin() as session:
+        change = await flow.await_decision(session, config=config, run=run, now=clock.now(), summary=summary)
+    await sink.post(
+        f"Verification of {key} failed; waiting for the owner's decision.",
+        blocks=blocks.decision_blocks(
+            change_id=change.id, change_key=key, stage=stage, owners=sorted(flow.owners(config, change)),
+            summary=summary, retry=retry,
+        ),
+    )  # fmt: skip
     await sink.refresh()
-    systems = ", ".join(f"`{escape(t.system)}` ({escape(t.executor)})" for t in run.targets)
-    await sink.post(f":rocket: Deploying {key} to *{stage}* on {systems}.")
-    if stage == "prod":
-        async with sessions.begin() as session:
-            await _announce(
-                session,
-                config=config,
-                change=run.change,
-                window_id=run.window_id,
-                kind=AnnouncementKind.STARTED,
-                now=clock.now(),
-            )
+    return change
+
+
+async def _plain(
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    config: Config,
+    executors: Executors,
+    clock: Clock,
+    sink: Sink,
+    run: flow.Run,
+    limit: int,
+    artifacts: ArtifactGate | None,
+    after_prod: AfterProd | None,
+    delivered: tuple[ArtifactInfo, ...],
+    held: jit.Held,
+    roll_back: Callable[[str], Awaitable[Change]],
+) -> Change:
+    """Apply everywhere, then verify everywhere (a run without rings or pacing)."""
+    key, stage = run.change.key, run.stage
     applied = await run_steps(
-        executors, run, Step.APPLY, sink=sink, clock=clock, limit=limit, config=config, delivered=delivered
-    )
-    await _record(sessions, run, applied)
-    await sink.post(blocks.results_text(f"*Apply of {key} ({stage})*", _pairs(run, applied)))
+        executors, run, Step.APPLY, sink=sink, clock=clock, limit=limit, config=config, delivered=delivered,
+        credentials=held.env,
+    )  # fmt: skip
+    await record(sessions, run, applied)
+    await sink.post(blocks.results_text(f"*Apply of {key} ({stage})*", pairs(run, applied)))
+    await reboots.keep(sessions, config=config, sink=sink, run=run, applied=applied, now=clock.now())
     if not all(r.ok for r in applied.values()):
         return await roll_back("apply failed")
     async with sessions.begin() as session:
@@ -191,10 +292,11 @@ async def _execute(
         verified = delivery.failed_results(run, Step.VERIFY, exc.user_message, now=clock.now())
     else:
         verified = await run_steps(
-            executors, run, Step.VERIFY, sink=sink, clock=clock, limit=limit, config=config, delivered=delivered
-        )
-    await _record(sessions, run, verified)
-    await sink.post(blocks.results_text(f"*Verification of {key} ({stage})*", _pairs(run, verified)))
+            executors, run, Step.VERIFY, sink=sink, clock=clock, limit=limit, config=config, delivered=delivered,
+            credentials=held.env,
+        )  # fmt: skip
+    await record(sessions, run, verified)
+    await sink.post(blocks.results_text(f"*Verification of {key} ({stage})*", pairs(run, verified)))
     if all(r.ok for r in verified.values()):
         change = await _succeeded(sessions, config=config, clock=clock, sink=sink, run=run)
         if after_prod is not None and run.stage == "prod" and change.state is ChangeState.COMPLETED:
@@ -204,23 +306,7 @@ async def _execute(
     summary = "; ".join(
         f"{t.system}: {verified[t.deployment_id].summary}" for t in run.targets if not verified[t.deployment_id].ok
     )
-    if config.policy.on_failed_verify is OnFailedVerify.ROLLBACK:
-        await sink.post(f":rewind: Verification failed ({escape(summary)}); the policy rolls back automatically.")
-        return await roll_back("verify failed")
-    async with sessions.begin() as session:
-        change = await flow.await_decision(session, config=config, run=run, now=clock.now(), summary=summary)
-    await sink.post(
-        f"Verification of {key} failed; waiting for the owner's decision.",
-        blocks=blocks.decision_blocks(
-            change_id=change.id,
-            change_key=key,
-            stage=stage,
-            owners=sorted(flow.owners(config, change)),
-            summary=summary,
-        ),
-    )
-    await sink.refresh()
-    return change
+    return await _failed(sessions, config=config, clock=clock, sink=sink, run=run, summary=summary, roll_back=roll_back)
 
 
 async def _succeeded(
@@ -230,7 +316,7 @@ async def _succeeded(
         now = clock.now()
         change = await flow.succeed(session, config=config, run=run, now=now)
         if run.stage == "prod":
-            await _announce(
+            await announce(
                 session, config=config, change=change, window_id=run.window_id, kind=AnnouncementKind.COMPLETED, now=now
             )
             if change.change_class is ChangeClass.EMERGENCY:
@@ -244,70 +330,4 @@ async def _succeeded(
         )
     else:
         await sink.post(f":tada: {change.key} is deployed to production and verified: *completed*.")
-    return change
-
-
-async def rollback(
-    sessions: async_sessionmaker[AsyncSession],
-    *,
-    config: Config,
-    executors: Executors,
-    clock: Clock,
-    sink: Sink,
-    run: flow.Run,
-    actor: str,
-    reason: str,
-    limit: int = DEFAULT_LIMIT,
-    artifacts: ArtifactGate | None = None,
-) -> Change:
-    """Roll the run back on every system and finish it (the caller already checked who may).
-
-    The rollback gets the verified artifacts when they still verify, else none (it must not be blocked).
-    """
-    async with sessions.begin() as session:
-        started = await flow.begin_rollback(
-            session, config=config, run=run, actor=actor, now=clock.now(), reason=reason
-        )
-    if not started:
-        async with sessions.begin() as session:
-            return await lifecycle.load(session, run.change.id)
-    await sink.post(f":rewind: Rolling back {run.change.key} ({run.stage}): {escape(reason)}.")
-    delivered: tuple[ArtifactInfo, ...] = ()
-    if artifacts is not None:
-        try:
-            delivered = await artifacts(False)
-        except VerificationError:
-            log.warning("rollback of %s runs without artifacts: they no longer verify", run.change.key)
-    results = await run_steps(
-        executors, run, Step.ROLLBACK, sink=sink, clock=clock, limit=limit, config=config, delivered=delivered
-    )
-    await _record(sessions, run, results)
-    await sink.post(blocks.results_text(f"*Rollback of {run.change.key} ({run.stage})*", _pairs(run, results)))
-    ok = {t.deployment_id: results[t.deployment_id].ok for t in run.targets}
-    async with sessions.begin() as session:
-        now = clock.now()
-        change = await flow.finish_rollback(session, config=config, run=run, now=now, ok=ok, actor=actor)
-        if run.stage == "prod":
-            note = "" if all(ok.values()) else "The rollback did not complete everywhere; the operators are on it."
-            await _announce(
-                session,
-                config=config,
-                change=change,
-                window_id=run.window_id,
-                kind=AnnouncementKind.ROLLED_BACK,
-                now=now,
-                note=note,
-            )
-    await sink.refresh()
-    words = "rolled back" if all(ok.values()) else "NOT fully rolled back (see the results above)"
-    await sink.post(f"{change.key} ({run.stage}) is {words}; it is now *{state_label(change.state)}*.")
-    if run.stage == "test":
-        owners = sorted(flow.owners(config, change))
-        await sink.post(
-            "The test stage failed; record the problems found.",
-            blocks=[
-                *test_blocks.result_prompt(change_id=change.id, change_key=change.key, owners=owners)[:1],
-                test_blocks.problems_only(change.id),
-            ],
-        )
     return change

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from typing import Protocol
 
 from bot.blocks.common import Block, escape
@@ -55,7 +56,7 @@ def _too_long(output: str) -> bool:
     return len(output) > ATTACH_OVER_CHARS or output.count("\n") > ATTACH_OVER_LINES
 
 
-async def _step(
+async def one_step(
     executors: Executors,
     run: flow.Run,
     target: flow.Target,
@@ -65,15 +66,20 @@ async def _step(
     clock: Clock,
     config: Config | None = None,
     delivered: tuple[ArtifactInfo, ...] = (),
+    hosts: tuple[str, ...] | None = None,
+    run_id: str | None = None,
+    credential_env: dict[str, str] | None = None,
 ) -> StepResult:
+    """One step on one system; ``hosts`` narrows the environment's targets (a ring's host, the done rings)."""
     env = config.systems[target.system].environments.get(run.stage) if config is not None else None
     request = DeploymentRequest(
-        run_id=target.run_id,
+        run_id=run_id or target.run_id,
         change_key=run.change.key,
         stage=run.stage,
         system=target.system,
-        targets=env.targets if env is not None else (),
+        targets=hosts if hosts is not None else env.targets if env is not None else (),
         artifacts=delivered,
+        credential_env=credential_env or {},
     )
 
     async def progress(text: str) -> None:
@@ -113,14 +119,21 @@ async def run_steps(
     limit: int = DEFAULT_LIMIT,
     config: Config | None = None,
     delivered: tuple[ArtifactInfo, ...] = (),
+    credentials: Mapping[int, dict[str, str]] | None = None,
+    hosts: Mapping[int, tuple[str, ...]] | None = None,
 ) -> dict[int, StepResult]:
-    """Run ``step`` on every system of the run, at most ``limit`` at a time; results by deployment id."""
+    """Run ``step`` on every system of the run, at most ``limit`` at a time; results by deployment id.
+
+    ``credentials`` is each deployment's just-in-time credential environment; ``hosts`` narrows a
+    deployment's targets (a rollback of the rings that ran)."""
     gate = asyncio.Semaphore(limit)
+    creds, only = credentials or {}, hosts or {}
 
     async def one(target: flow.Target) -> tuple[int, StepResult]:
         async with gate:
-            return target.deployment_id, await _step(
-                executors, run, target, step, sink=sink, clock=clock, config=config, delivered=delivered
-            )
+            return target.deployment_id, await one_step(
+                executors, run, target, step, sink=sink, clock=clock, config=config, delivered=delivered,
+                hosts=only.get(target.deployment_id), credential_env=creds.get(target.deployment_id),
+            )  # fmt: skip
 
     return dict(await asyncio.gather(*(one(t) for t in run.targets)))

@@ -117,6 +117,9 @@ def to_json(snap: ChangeSnapshot) -> dict[str, Any]:
                 "finished": d.finished_at.isoformat() if d.finished_at else None,
                 "steps": [{k: v for k, v in step.items() if k != "targets"} for step in d.steps],
                 "targets": [{"step": step.get("step"), **t} for step in d.steps for t in step.get("targets", [])],
+                "rings": list(d.rings or []),
+                "reboot": d.reboot,
+                "credential": d.credential,
             }
             for d in snap.deployments
         ],

@@ -113,6 +113,10 @@ TRANSITIONS[S.TEST_DEPLOYING] |= {S.APPROVED_FOR_TEST}
 
 TRANSITIONS[S.PROD_DEPLOYING] |= {S.APPROVED_FOR_PROD}
 
+# The owner retries a rollout stopped at a failed ring gate: the remaining rings deploy again (issue 11).
+TRANSITIONS[S.TEST_VERIFYING] |= {S.TEST_DEPLOYING}
+TRANSITIONS[S.PROD_VERIFYING] |= {S.PROD_DEPLOYING}
+
 
 for _state in list(TRANSITIONS):
     if _state not in (S.TEST_DEPLOYING, S.PROD_DEPLOYING, S.TEST_VERIFYING, S.PROD_VERIFYING):

@@ -7,6 +7,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     ForeignKey,
     Integer,
     String,
@@ -80,6 +81,11 @@ class Deployment(Base):
     output: Mapped[str] = mapped_column(Text, default="")
     # ``/patch deploy ... --now REASON`` outside any window (emergency bypass): shown on the card (0008)
     bypass_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    # Issue 11 (0013): ring progress [{name, targets, status, started, finished}], the reboot outcome
+    # {required, done, scheduled} and the just-in-time credential {provider, key_id, serial, valid_before}.
+    rings: Mapped[list[Any]] = mapped_column(default=list)
+    reboot: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    credential: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
 
 
 class SystemLock(Base):

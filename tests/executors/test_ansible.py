@@ -151,3 +151,36 @@ def test_host_results_map_the_recap() -> None:
 def test_bad_options_name_the_field(playbook_files: dict[str, Path], extra: dict[str, object], field: str) -> None:
     with pytest.raises(ConfigError, match=rf"systems\.shop\.environments\.prod\.{field}"):
         _executor(playbook_files, **extra)
+
+
+async def test_a_reboot_required_fact_and_the_credential_env_reach_the_result(
+    playbook_files: dict[str, Path], tmp_path: Path
+) -> None:
+    seen = tmp_path / "seen.txt"
+    play = tmp_path / "reboot.yml"
+    play.write_text(
+        f"""
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: the credential the run got
+      ansible.builtin.shell: echo "$PATCHWARDEN_SSH_CERT {{{{ ansible_ssh_private_key_file }}}}" > {seen}
+    - name: the patch needs a reboot
+      ansible.builtin.set_fact:
+        reboot_required: true
+        cacheable: true
+"""
+    )
+    cred = {"PATCHWARDEN_SSH_KEY": "/run/k/id_ed25519", "PATCHWARDEN_SSH_CERT": "/run/k/id_ed25519-cert.pub"}
+    request = DeploymentRequest(
+        run_id="run-3", change_key="CHG-12", stage="test", system="shop", targets=("localhost",), credential_env=cred
+    )
+    files = {**playbook_files, "reboot": play}
+    result = await _executor(files, "reboot").apply(request)
+    assert result.ok, result.output
+    assert result.reboot_required and not result.rebooted
+    assert seen.read_text().split() == ["/run/k/id_ed25519-cert.pub", "/run/k/id_ed25519"]
+    plain = await _executor(playbook_files).apply(
+        DeploymentRequest(run_id="run-4", change_key="CHG-12", stage="test", system="shop", targets=("localhost",))
+    )
+    assert plain.ok and not plain.reboot_required

@@ -142,6 +142,7 @@ async def test_only_allow_listed_environment_reaches_the_child(
         "PATCHWARDEN_ARTIFACTS",
         "PATCHWARDEN_ARTIFACT_DIR",
         "PATCHWARDEN_INVENTORY_OUT",
+        "PATCHWARDEN_REBOOT",
     }
     assert Path(seen["cwd"]) == tmp_path
     assert env["PATH"] == os.environ["PATH"]

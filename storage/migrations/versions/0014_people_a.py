@@ -1,7 +1,7 @@
 """people (issue 12, items 2, 4, 5): OIDC step-up links, owner presence for prod, documentation confirmation
 
 Revision ID: 0014
-Revises: 0011
+Revises: 0013
 Create Date: 2026-12-03
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0014"
-down_revision = "0011"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
