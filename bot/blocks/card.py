@@ -19,7 +19,7 @@ from bot.blocks.common import (
 )
 from bot.text import strip_invisible
 from bot.views import ChangeSnapshot, state_label
-from storage.models import Change, ChangeState, Decision
+from storage.models import Change, ChangeState, Decision, Stage
 
 STATE_ICON = {
     ChangeState.PENDING_TEST_APPROVAL: ":hourglass_flowing_sand:",
@@ -51,7 +51,7 @@ def _decided_stages(snap: ChangeSnapshot) -> list[Block]:
     """Who approved the stages already behind the change, and when (the status of a finished change too)."""
     change = snap.change
     lines = []
-    for stage in ("test", "prod"):
+    for stage in Stage:
         if stage == snap.stage:
             continue  # the open stage has its own progress section
         rows = [

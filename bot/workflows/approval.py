@@ -22,7 +22,7 @@ from bot.views import state_label
 from bot.workflows import lifecycle
 from storage import changes
 from storage import stepup as stepup_store
-from storage.models import APPROVED, PENDING_APPROVAL, Approval, Change, ChangeState, Decision
+from storage.models import APPROVED, PENDING_APPROVAL, Approval, Change, ChangeState, Decision, Stage
 
 
 class Outcome(StrEnum):
@@ -42,13 +42,13 @@ class DecisionResult:
     message: str  # for the person who clicked (ephemeral)
 
 
-async def progress_of(session: AsyncSession, *, config: Config, change: Change, stage: str) -> policy.StageProgress:
+async def progress_of(session: AsyncSession, *, config: Config, change: Change, stage: Stage) -> policy.StageProgress:
     """The stage's approval progress from live approvals of the current revision."""
     rows = await changes.approvals(session, change.id, stage=stage, revision=change.revision, include_stale=False)
     return progress_from(config, change=change, stage=stage, rows=rows)
 
 
-def progress_from(config: Config, *, change: Change, stage: str, rows: Sequence[Approval]) -> policy.StageProgress:
+def progress_from(config: Config, *, change: Change, stage: Stage, rows: Sequence[Approval]) -> policy.StageProgress:
     """The stage's progress from already loaded decisions (any stage/revision: filtered here)."""
     rows = [a for a in rows if a.stage == stage and a.revision == change.revision and not a.stale]
     return policy.evaluate(
@@ -69,7 +69,7 @@ async def _record(
     *,
     config: Config,
     change: Change,
-    stage: str,
+    stage: Stage,
     user: str,
     decision: Decision,
     requirement: str | None,
@@ -119,7 +119,7 @@ def edited_since(change: Change, revision: int) -> str:
 
 
 async def open_stage(
-    session: AsyncSession, *, change_id: int, stage: str, revision: int, lock: bool = True
+    session: AsyncSession, *, change_id: int, stage: Stage, revision: int, lock: bool = True
 ) -> tuple[Change, DecisionResult | None]:
     """The change (row-locked unless ``lock`` is False), with the answer if it is not open for this decision."""
     change = await lifecycle.load(session, change_id, lock=lock)
@@ -134,7 +134,7 @@ async def open_stage(
 
 
 async def eligibility(
-    session: AsyncSession, *, config: Config, change: Change, stage: str, user: str, now: datetime
+    session: AsyncSession, *, config: Config, change: Change, stage: Stage, user: str, now: datetime
 ) -> tuple[policy.StageProgress, str] | DecisionResult:
     """The stage's progress and the requirement ``user``'s approval would fill, or the (audited) refusal."""
     progress = await progress_of(session, config=config, change=change, stage=stage)
@@ -162,7 +162,7 @@ async def approve(
     *,
     config: Config,
     change_id: int,
-    stage: str,
+    stage: Stage,
     revision: int,
     user: str,
     now: datetime,
@@ -190,7 +190,7 @@ async def approve(
     )
 
 
-def step_up_method(config: Config, *, change: Change, stage: str) -> StepUpMethod | None:
+def step_up_method(config: Config, *, change: Change, stage: Stage) -> StepUpMethod | None:
     """The second factor this approval needs under ``policy.step_up`` (None: a click counts at once)."""
     rule = config.policy.step_up
     if rule is None:
@@ -206,7 +206,7 @@ def step_up_method(config: Config, *, change: Change, stage: str) -> StepUpMetho
 
 
 async def _reserve(
-    session: AsyncSession, *, config: Config, change: Change, stage: str, user: str, req: str | None, now: datetime
+    session: AsyncSession, *, config: Config, change: Change, stage: Stage, user: str, req: str | None, now: datetime
 ) -> DecisionResult:
     rule = config.policy.step_up
     assert rule is not None
@@ -254,7 +254,7 @@ async def count(
     *,
     config: Config,
     change: Change,
-    stage: str,
+    stage: Stage,
     user: str,
     requirement: str | None,
     progress: policy.StageProgress,
@@ -303,7 +303,7 @@ async def reject(
     *,
     config: Config,
     change_id: int,
-    stage: str,
+    stage: Stage,
     revision: int,
     user: str,
     reason: str,
@@ -361,7 +361,7 @@ async def reject(
 
 
 async def check_can_decide(
-    session: AsyncSession, *, config: Config, change_id: int, stage: str, revision: int, user: str
+    session: AsyncSession, *, config: Config, change_id: int, stage: Stage, revision: int, user: str
 ) -> str | None:
     """Why ``user`` could not decide on this stage now (not pending, edited, already decided, not an
     approver), or None. Read-only: Reject asks for its reason only after this; ``reject`` checks again."""

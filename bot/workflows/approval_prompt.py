@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import policy
 from bot.config import Config
-from bot.views import ApprovePrompt
+from bot.views import ApprovePrompt, Stage
 from bot.workflows import approval
 from bot.workflows.approval import DecisionResult
 
@@ -32,7 +32,7 @@ async def prepare(
     *,
     config: Config,
     change_id: int,
-    stage: str,
+    stage: Stage,
     revision: int,
     user: str,
     now: datetime,
