@@ -57,7 +57,7 @@ def check_config(file: str | None) -> None:
         from bot.feeds.http import HttpSettings
 
         executors.validate_config(config)
-        feeds.create_all(config, http=HttpSettings())
+        feeds.create_all(config, http=HttpSettings(outbound_allow=tuple(config.outbound.allow)))
         integrity.parse_trust(config.trust)
     except PatchwardenError as exc:
         raise common.failure(exc) from exc
