@@ -3,8 +3,9 @@
 Measures, at concurrency 1 and 50:
   * ack: signed block_actions request → HTTP 200 (what Slack waits for), for patchwarden's real app and for a
     bare AsyncApp whose action handler only acks (the baseline), both served the same way;
-  * click → card updated: from sending the click until the fake Slack has applied the chat.update of that
-    change's card, with simulated Slack Web API latency (default 200 ms per call), closed loop.
+  * click → card updated: from sending the click (which opens the approve confirmation) and at once its
+    submission until the fake Slack has applied the chat.update of that change's card, with simulated Slack
+    Web API latency (default 200 ms per call), closed loop.
 Every click approves a different pending change, so each one does the full work (policy check, decision
 insert, compare-and-set transition, control-log append, card re-render, thread note, Home refresh).
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import multiprocessing as mp
 import sys
 import tempfile
@@ -114,6 +116,14 @@ def bare_app(fake_url: str, session: aiohttp.ClientSession) -> web.Application:
     web_app = web.Application()
     web_app.router.add_post("/slack/events", events)
     return web_app
+
+
+def confirmation(card: Message) -> dict[str, Any]:
+    """The submission of the approve confirmation the click opened (the fake runs elsewhere: built here)."""
+    value = next(e["value"] for b in card.blocks for e in b.get("elements", []) if e["action_id"] == "change_approve")
+    meta = json.dumps({"value": value, "channel": card.channel})
+    view = {"id": f"VB{card.ts}", "type": "modal", "callback_id": "change_approve_confirm", "private_metadata": meta}
+    return {"type": "view_submission", "user": {"id": OWNER}, "view": {**view, "state": {"values": {}}}}
 
 
 async def ack_level(driver: SlackDriver, cards: list[Message], concurrency: int) -> tuple[list[float], float]:
@@ -243,6 +253,8 @@ async def main() -> None:
                 fut = updated[card.ts] = loop.create_future()
                 t0 = time.time()
                 status, _ = await driver.click(card, "change_approve", user=OWNER)
+                assert status == 200
+                status, _ = await driver.interaction(confirmation(card))
                 assert status == 200
                 times.append(await asyncio.wait_for(fut, 60) - t0)
                 if DEBUG:

@@ -59,7 +59,7 @@ def check_config(file: str | None) -> None:
 
         executors.validate_config(config)
         credentials.Providers.validated(config)
-        feeds.create_all(config, http=HttpSettings())
+        feeds.create_all(config, http=HttpSettings(outbound_allow=tuple(config.outbound.allow)))
         integrity.parse_trust(config.trust)
     except PatchwardenError as exc:
         raise common.failure(exc) from exc

@@ -109,7 +109,8 @@ def build_deps(
     """
     executors = registry.Executors.validated(config)
     credentials = credential_registry.Providers.validated(config)
-    feeds = feed_registry.create_all(config, http=HttpSettings())
+    # feeds obey the same outbound-URL policy as artifacts and webhooks (internal addresses: allow-list only)
+    feeds = feed_registry.create_all(config, http=HttpSettings(outbound_allow=tuple(config.outbound.allow)))
     engine = db.create_engine(settings.database_url)
     sessions = db.session_factory(engine)
     if signer is not None:  # commits sign a checkpoint every audit.checkpoint_every entries

@@ -90,6 +90,19 @@ class ChangeSnapshot:
 
 
 @dataclass(frozen=True)
+class ApprovePrompt:
+    """What an eligible person confirms before their approval counts (``bot.workflows.approval_prompt``)."""
+
+    change: Change
+    stage: Stage
+    progress: policy.StageProgress  # before this vote
+    requirement: str  # the requirement key this vote fills
+    completes: bool  # this vote completes the stage
+    step_up: str | None  # the second factor that follows the confirmation ("totp", "oidc"), if any
+    step_up_minutes: int
+
+
+@dataclass(frozen=True)
 class AdvisoryView:
     """Everything a post or a listing shows about one advisory."""
 

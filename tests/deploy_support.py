@@ -104,7 +104,7 @@ async def book(
 async def approved_for_test(h: Harness, **values: Any) -> Message:
     """Request a change and let the owner approve its test stage; returns the card."""
     card = await h.request_change(**values)
-    await h.slack.click(card, "change_approve", user=OWNER)
+    await h.slack.approve(card, user=OWNER)
     await wait_state(h, ChangeState.APPROVED_FOR_TEST)
     return card
 

@@ -15,7 +15,7 @@ async def test_card_update_failing_after_an_approval_is_retried_and_never_says_n
     h = harness
     card = await h.request_change()
     h.fake.fail("chat.update", status=500, times=50)  # every card update 5xx, retries included
-    status, _ = await h.slack.click(card, "change_approve", user=OWNER)
+    status, _ = await h.slack.approve(card, user=OWNER)
     assert status == 200
     # the thread note is not lost
     await eventually(

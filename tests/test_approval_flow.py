@@ -53,7 +53,7 @@ async def test_invalid_modal_input_is_shown_inline_and_nothing_saved(harness: Ha
 
 async def test_owner_approves_test_stage_and_requester_is_told(harness: Harness) -> None:
     card = await harness.request_change()
-    status, _ = await harness.slack.click(card, "change_approve", user=OWNER)
+    status, _ = await harness.slack.approve(card, user=OWNER)
     assert status == 200
     await eventually(lambda: "Approved for test" in str(harness.latest(card).blocks), what="card updated")
     assert await state_of(harness) is ChangeState.APPROVED_FOR_TEST
@@ -75,7 +75,7 @@ async def test_self_approval_refused_and_audited(harness: Harness) -> None:
         assert await changes.approvals(s, 1) == []
     # nobody else is eligible: the card says so and names the fallback group
     assert "Nobody eligible" in str(h.latest(card).blocks) or "security group can unblock" in str(h.latest(card).blocks)
-    await h.slack.click(card, "change_approve", user=SEC1)  # fallback member unblocks
+    await h.slack.approve(card, user=SEC1)  # fallback member unblocks
     await eventually(lambda: "Approved for test" in str(h.latest(card).blocks), what="fallback approval")
 
 
@@ -92,7 +92,7 @@ async def test_prod_needs_owner_and_security_distinct_people(harness_factory) ->
     config = make_config(groups={"security": [OWNER, SEC1]})
     h: Harness = await harness_factory(config)
     card = await h.request_change()
-    await h.slack.click(card, "change_approve", user=OWNER)
+    await h.slack.approve(card, user=OWNER)
     await eventually(lambda: "Approved for test" in str(h.latest(card).blocks))
     async with h.deps.sessions.begin() as s:  # skip the test stage for this policy test
         c = await changes.get(s, 1)
@@ -100,10 +100,10 @@ async def test_prod_needs_owner_and_security_distinct_people(harness_factory) ->
         c.state = ChangeState.PENDING_PROD_APPROVAL
 
     await cards.refresh_card(h.deps, 1)
-    await h.slack.click(h.latest(card), "change_approve", user=OWNER)
+    await h.slack.approve(h.latest(card), user=OWNER)
     await eventually(lambda: h.fake.ephemerals(OWNER)[-1:] and "recorded" in h.fake.ephemerals(OWNER)[-1])
     assert await state_of(h) is ChangeState.PENDING_PROD_APPROVAL
-    await h.slack.click(h.latest(card), "change_approve", user=SEC1)
+    await h.slack.approve(h.latest(card), user=SEC1)
     await eventually(lambda: "Approved for prod" in str(h.latest(card).blocks))
 
 
@@ -126,7 +126,7 @@ async def test_edit_makes_approvals_stale_and_asks_again(harness_factory) -> Non
     )
     h: Harness = await harness_factory(config)
     card = await h.request_change()
-    await h.slack.click(card, "change_approve", user=OWNER)
+    await h.slack.approve(card, user=OWNER)
     await eventually(lambda: "recorded" in " ".join(h.fake.ephemerals(OWNER)))
     await h.slack.command("edit CHG-1", user=REQ)
     view = await h.opened_view("change_edit")
@@ -139,8 +139,8 @@ async def test_edit_makes_approvals_stale_and_asks_again(harness_factory) -> Non
     # the old card's button (revision 1) no longer counts
     await h.slack.click(as_first_shown(h, card), "change_approve", user=SEC1)
     await eventually(lambda: any("edited since" in t for t in h.fake.ephemerals(SEC1)))
-    await h.slack.click(h.latest(card), "change_approve", user=SEC1)
-    await h.slack.click(h.latest(card), "change_approve", user=OWNER)
+    await h.slack.approve(h.latest(card), user=SEC1)
+    await h.slack.approve(h.latest(card), user=OWNER)
     await eventually(lambda: "Approved for test" in str(h.latest(card).blocks))
 
 
@@ -165,15 +165,13 @@ async def test_double_click_and_concurrent_clicks_count_once(harness_factory) ->
     h: Harness = await harness_factory(config)
     card = await h.request_change()
     # a double click by one person
-    await asyncio.gather(
-        h.slack.click(card, "change_approve", user=SEC1), h.slack.click(card, "change_approve", user=SEC1)
-    )
+    await asyncio.gather(h.slack.approve(card, user=SEC1), h.slack.approve(card, user=SEC1))
     await eventually(lambda: len(h.fake.ephemerals(SEC1)) == 2)
     async with h.deps.sessions.begin() as s:
         assert len(await changes.approvals(s, 1)) == 1
     # 20 eligible people click at once: exactly one more approval completes the stage
     people = [f"U0SEC{i:02d}" for i in range(20)]
-    results = await asyncio.gather(*(h.slack.click(card, "change_approve", user=u) for u in people))
+    results = await asyncio.gather(*(h.slack.approve(card, user=u) for u in people))
     assert all(status == 200 for status, _ in results)
     await eventually(lambda: sum(len(h.fake.ephemerals(u)) for u in people) == 20, timeout=15)
     async with h.deps.sessions.begin() as s:
@@ -186,9 +184,7 @@ async def test_two_replicas_one_database_one_decision(harness_factory) -> None: 
     a: Harness = await harness_factory()
     b: Harness = await harness_factory()
     card = await a.request_change()
-    await asyncio.gather(
-        a.slack.click(card, "change_approve", user=OWNER), b.slack.click(card, "change_approve", user=OWNER)
-    )
+    await asyncio.gather(a.slack.approve(card, user=OWNER), b.slack.approve(card, user=OWNER))
     await eventually(lambda: len(a.fake.ephemerals(OWNER)) == 2)
     async with a.deps.sessions.begin() as s:
         assert len(await changes.approvals(s, 1)) == 1

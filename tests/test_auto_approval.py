@@ -104,7 +104,7 @@ async def test_the_veto_window_is_announced_and_a_veto_returns_the_change_to_exp
     assert shown["vetoed_by"] == OWNER and shown["rule"] == "auto_approve[1] (test, after 3d, veto 1d)"
     [vetoed] = await history(h, "auto_approval_vetoed")
     assert vetoed["actor"] == OWNER and vetoed["details"]["reason"].startswith("wait for")
-    await h.slack.click(h.latest(card), "change_approve", user=OWNER)  # explicit approval still works
+    await h.slack.approve(h.latest(card), user=OWNER)  # explicit approval still works
     await wait_state(h, ChangeState.APPROVED_FOR_TEST)
 
 

@@ -112,7 +112,7 @@ async def test_healthz_reports_database(harness: Harness) -> None:
 
 async def test_changes_show_json_and_unknown_id(harness: Harness, tmp_path: Path) -> None:
     card = await harness.request_change()
-    await harness.slack.click(card, "change_approve", user=OWNER)
+    await harness.slack.approve(card, user=OWNER)
     await eventually(lambda: "Approved for test" in str(harness.latest(card).blocks))
     env = {
         "PATCHWARDEN_DATABASE_URL": str(harness.deps.settings.database_url),

@@ -44,7 +44,7 @@ async def test_refusals_name_the_reason_and_are_audited(harness: Harness) -> Non
     await h.request_change()
     assert "not approved for test" in await deploy_cmd(h, "CHG-1 test")
     assert "cannot go to production yet" in await deploy_cmd(h, "CHG-1 prod")
-    await h.slack.click(h.cards()[0], "change_approve", user=OWNER)
+    await h.slack.approve(h.cards()[0], user=OWNER)
     await wait_state(h, ChangeState.APPROVED_FOR_TEST)
     assert "no test window booked" in await deploy_cmd(h, "CHG-1 test")
     assert "Only members of the operators group" in await deploy_cmd(h, "CHG-1 test", user=OWNER)
@@ -89,7 +89,7 @@ async def test_one_deployment_per_system_at_a_time(harness_factory: Any) -> None
     h: Harness = await harness_factory(slow_config())
     for n in (1, 2):
         await h.request_change(title=f"Change number {n}")
-        await h.slack.click(h.cards()[n - 1], "change_approve", user=OWNER)
+        await h.slack.approve(h.cards()[n - 1], user=OWNER)
         await wait_state(h, ChangeState.APPROVED_FOR_TEST, change_id=n)
     async with h.deps.sessions.begin() as s:  # make both emergencies so both may deploy now
         for n in (1, 2):

@@ -59,8 +59,8 @@ async def _through_test(h: Harness, script: Script) -> Message:
     await h.slack.click(ack, "test_acknowledge", user=OWNER)
     await wait_state(h, ChangeState.PENDING_PROD_APPROVAL)
     await in_thread(h, card, "Approval needed for the *prod* stage", what="prod approvers mentioned")
-    await h.slack.click(h.latest(card), "change_approve", user=OWNER)
-    await h.slack.click(h.latest(card), "change_approve", user=SEC1)
+    await h.slack.approve(h.latest(card), user=OWNER)
+    await h.slack.approve(h.latest(card), user=SEC1)
     await wait_state(h, ChangeState.APPROVED_FOR_PROD)
     return card
 

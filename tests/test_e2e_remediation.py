@@ -69,7 +69,7 @@ async def _setup(harness_factory: Any, tmp_path: Path) -> tuple[Harness, Path, M
     assert status == 200 and body in ("", "{}"), body
     card = await h.card(1)
     await eventually(lambda: h.thread(card), what="approvers mentioned")
-    await h.slack.click(card, "change_approve", user=OWNER)
+    await h.slack.approve(card, user=OWNER)
     await wait_state(h, ChangeState.APPROVED_FOR_TEST)
     return h, leaves, card
 

@@ -78,7 +78,7 @@ async def test_reject_is_refused_before_the_reason_is_asked(harness_factory: Any
     two = {"test": [{"role": "owner"}, {"group": "security"}], "prod": [{"role": "owner"}, {"group": "security"}]}
     h: Harness = await harness_factory(make_config(policy={"stages": two}))
     card = await h.request_change()
-    await h.slack.click(card, "change_approve", user=OWNER)  # one of two requirements: still pending
+    await h.slack.approve(card, user=OWNER)  # one of two requirements: still pending
     await eventually(lambda: any(m.ephemeral_to == OWNER for m in h.fake.messages.values()), what="approved")
     opened = len(h.fake.of("views.open"))
 

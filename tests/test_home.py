@@ -86,7 +86,7 @@ async def test_home_shows_pending_approval_and_its_button_approves(harness: Harn
     assert "CHG-1" in home_text(h, REQ) and "change_approve" not in home_text(h, REQ)
 
     as_message = Message("", "", "", view["blocks"], None)
-    status, _ = await h.slack.click(as_message, "change_approve", user=OWNER)
+    status, _ = await h.slack.approve(as_message, user=OWNER)
     assert status == 200
 
     async def approved() -> bool:

@@ -103,7 +103,7 @@ async def test_verified_artifact_reaches_the_script_and_a_replaced_one_is_refuse
         {"name": BUNDLE.name, "url": served.url(BUNDLE.name), "sha256": sha256(BUNDLE), "sha512": None,
          "signer": "vendor-minisign", "status": "pending", "verified_sha256": None, "verified_at": None}
     ]  # fmt: skip
-    await h.slack.click(h.latest(card), "change_approve", user=OWNER)
+    await h.slack.approve(h.latest(card), user=OWNER)
     await wait_state(h, ChangeState.APPROVED_FOR_TEST)
 
     await through_test(h, card=card)
@@ -138,7 +138,7 @@ async def test_artifact_added_after_approval_makes_approvals_stale(
     h: Harness = await harness_factory(config)
     served.replace(f"{BUNDLE.name}.minisig", SIGNING / f"{BUNDLE.name}.minisig")
     card = await h.request_change()
-    await h.slack.click(h.latest(card), "change_approve", user=OWNER)
+    await h.slack.approve(h.latest(card), user=OWNER)
     await wait_state(h, ChangeState.APPROVED_FOR_TEST)
     async with h.deps.sessions.begin() as s:
         before = await changes.get(s, 1)
@@ -155,7 +155,7 @@ async def test_artifact_added_after_approval_makes_approvals_stale(
         approvals = await changes.approvals(s, 1)
     assert [a.stale for a in approvals] == [True]
     assert "Revision 2" in str(h.latest(card).blocks)
-    await h.slack.click(h.latest(card), "change_approve", user=OWNER)
+    await h.slack.approve(h.latest(card), user=OWNER)
     await wait_state(h, ChangeState.APPROVED_FOR_TEST)
 
 
@@ -169,7 +169,7 @@ async def test_refused_artifact_with_missed_window_ask_asks_the_operators(
     url = served.url(BUNDLE.name)
     await h.slack.command(f"artifact add CHG-1 {url} sha256={'0' * 64}", user=REQ)  # not the file's digest
     await in_thread(h, card, ":package:", what="artifact attached")
-    await h.slack.click(h.latest(card), "change_approve", user=OWNER)
+    await h.slack.approve(h.latest(card), user=OWNER)
     await wait_state(h, ChangeState.APPROVED_FOR_TEST)
     await book(h, stage="test", start_in=timedelta(minutes=10))
     h.clock.advance(timedelta(minutes=11))

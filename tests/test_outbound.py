@@ -105,7 +105,9 @@ async def test_webhook_follows_no_redirect_with_its_signature(
     base, hits = two_origins
     monkeypatch.setenv("PW_WEBHOOK_SECRET", "s3cret")
     executor = WebhookExecutor(
-        {"url": f"{base}/deploy", "secret_env": "PW_WEBHOOK_SECRET"}, key_path="systems.shop.environments.prod"
+        {"url": f"{base}/deploy", "secret_env": "PW_WEBHOOK_SECRET"},
+        key_path="systems.shop.environments.prod",
+        outbound=outbound.OutboundPolicy(("127.0.0.1",)),
     )
     result = await executor.apply(request_)
     assert not result.ok and "307" in result.summary

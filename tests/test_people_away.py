@@ -35,7 +35,20 @@ async def click_reply(h: Harness, card: Any, action: str, user: str) -> str:
 
 
 async def approve_reply(h: Harness, card: Any, user: str) -> str:
-    return await click_reply(h, card, "change_approve", user)
+    """Click Approve as ``user``: confirm in the modal when one opens (eligible), then the reply either way."""
+    before = len(replies(h, user))
+    trigger = f"{user}.{before}.approve"
+    await h.slack.click(h.latest(card), "change_approve", user=user, trigger_id=trigger)
+
+    def opened() -> dict[str, Any] | None:
+        return next((h.fake.views[v] for v, t in h.fake.view_triggers.items() if t == trigger), None)
+
+    await eventually(lambda: opened() is not None or replies(h, user)[before:], what="approve modal or reply")
+    view = opened()
+    if view is not None:
+        await h.slack.submit(view, {}, user=user)
+    got = await eventually(lambda: replies(h, user)[before:], what="change_approve reply")
+    return str(got[0])
 
 
 async def log_of(h: Harness, action: str) -> list[dict[str, Any]]:

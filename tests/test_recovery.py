@@ -15,7 +15,7 @@ from storage.models import ChangeState, Deployment, DeploymentStatus
 async def _running(h: Harness, *, started_ago: timedelta) -> None:
     """A test deployment that a (now dead) process was running."""
     card = await h.request_change()
-    await h.slack.click(card, "change_approve", user=OWNER)
+    await h.slack.approve(card, user=OWNER)
     await eventually(lambda: "Approved for test" in str(h.latest(card).blocks))
     now = h.clock.now()
     async with h.deps.sessions.begin() as s:
@@ -87,7 +87,7 @@ async def test_a_thread_note_slack_refused_is_delivered_by_the_outbox(harness: H
     h = harness
     card = await h.request_change()
     h.fake.fail("chat.postMessage", status=500)  # the "approved" note hits a Slack outage
-    await h.slack.click(card, "change_approve", user=OWNER)
+    await h.slack.approve(card, user=OWNER)
     await eventually(lambda: "Approved for test" in str(h.latest(card).blocks))
     await eventually(lambda: len(h.fake.of("chat.postMessage")) >= 3, what="the refused post")
     assert not [m for m in h.thread(card) if "is approved for" in m.text]

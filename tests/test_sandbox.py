@@ -103,6 +103,12 @@ async def test_sandbox_plays_request_and_approval_through_signed_requests(sandbo
             action=action,
         )
         assert answer["ok"]
+        # the confirmation opens for Alice only (an approver); nothing counts until she presses Approve in it
+        confirm = await page.until(demo.ALICE, lambda s: s["modal"], "approve confirmation")
+        assert confirm["view"]["callback_id"] == "change_approve_confirm" and "revision 1" in str(confirm["view"])
+        assert (await page.state(demo.DANA))["modal"] is None
+        assert "Approved for test" not in str(card_of(await page.state(demo.ALICE)))
+        assert (await page.post("submit", user=demo.ALICE, view_id=confirm["id"], values={}))["ok"]
         await page.until(demo.ALICE, lambda s: "Approved for test" in str(card_of(s)), "approved card")
         await page.until(
             demo.DANA,

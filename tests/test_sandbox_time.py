@@ -55,6 +55,15 @@ async def click(page: Page, user: str, action_id: str, channel: str, where: str 
     raise AssertionError(f"no {action_id} button in {channel} ({where})")
 
 
+async def approve(page: Page, user: str, channel: str) -> None:
+    """Click Approve on the card as ``user`` and press Approve in the confirmation that opens."""
+    await click(page, user, "change_approve", channel)
+    confirm = await page.until(
+        user, lambda s: s["modal"] if s["modal"] and "approve" in s["modal"]["view"]["callback_id"] else None, "confirm"
+    )
+    assert (await page.post("submit", user=user, view_id=confirm["id"], values={}))["ok"]
+
+
 async def test_skipping_days_and_weeks_plays_each_window_once_in_order(sandbox: Sandbox) -> None:
     async with aiohttp.ClientSession() as http:
         page = Page(sandbox, http)
@@ -63,7 +72,7 @@ async def test_skipping_days_and_weeks_plays_each_window_once_in_order(sandbox: 
         values = {"title": "Update jQuery to 3.5.0", "rollback_plan": "Redeploy the previous image"}
         assert (await page.post("submit", user=demo.DANA, view_id=modal["id"], values=values))["ok"]
         await page.until(demo.DANA, card_of, "card posted")
-        await click(page, demo.ALICE, "change_approve", demo.APPROVALS)
+        await approve(page, demo.ALICE, demo.APPROVALS)
         await page.until(demo.ALICE, lambda s: "Approved for test" in str(card_of(s)), "approved for test")
 
         await page.post("command", user=demo.OLGA, channel=demo.OPS, text="/patch schedule CHG-1 test")
@@ -84,8 +93,8 @@ async def test_skipping_days_and_weeks_plays_each_window_once_in_order(sandbox: 
         await page.until(demo.ALICE, lambda s: "test_acknowledge" in str(s["messages"][demo.APPROVALS]), "ack")
         await click(page, demo.ALICE, "test_acknowledge", demo.APPROVALS)
         await page.until(demo.ALICE, lambda s: "Pending prod approval" in str(card_of(s)), "prod approval")
-        await click(page, demo.ALICE, "change_approve", demo.APPROVALS)
-        await click(page, demo.SAM, "change_approve", demo.APPROVALS)
+        await approve(page, demo.ALICE, demo.APPROVALS)
+        await approve(page, demo.SAM, demo.APPROVALS)
         await page.until(demo.SAM, lambda s: "Approved for prod" in str(card_of(s)), "approved for prod")
 
         await page.post("command", user=demo.OLGA, channel=demo.OPS, text="/patch schedule CHG-1 prod")

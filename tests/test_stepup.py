@@ -32,7 +32,7 @@ async def enroll(h: Harness, user: str = OWNER) -> pyotp.TOTP:
 
 async def click_approve(h: Harness, card: Any, user: str = OWNER) -> str:
     before = len(h.fake.ephemerals(user))
-    await h.slack.click(h.latest(card), "change_approve", user=user)
+    await h.slack.approve(h.latest(card), user=user)
     got = await eventually(lambda: h.fake.ephemerals(user)[before:], what="approve reply")
     return str(got[0])
 

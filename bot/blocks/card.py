@@ -150,6 +150,8 @@ def _buttons(snap: ChangeSnapshot) -> list[Block]:
     if snap.stage is None or not change.state.value.startswith("pending_"):
         return []
     value = f"{change.id}:{snap.stage}:{change.revision}"
+    # no static ``confirm`` on Approve: it would be the same dialog for every reader, refused people included;
+    # the click opens a confirmation for eligible people only (bot/workflows/approval_prompt.py)
     return [
         {
             "type": "actions",
@@ -161,15 +163,6 @@ def _buttons(snap: ChangeSnapshot) -> list[Block]:
                     "style": "primary",
                     "value": value,
                     "text": plain(f"Approve {snap.stage}"),
-                    "confirm": {
-                        "title": plain("Approve?"),
-                        "confirm": plain("Approve"),
-                        "deny": plain("Cancel"),
-                        "text": {
-                            "type": "mrkdwn",
-                            "text": f"Approve the *{snap.stage}* stage of {change.key} (revision {change.revision})?",
-                        },
-                    },
                 },
                 {
                     "type": "button",

@@ -27,6 +27,7 @@ class CallbackId(StrEnum):
     REQUEST = "change_request"
     EDIT = "change_edit"
     REJECT = "change_reject_reason"
+    APPROVE = "change_approve_confirm"
     VETO = "auto_approval_veto_reason"
 
 

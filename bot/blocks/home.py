@@ -50,15 +50,6 @@ def _decision_buttons(snap: ChangeSnapshot) -> Block:
                 "style": "primary",
                 "value": value,
                 "text": plain(f"Approve {stage}"),
-                "confirm": {
-                    "title": plain("Approve?"),
-                    "confirm": plain("Approve"),
-                    "deny": plain("Cancel"),
-                    "text": {
-                        "type": "mrkdwn",
-                        "text": f"Approve the *{stage}* stage of {change.key} (revision {change.revision})?",
-                    },
-                },
             },
             {
                 "type": "button",

@@ -1,13 +1,13 @@
-"""Modals: request / edit a change, and the reject-with-reason form."""
+"""Modals: request / edit a change, the approve confirmation and the reject-with-reason form."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from bot.blocks.common import Block, CallbackId, escape, plain
+from bot.blocks.common import Block, CallbackId, context, escape, mentions, plain, section
 from bot.config import Config
-from bot.views import ChangeInput
+from bot.views import ApprovePrompt, ChangeInput
 from storage.models import ChangeClass
 
 ACTION = "value"
@@ -145,6 +145,54 @@ def change_modal(
         "close": plain("Cancel"),
         "private_metadata": json.dumps(metadata),
         "blocks": blocks,
+    }
+
+
+def approve_modal(prompt: ApprovePrompt, *, metadata: dict[str, Any]) -> dict[str, Any]:
+    """Confirm an approval: what is approved (change, stage, revision) and the votes so far.
+
+    Opened only for a person the policy lets approve; nothing counts until it is submitted."""
+    change, stage = prompt.change, prompt.stage
+    lines = []
+    for r in prompt.progress.requirements:
+        who = f" ({mentions(r.approvers)})" if r.approvers else ""
+        mine = " · *yours counts here*" if r.requirement.key == prompt.requirement else ""
+        icon = ":white_check_mark:" if r.met else ":hourglass:"
+        lines.append(f"{icon} {escape(r.requirement.label)}: {len(r.approvers)} of {r.requirement.count}{who}{mine}")
+    left = sum(r.remaining for r in prompt.progress.requirements) - 1
+    if prompt.completes:
+        after = f"Your approval completes the *{stage}* stage."
+    else:
+        after = f"After yours, {left} more approval{'s' if left != 1 else ''} {'are' if left != 1 else 'is'} needed."
+    if prompt.step_up is not None:
+        how = (
+            "`/patch confirm {key} CODE` with your authenticator"
+            if prompt.step_up == "totp"
+            else "`/patch confirm {key}`"
+        )
+        after += (
+            f"\n:lock: This stage needs a second factor: Approve reserves your vote, then confirm it with "
+            f"{how.format(key=change.key)} within {prompt.step_up_minutes} minutes."
+        )
+    systems = ", ".join(f"`{escape(s)}`" for s in change.systems)
+    return {
+        "type": "modal",
+        "callback_id": CallbackId.APPROVE.value,
+        "title": plain(f"Approve {stage}"),
+        "submit": plain("Approve"),
+        "close": plain("Cancel"),
+        "private_metadata": json.dumps(metadata),
+        "blocks": [
+            section(
+                f"You approve the *{stage}* stage of *{change.key}* · {escape(change.title)}\n"
+                f"Revision {change.revision} · {systems}"
+            ),
+            section("*Approvals so far*\n" + "\n".join(lines) + "\n" + after),
+            context(
+                f"Bound to revision {change.revision} (content {change.content_hash[:12]}): if the change is edited "
+                "before you press Approve, nothing is counted and you are told so."
+            ),
+        ],
     }
 
 

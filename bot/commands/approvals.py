@@ -1,4 +1,8 @@
-"""Approve / Reject buttons on the change card, and the reject-reason modal."""
+"""Approve / Reject buttons on the change card (and Home), the approve confirmation and the reject-reason modal.
+
+Approve has no static confirm (Slack would show it to everyone, refused people included): a click by someone
+the policy refuses gets the refusal at once; an eligible click opens a confirmation of what they approve, and
+only its submission counts the vote, for the revision it showed."""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ from bot.commands.router import out_of_date
 from bot.deps import Deps
 from bot.slack import notify, thread
 from bot.views import ChangeSnapshot, Stage
-from bot.workflows import approval, cards, lifecycle, views
+from bot.workflows import approval, approval_prompt, cards, lifecycle, views
 from bot.workflows.approval import DecisionResult, Outcome
 
 
@@ -106,10 +110,40 @@ def register(app: AsyncApp, deps: Deps) -> None:
         async def reply(text: str) -> None:
             await notify.ephemeral(deps, channel=channel, user=user, text=text)
 
+        async def work() -> None:
+            change_id, stage, revision = parse_value(str(action["value"]))
+            async with deps.sessions.begin() as session:
+                prompt = await approval_prompt.prepare(
+                    session,
+                    config=deps.config,
+                    change_id=change_id,
+                    stage=stage,
+                    revision=revision,
+                    user=user,
+                    now=deps.clock.now(),
+                )
+            if isinstance(prompt, DecisionResult):  # refused, already decided, edited, no longer pending
+                await reply(prompt.message)
+                return
+            view = modal.approve_modal(prompt, metadata={"value": action["value"], "channel": channel})
+            await notify.open_modal(deps, trigger_id=body["trigger_id"], view=view)
+
+        await guarded(reply, work)
+
+    @app.view(CallbackId.APPROVE.value)
+    async def handle_approve_submission(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
+        await ack()
+        user = body["user"]["id"]
+        meta = modal.read_metadata(view)
+        channel = str(meta.get("channel", ""))
+
+        async def reply(text: str) -> None:
+            await notify.ephemeral(deps, channel=channel, user=user, text=text)
+
         done = [False]
 
         async def work() -> None:
-            await decide(deps, user=user, value=str(action["value"]), reply=reply, committed=done)
+            await decide(deps, user=user, value=str(meta.get("value", "")), reply=reply, committed=done)
 
         await guarded(reply, work, committed=lambda: done[0])
 

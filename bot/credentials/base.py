@@ -10,7 +10,10 @@ its window ends, and takes them back when the run is over. Callers use the two p
 3. every hook runs under a timeout; a timeout or any other exception becomes ``CredentialError`` with a
    safe message (the traceback and any secret stay out of Slack);
 4. ``revoke`` is best effort and idempotent: a failure is raised as ``CredentialError`` for the caller to
-   record, and the credential still expires at ``valid_before``.
+   record, and the credential still expires at ``valid_before``;
+5. a provider that calls a service gets the configured outbound-URL policy as ``self.outbound``
+   (``bot.outbound``; without one, every internal address is refused) and must connect through it; a
+   refusal becomes ``CredentialError`` with the policy's message (the URL redacted).
 
 Plugins get frozen pydantic models only, never a session or a Slack client, and never see a long-lived key
 of the targets: what they hand back is scoped and short-lived by construction.
@@ -28,7 +31,8 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bot.errors import ConfigError, CredentialError
+from bot.errors import ConfigError, CredentialError, OutboundRefusedError
+from bot.outbound import OutboundPolicy
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +90,10 @@ class CredentialProvider(ABC, Generic[OptionsT]):
     name: ClassVar[str] = "provider"
     Options: ClassVar[type[ProviderOptions]] = ProviderOptions
 
-    def __init__(self, options: Mapping[str, Any], *, key_path: str = "") -> None:
+    def __init__(
+        self, options: Mapping[str, Any], *, key_path: str = "", outbound: OutboundPolicy | None = None
+    ) -> None:
+        self.outbound = outbound if outbound is not None else OutboundPolicy()  # 5. (fail closed)
         try:  # 1.
             self.options: OptionsT = self.Options.model_validate(dict(options))  # type: ignore[assignment]
         except ValidationError as exc:
@@ -106,6 +113,8 @@ class CredentialProvider(ABC, Generic[OptionsT]):
                 credential = await self._issue(request)
         except CredentialError:
             raise
+        except OutboundRefusedError as exc:  # 5.
+            raise CredentialError(f"{self.name}: {exc}") from exc
         except TimeoutError as exc:
             raise CredentialError(f"{self.name}: no credential within {TIMEOUT.total_seconds():.0f} s") from exc
         except Exception as exc:
@@ -124,6 +133,8 @@ class CredentialProvider(ABC, Generic[OptionsT]):
         try:
             async with asyncio.timeout(TIMEOUT.total_seconds()):
                 await self._revoke(credential)
+        except OutboundRefusedError as exc:  # 5.
+            raise CredentialError(f"{self.name}: revoking {credential.key_id} refused: {exc}") from exc
         except Exception as exc:  # 4.
             raise CredentialError(f"{self.name}: revoking {credential.key_id} failed ({type(exc).__name__})") from exc
 

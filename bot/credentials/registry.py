@@ -13,12 +13,17 @@ from typing import Any
 from bot.config import Config
 from bot.credentials.base import CredentialProvider, ProviderOptions
 from bot.errors import ConfigError
+from bot.outbound import OutboundPolicy
 
 GROUP = "patchwarden.credentials"
 
 
-def create(options: Mapping[str, Any], *, key_path: str) -> CredentialProvider[ProviderOptions]:
-    """The provider named by ``options["provider"]``, created with the remaining options."""
+def create(
+    options: Mapping[str, Any], *, key_path: str, outbound: OutboundPolicy | None = None
+) -> CredentialProvider[ProviderOptions]:
+    """The provider named by ``options["provider"]``, created with the remaining options.
+
+    ``outbound`` is the configured outbound-URL policy (none given: every internal address is refused)."""
     opts = dict(options)
     name = str(opts.pop("provider", "") or "")
     found = {ep.value: ep for ep in entry_points(group=GROUP) if ep.name == name}
@@ -34,7 +39,7 @@ def create(options: Mapping[str, Any], *, key_path: str) -> CredentialProvider[P
         raise ConfigError(f"{key_path}.provider: {name!r} ({ep.value}) failed to load: {exc}") from exc
     if not (isinstance(cls, type) and issubclass(cls, CredentialProvider)):
         raise ConfigError(f"{key_path}.provider: {name!r} ({ep.value}) is not a CredentialProvider")
-    provider: CredentialProvider[ProviderOptions] = cls(opts, key_path=key_path)
+    provider: CredentialProvider[ProviderOptions] = cls(opts, key_path=key_path, outbound=outbound)
     return provider
 
 
@@ -51,8 +56,11 @@ class Providers:
     @classmethod
     def validated(cls, config: Config) -> Providers:
         """Every configured provider, created now; ``ConfigError`` at the first problem."""
+        policy = OutboundPolicy(tuple(config.outbound.allow))  # a broker obeys the same outbound-URL policy
         made = {
-            (system, stage): create(env.credentials, key_path=f"systems.{system}.environments.{stage}.credentials")
+            (system, stage): create(
+                env.credentials, key_path=f"systems.{system}.environments.{stage}.credentials", outbound=policy
+            )
             for system, entry in config.systems.items()
             for stage, env in entry.environments.items()
             if env.credentials is not None

@@ -11,7 +11,9 @@ Configuration, per environment::
 The broker receives ``{change, run, system, stage, targets, valid_before}`` and answers
 ``{lease_id, valid_before, env: {NAME: value}}``; ``env`` reaches the executor's environment only (never a
 log, the control log or Slack). Redirects are not followed: a signed request goes to the configured origin
-and nowhere else.
+and nowhere else. Both URLs obey the outbound-URL policy (``bot.outbound``): an internal address (link-local,
+loopback, private) is refused unless ``outbound.allow`` lists it, at startup for address literals and at
+connect time for every address a name resolves to.
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from bot.config import Duration
 from bot.credentials.base import Credential, CredentialProvider, CredentialRequest, ProviderOptions
-from bot.errors import CredentialError, MissingSecretError
+from bot.errors import ConfigError, CredentialError, MissingSecretError, OutboundRefusedError
 from bot.executors.webhook import sign
+from bot.outbound import connector
 
 _ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
 MAX_BODY = 64_000
@@ -80,13 +83,20 @@ class BrokerProvider(CredentialProvider[BrokerOptions]):
                 f"{self.key_path}.secret_env: environment variable {self.options.secret_env} is not set or empty"
             )
         self._secret = secret.encode()
+        for key, url in (("url", self.options.url), ("revoke_url", self.options.revoke_url)):
+            if url is not None:
+                try:
+                    self.outbound.check_url(url)
+                except OutboundRefusedError as exc:
+                    raise ConfigError(f"{self.key_path}.{key}: {exc}") from exc
 
     async def _post(self, url: str, body: dict[str, object]) -> bytes:
         payload = json.dumps(body, sort_keys=True).encode()
         headers = {"Content-Type": "application/json", **sign(self._secret, payload)}
         timeout = aiohttp.ClientTimeout(total=self.options.request_timeout.total_seconds())
+        self.outbound.check_url(url)
         async with (
-            aiohttp.ClientSession(timeout=timeout) as session,
+            aiohttp.ClientSession(timeout=timeout, connector=connector(self.outbound)) as session,
             session.post(url, data=payload, headers=headers, allow_redirects=False) as resp,
         ):
             data = await resp.content.read(MAX_BODY + 1)

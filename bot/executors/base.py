@@ -29,7 +29,10 @@ them:
    to a Slack thread stays under Slack's one-message-per-second limit, and a failing progress callback
    never fails the deployment;
 6. the full output is kept (capped at ``MAX_OUTPUT_CHARS``) and returned even on failure or timeout so the
-   caller can attach it to the thread as a file.
+   caller can attach it to the thread as a file;
+7. a plugin that reaches the network gets the configured outbound-URL policy as ``self.outbound``
+   (``bot.outbound``: no internal address unless ``outbound.allow`` lists it; without one, every internal
+   address is refused) and a refusal by it becomes a failed ``StepResult`` saying which URL and why.
 
 Plugins implement ``_plan``, ``_apply``, ``_verify`` and ``_rollback``. They receive only frozen pydantic
 models (the request, their options) and a :class:`StepContext`; never a database session or a Slack client.
@@ -48,7 +51,7 @@ from typing import Any, ClassVar, Generic, TypeVar, cast, get_args, get_origin
 from pydantic import ValidationError
 
 from bot.config import format_duration
-from bot.errors import ConfigError, ExecutorError
+from bot.errors import ConfigError, ExecutorError, OutboundRefusedError
 from bot.executors.model import (
     DEFAULT_TIMEOUT,
     ArtifactInfo,
@@ -60,6 +63,7 @@ from bot.executors.model import (
     TargetResult,
     TargetStatus,
 )
+from bot.outbound import OutboundPolicy
 
 log = logging.getLogger(__name__)
 __all__ = [
@@ -199,8 +203,11 @@ class Executor(ABC, Generic[OptionsT]):
             if args and isinstance(args[0], type) and issubclass(args[0], ExecutorOptions):
                 cls.Options = args[0]
 
-    def __init__(self, options: Mapping[str, Any], *, key_path: str = "") -> None:
+    def __init__(
+        self, options: Mapping[str, Any], *, key_path: str = "", outbound: OutboundPolicy | None = None
+    ) -> None:
         self.key_path = key_path
+        self.outbound = outbound if outbound is not None else OutboundPolicy()  # 7. (fail closed)
         try:
             self.options = cast(OptionsT, self.Options.model_validate(dict(options)))
         except ValidationError as exc:
@@ -268,7 +275,7 @@ class Executor(ABC, Generic[OptionsT]):
         except TimeoutError:
             timed_out = True
             outcome = HookResult(ok=False, summary=f"{step} timed out after {format_duration(limit)} and was stopped")
-        except ExecutorError as exc:
+        except (ExecutorError, OutboundRefusedError) as exc:  # 7. (the URL in the message is redacted)
             log.warning("executor %s: %s failed: %s", self.name, step, exc)
             outcome = HookResult(ok=False, summary=f"{step} failed: {exc.user_message}")
         except Exception as exc:

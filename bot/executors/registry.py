@@ -15,6 +15,7 @@ from bot import plugins
 from bot.config import Config
 from bot.errors import ConfigError
 from bot.executors.base import Executor
+from bot.outbound import OutboundPolicy
 
 GROUP = "patchwarden.executors"
 
@@ -29,21 +30,31 @@ def available() -> dict[str, type[Executor[Any]]]:
     return plugins.available(_entry_points(), base=Executor, kind="executor")
 
 
-def create(name: str, options: Mapping[str, Any], *, key_path: str) -> Executor[Any]:
-    """Load the plugin ``name`` and validate ``options``; ``ConfigError`` naming ``key_path`` otherwise."""
+def create(
+    name: str, options: Mapping[str, Any], *, key_path: str, outbound: OutboundPolicy | None = None
+) -> Executor[Any]:
+    """Load the plugin ``name`` and validate ``options``; ``ConfigError`` naming ``key_path`` otherwise.
+
+    ``outbound`` is the configured outbound-URL policy (none given: every internal address is refused)."""
     where = f"{key_path}.executor" if key_path else "executor"
     cls: type[Executor[Any]] = plugins.load(_entry_points(), name, base=Executor, kind="executor", where=where)
-    return cls(options, key_path=key_path)
+    return cls(options, key_path=key_path, outbound=outbound)
+
+
+def outbound_policy(config: Config) -> OutboundPolicy:
+    """The outbound-URL policy of ``config`` (``outbound.allow``), as every plugin gets it."""
+    return OutboundPolicy(tuple(config.outbound.allow))
 
 
 def validate_config(config: Config) -> dict[tuple[str, str], Executor[Any]]:
     """Create the executor of every environment of every system; stops at the first problem."""
     executors: dict[tuple[str, str], Executor[Any]] = {}
+    policy = outbound_policy(config)
     for system_name, system in config.systems.items():
         for env_name, env in system.environments.items():
             key_path = f"systems.{system_name}.environments.{env_name}"
             options = dict(env.model_extra or {})
-            executors[(system_name, env_name)] = create(env.executor, options, key_path=key_path)
+            executors[(system_name, env_name)] = create(env.executor, options, key_path=key_path, outbound=policy)
     return executors
 
 
@@ -74,6 +85,7 @@ class Executors:
         env = entry.environments.get(stage) if entry is not None else None
         if env is None:
             raise ConfigError(f"{key_path}: no such environment", user_message=f"No {stage} environment for {system}.")
-        executor = create(env.executor, dict(env.model_extra or {}), key_path=key_path)
+        options = dict(env.model_extra or {})
+        executor = create(env.executor, options, key_path=key_path, outbound=outbound_policy(self.config))
         self._made[(system, stage)] = executor
         return executor

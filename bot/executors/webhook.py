@@ -16,6 +16,11 @@ optionally with ``{"status_url": ...}`` (else the ``status_url`` option, a templ
 timeout. Status URLs must share the scheme, host and port of the configured URL, so a receiver cannot
 point the bot at other hosts. Proxies come from ``HTTPS_PROXY``/``NO_PROXY`` (``trust_env``); a private
 CA can be given with ``ca_bundle``; certificate checks are never turned off.
+
+Every URL obeys the one outbound-URL policy (``bot.outbound``, ``self.outbound``): no credentials in it, no
+link-local, loopback or private address unless ``outbound.allow`` lists it, checked on the configured URLs
+at startup and on every address a name resolves to when connecting; no redirect is followed (the signature
+would go along). Threads and logs show URLs without their query (``redact``), which may carry a token.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from yarl import URL
 
 from bot.config import Duration
 from bot.crypto import hmac_sha256_hex
-from bot.errors import ConfigError, ExecutorError, MissingSecretError
+from bot.errors import ConfigError, ExecutorError, MissingSecretError, OutboundRefusedError
 from bot.executors.base import (
     ArtifactInfo,
     DeploymentRequest,
@@ -49,6 +54,7 @@ from bot.executors.base import (
     TargetResult,
     TargetStatus,
 )
+from bot.outbound import connector, redact
 
 MAX_BODY = 5_000_000
 MAX_POLL_ERRORS = 3  # consecutive transient failures (5xx, connection) tolerated while polling
@@ -136,6 +142,18 @@ class WebhookExecutor(Executor[WebhookOptions]):
         self._secret = secret.encode()
         if self.options.ca_bundle is not None and not self.options.ca_bundle.is_file():
             raise ConfigError(f"{self._key('ca_bundle')}: file {self.options.ca_bundle} does not exist")
+        urls = {
+            "url": self.options.url,
+            "verify_url": self.options.verify_url,
+            "rollback_url": self.options.rollback_url,
+            "status_url": (self.options.status_url or "").replace("{run_id}", "run") or None,
+        }
+        for key, url in urls.items():  # address literals and credentials now; names when they resolve
+            if url is not None:
+                try:
+                    self.outbound.check_url(url)
+                except OutboundRefusedError as exc:
+                    raise ConfigError(f"{self._key(key)}: {exc}") from exc
 
     def _url(self, step: Step) -> str | None:
         return {
@@ -157,7 +175,7 @@ class WebhookExecutor(Executor[WebhookOptions]):
         return aiohttp.ClientSession(
             trust_env=True,
             timeout=aiohttp.ClientTimeout(total=self.options.request_timeout.total_seconds()),
-            connector=aiohttp.TCPConnector(ssl=ssl_ctx),
+            connector=connector(self.outbound, ssl=ssl_ctx),  # every address checked when it resolves
         )
 
     async def _read_report(self, resp: aiohttp.ClientResponse, what: str) -> StatusReport:
@@ -173,7 +191,8 @@ class WebhookExecutor(Executor[WebhookOptions]):
 
     async def _plan(self, request: DeploymentRequest, ctx: StepContext) -> HookResult:
         poll = " and poll its status" if self.options.status_url else ""
-        return HookResult(ok=True, summary=f"would POST a signed {Step.APPLY} request to {self.options.url}{poll}")
+        shown = redact(self.options.url)
+        return HookResult(ok=True, summary=f"would POST a signed {Step.APPLY} request to {shown}{poll}")
 
     async def _call(self, request: DeploymentRequest, ctx: StepContext) -> HookResult:
         url = self._url(ctx.step)
@@ -191,16 +210,18 @@ class WebhookExecutor(Executor[WebhookOptions]):
             separators=(",", ":"),
         ).encode()
         headers = {"Content-Type": "application/json", **sign(self._secret, body)}
+        shown = redact(url)
+        self.outbound.check_url(url)
         async with self._session() as session:
-            await ctx.emit(f"POST {url} ({ctx.step})")
+            await ctx.emit(f"POST {shown} ({ctx.step})")
             try:
                 # never follow a redirect: the signature headers would go along to wherever it points
                 async with session.post(url, data=body, headers=headers, allow_redirects=False) as resp:
                     if resp.status >= 300:
-                        raise ExecutorError(f"{url} answered HTTP {resp.status} to the {ctx.step} request")
-                    report = await self._read_report(resp, url)
+                        raise ExecutorError(f"{shown} answered HTTP {resp.status} to the {ctx.step} request")
+                    report = await self._read_report(resp, shown)
             except aiohttp.ClientError as exc:
-                raise ExecutorError(f"cannot reach {url}: {type(exc).__name__}") from exc
+                raise ExecutorError(f"cannot reach {shown}: {type(exc).__name__}") from exc
             status_url = report.status_url or self._status_url(request)
             if report.status != "running" or status_url is None:
                 # Nothing to follow: the answer itself is the result (a bare 2xx means "accepted").
@@ -209,7 +230,7 @@ class WebhookExecutor(Executor[WebhookOptions]):
                 return self._result(report, ctx.step)
             target = URL(url).join(URL(status_url))
             if not self._same_origin(target):
-                raise ExecutorError(f"refusing to poll {target.origin()}: not the origin of {url}")
+                raise ExecutorError(f"refusing to poll {target.origin()}: not the origin of {shown}")
             return await self._poll(session, target, ctx)
 
     def _artifact(self, artifact: ArtifactInfo) -> dict[str, object]:

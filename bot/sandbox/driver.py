@@ -6,6 +6,7 @@ person it acts as. Bodies are signed exactly like Slack does (v0 HMAC-SHA256 ove
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import time
@@ -108,7 +109,9 @@ class SlackDriver:
         """Any interactivity payload (form field ``payload``)."""
         return await self.post(urlencode({"payload": json.dumps(payload)}), "application/x-www-form-urlencoded", **kw)
 
-    async def click(self, message: Message, action_id: str, *, user: str, **kw: Any) -> tuple[int, str]:
+    async def click(
+        self, message: Message, action_id: str, *, user: str, trigger_id: str | None = None, **kw: Any
+    ) -> tuple[int, str]:
         """Click the button ``action_id`` on ``message`` (as currently rendered in the fake)."""
         for block in message.blocks:
             for el in block.get("elements", []):
@@ -119,7 +122,7 @@ class SlackDriver:
                         "team": TEAM,
                         "user": {"id": user, "username": user.lower()},
                         "api_app_id": "A0PATCH",
-                        "trigger_id": f"{n}.trigger",
+                        "trigger_id": trigger_id or f"{n}.trigger",
                         "channel": {"id": message.channel},
                         "message": {"ts": message.ts, "text": message.text},
                         "container": {
@@ -140,6 +143,44 @@ class SlackDriver:
                     }
                     return await self.interaction(payload, **kw)
         raise AssertionError(f"no button {action_id} on message {message.ts}")
+
+    async def opened_by(self, trigger_id: str, *, timeout: float = 10.0) -> dict[str, Any]:  # noqa: ASYNC109
+        """The modal the bot opened with ``trigger_id`` (polls the fake until it appears or the deadline passes)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            for view_id, trigger in list(self.fake.view_triggers.items()):
+                if trigger == trigger_id:
+                    return self.fake.views[view_id]
+            if loop.time() > deadline:
+                raise AssertionError(f"no modal was opened for {trigger_id} within {timeout}s")
+            await asyncio.sleep(0.01)
+
+    async def approve(
+        self,
+        message: Message,
+        *,
+        user: str,
+        edit: Any = None,
+        timeout: float = 10.0,  # noqa: ASYNC109
+    ) -> tuple[int, str]:
+        """Click Approve on ``message`` as ``user`` and confirm in the modal the bot opens, as a person would.
+
+        For people the policy lets approve (a refused click opens no modal: use ``click`` and read the
+        ephemeral). ``edit`` is awaited between the modal opening and its submission. Returns the
+        submission's (status, response text)."""
+        trigger = f"{next(self._ids)}.approve.trigger"
+        status, body = await self.click(message, "change_approve", user=user, trigger_id=trigger)
+        if status != 200:
+            return status, body
+        try:
+            view = await self.opened_by(trigger, timeout=timeout)
+        except AssertionError as exc:
+            told = self.fake.ephemerals(user)[-3:]
+            raise AssertionError(f"{user} got no approve confirmation; last ephemerals: {told}") from exc
+        if edit is not None:
+            await edit()
+        return await self.submit(view, {}, user=user)
 
     async def submit(self, view: dict[str, Any], values: dict[str, Any], *, user: str) -> tuple[int, str]:
         """Submit a modal: ``values`` by block id override the elements' initial values."""

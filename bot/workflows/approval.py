@@ -112,27 +112,47 @@ async def _record(
     return True
 
 
-async def _open_stage(
-    session: AsyncSession,
-    *,
-    change_id: int,
-    stage: Stage,
-    revision: int,
+def edited_since(change: Change, revision: int) -> str:
+    """What a person is told when they decide on a revision that is no longer the change's."""
+    return (
+        f"{change.key} was edited since you saw it (you saw revision {revision}, it is now revision "
+        f"{change.revision}): nothing was counted. Look at the updated card and decide again."
+    )
+
+
+async def open_stage(
+    session: AsyncSession, *, change_id: int, stage: Stage, revision: int, lock: bool = True
 ) -> tuple[Change, DecisionResult | None]:
-    change = await lifecycle.load(session, change_id, lock=True)
+    """The change (row-locked unless ``lock`` is False), with the answer if it is not open for this decision."""
+    change = await lifecycle.load(session, change_id, lock=lock)
     if change.state is not PENDING_APPROVAL.get(stage):
         state = state_label(change.state)
         return change, DecisionResult(
             Outcome.NOT_PENDING, change, f"{change.key} is not awaiting {stage} approval (it is *{state}*)."
         )
     if change.revision != revision:
-        return change, DecisionResult(
-            Outcome.NOT_PENDING,
-            change,
-            f"{change.key} was edited since this card was shown (now revision {change.revision}); "
-            "look at the updated card and decide again.",
-        )
+        return change, DecisionResult(Outcome.NOT_PENDING, change, edited_since(change, revision))
     return change, None
+
+
+async def eligibility(
+    session: AsyncSession, *, config: Config, change: Change, stage: Stage, user: str, now: datetime
+) -> tuple[policy.StageProgress, str, str | None] | DecisionResult:
+    """The stage's progress, the requirement ``user``'s approval would fill and whose delegate they vote as
+    (None: their own vote), or the (audited) refusal."""
+    progress = await progress_of(session, config=config, change=change, stage=stage)
+    try:
+        return progress, policy.requirement_for(progress, user), None
+    except AlreadyDoneError as exc:
+        return DecisionResult(Outcome.ALREADY, change, exc.user_message)
+    except PermissionDeniedError as exc:
+        vote = await delegation.vote_for(
+            session, config=config, change=change, stage=stage, progress=progress, user=user, now=now
+        )
+        if not isinstance(vote, delegation.Vote):
+            why = vote or exc.user_message
+            return await _refused(session, config=config, change=change, stage=stage, user=user, now=now, why=why)
+        return progress, vote.requirement, vote.delegator
 
 
 async def approve(
@@ -146,23 +166,13 @@ async def approve(
     now: datetime,
 ) -> DecisionResult:
     """Record ``user``'s approval if the policy allows it; complete the stage when every requirement is met."""
-    change, early = await _open_stage(session, change_id=change_id, stage=stage, revision=revision)
+    change, early = await open_stage(session, change_id=change_id, stage=stage, revision=revision)
     if early:
         return early
-    progress = await progress_of(session, config=config, change=change, stage=stage)
-    delegated_from: str | None = None
-    try:
-        requirement = policy.requirement_for(progress, user)
-    except AlreadyDoneError as exc:
-        return DecisionResult(Outcome.ALREADY, change, exc.user_message)
-    except PermissionDeniedError as exc:
-        vote = await delegation.vote_for(
-            session, config=config, change=change, stage=stage, progress=progress, user=user, now=now
-        )
-        if not isinstance(vote, delegation.Vote):
-            why = vote or exc.user_message
-            return await _refused(session, config=config, change=change, stage=stage, user=user, now=now, why=why)
-        requirement, delegated_from = vote.requirement, vote.delegator
+    allowed = await eligibility(session, config=config, change=change, stage=stage, user=user, now=now)
+    if isinstance(allowed, DecisionResult):
+        return allowed
+    progress, requirement, delegated_from = allowed
     method = await stepup_rule.needed(session, config=config, change=change, stage=stage)
     if method is not None and delegated_from is not None:  # fail closed: a reservation carries no delegation
         why = delegation.no_step_up(config, change=change, stage=stage, delegator=delegated_from)
@@ -275,7 +285,7 @@ async def reject(
     reason = reason.strip()
     if not reason:
         raise PatchwardenError("reject without reason", user_message="A rejection needs a reason.")
-    change, early = await _open_stage(session, change_id=change_id, stage=stage, revision=revision)
+    change, early = await open_stage(session, change_id=change_id, stage=stage, revision=revision)
     if early:
         return early
     progress = await progress_of(session, config=config, change=change, stage=stage)
@@ -331,10 +341,7 @@ async def check_can_decide(
     if change.state is not PENDING_APPROVAL.get(stage):
         return f"{change.key} is not awaiting {stage} approval (it is *{state_label(change.state)}*)."
     if change.revision != revision:
-        return (
-            f"{change.key} was edited since this card was shown (now revision {change.revision}); "
-            "look at the updated card and decide again."
-        )
+        return edited_since(change, revision)
     rows = await changes.approvals(session, change.id, stage=stage, revision=change.revision, include_stale=False)
     if any(a.user_id == user for a in rows):
         return ALREADY_DECIDED

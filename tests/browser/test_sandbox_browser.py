@@ -1,7 +1,8 @@
 """The sandbox page in a real browser (Debian's chromium, headless, driven by Playwright for Python).
 
 Plays the whole loop by clicking as different people: the welcome post, the requester fills the form
-(an inline error first), the owner approves from the card, the operator books a proposed test window, the
+(an inline error first), the requester's own Approve click is refused at once (no dialog), the owner
+approves from the card after confirming what she approves, the operator books a proposed test window, the
 owner's Home tab shows it, the calendar picture renders, **Jump to the next window** opens the test window
 and deploys, the owner records the result, owner and security approve production, the operator books it,
 and **+1 day** then **+1 week** play the production window: one announcement of each kind, in order, and
@@ -16,6 +17,7 @@ import shutil
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -64,7 +66,21 @@ async def test_browser_plays_request_approve_schedule_home_and_calendar(sandbox:
         try:
             page = await browser.new_page(viewport={"width": 1280, "height": 900})
             page.set_default_timeout(10_000)
-            page.on("dialog", lambda dialog: dialog.accept())  # the Approve button's confirm dialog
+            dialogs: list[str] = []  # no static confirm dialog on Approve any more: the bot asks eligible people
+
+            async def no_dialog(dialog: Any) -> None:
+                dialogs.append(dialog.message)
+                await dialog.dismiss()
+
+            page.on("dialog", no_dialog)
+
+            async def approve() -> None:
+                """Click Approve on the card and press Approve in the confirmation the bot opens."""
+                await timeline.locator('button[data-action-id="change_approve"]').first.click()
+                modal = page.get_by_test_id("modal")
+                await expect(modal).to_contain_text("Approvals so far")
+                await page.get_by_test_id("modal-submit").click()
+                await expect(page.locator("#modal-backdrop")).to_be_hidden()
 
             async def shot(name: str) -> None:
                 await page.screenshot(path=str(ARTIFACTS / f"sandbox-{name}.png"), full_page=True)
@@ -109,10 +125,15 @@ async def test_browser_plays_request_approve_schedule_home_and_calendar(sandbox:
                 raise AssertionError("the timeline re-rendered on every poll although nothing changed")
             await shot("03-card")
 
+            # the requester (still Dana) may not approve her own change: told at once, and no dialog opens
+            await timeline.locator('button[data-action-id="change_approve"]').first.click()
+            await expect(timeline).to_contain_text("you cannot approve it")
+            await expect(page.locator("#modal-backdrop")).to_be_hidden()
+
             # the owner (Alice) approves the test stage from the card
             await page.select_option("#who", demo.ALICE)
             await expect(page.locator("#role")).to_contain_text("owner of web-shop")
-            await timeline.locator('button[data-action-id="change_approve"]').first.click()
+            await approve()
             await expect(timeline).to_contain_text("Approved for test")
             await expect(timeline).to_contain_text("is approved for test")
             await expect(timeline.locator('button[data-action-id="change_approve"]')).to_have_count(0)
@@ -168,9 +189,9 @@ async def test_browser_plays_request_approve_schedule_home_and_calendar(sandbox:
             await shot("08-test-passed")
 
             # production needs the owner and security; the approvals come from the card
-            await timeline.locator('button[data-action-id="change_approve"]').first.click()
+            await approve()
             await page.select_option("#who", demo.SAM)
-            await timeline.locator('button[data-action-id="change_approve"]').first.click()
+            await approve()
             await expect(timeline).to_contain_text("Approved for prod")
 
             # the operator books production; the shop's users are told in their channel
@@ -209,5 +230,6 @@ async def test_browser_plays_request_approve_schedule_home_and_calendar(sandbox:
             everything = "\n".join(await timeline.locator("div.msg").all_inner_texts())
             assert not re.findall(r":[a-z_]{3,}:", everything), re.findall(r":[a-z_]{3,}:", everything)
             await shot("11-shop-users")
+            assert dialogs == [], dialogs
         finally:
             await browser.close()

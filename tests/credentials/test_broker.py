@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,9 +18,11 @@ from bot.credentials import registry
 from bot.credentials.base import CredentialRequest
 from bot.crypto import hmac_sha256_hex
 from bot.errors import ConfigError, CredentialError
+from bot.outbound import OutboundPolicy
 
 SECRET = "broker-secret-for-tests"
 NOW = datetime.now(UTC).replace(microsecond=0)
+LOOPBACK = OutboundPolicy(("127.0.0.1",))  # the broker below listens on loopback: allow-listed, as in config
 
 
 class Broker:
@@ -74,7 +78,9 @@ def options(base: str, path: str = "/leases") -> dict[str, Any]:
 
 async def test_a_lease_is_asked_for_the_runs_scope_and_revoked(broker: tuple[Broker, str], tmp_path: Path) -> None:
     b, base = broker
-    provider = registry.create(options(base), key_path="systems.web-shop.environments.prod.credentials")
+    provider = registry.create(
+        options(base), key_path="systems.web-shop.environments.prod.credentials", outbound=LOOPBACK
+    )
     cred = await provider.issue(request(tmp_path))
     assert b.issued == [
         {"change": "CHG-3", "run": "r1", "system": "web-shop", "stage": "prod", "targets": ["web-01"],
@@ -90,7 +96,7 @@ async def test_a_lease_outliving_the_window_or_naming_our_variables_is_refused(
     broker: tuple[Broker, str], tmp_path: Path
 ) -> None:
     b, base = broker
-    provider = registry.create(options(base), key_path="credentials")
+    provider = registry.create(options(base), key_path="credentials", outbound=LOOPBACK)
     b.answer = {"lease_id": "long", "valid_before": (NOW + timedelta(days=30)).isoformat()}
     with pytest.raises(CredentialError, match="outlive the window"):
         await provider.issue(request(tmp_path))
@@ -102,7 +108,7 @@ async def test_a_lease_outliving_the_window_or_naming_our_variables_is_refused(
 
 async def test_a_redirect_is_not_followed_with_the_signature(broker: tuple[Broker, str], tmp_path: Path) -> None:
     _, base = broker
-    provider = registry.create(options(base, "/moved"), key_path="credentials")
+    provider = registry.create(options(base, "/moved"), key_path="credentials", outbound=LOOPBACK)
     with pytest.raises(CredentialError, match="HTTP 302"):
         await provider.issue(request(tmp_path))
 
@@ -112,6 +118,31 @@ def test_unknown_provider_missing_secret_and_credentials_in_urls_stop_startup(mo
         registry.create({"provider": "vault"}, key_path="credentials")
     monkeypatch.delenv("PW_BROKER_SECRET", raising=False)
     with pytest.raises(ConfigError, match="PW_BROKER_SECRET is not set"):
-        registry.create(options("http://127.0.0.1:1"), key_path="credentials")
+        registry.create(options("http://127.0.0.1:1"), key_path="credentials", outbound=LOOPBACK)
     with pytest.raises(ConfigError, match="without credentials"):
         registry.create({**options("http://127.0.0.1:1"), "url": "http://u:p@broker/x"}, key_path="credentials")
+
+
+def test_a_broker_on_an_internal_address_needs_the_allow_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PW_BROKER_SECRET", SECRET)
+    for base, kind in (("http://127.0.0.1:1", "loopback"), ("http://169.254.169.254", "link-local")):
+        with pytest.raises(ConfigError, match=kind) as info:  # no policy given: internal addresses refused
+            registry.create(options(base), key_path="credentials")
+        assert "credentials.url" in str(info.value) and "outbound.allow" in str(info.value)
+    assert registry.create(options("http://127.0.0.1:1"), key_path="credentials", outbound=LOOPBACK).name == "webhook"
+
+
+async def test_a_broker_name_resolving_to_loopback_is_refused_and_asked_nothing(
+    broker: tuple[Broker, str], tmp_path: Path
+) -> None:
+    b, base = broker
+    name = socket.gethostname()
+    addresses = sorted({str(i[4][0]) for i in socket.getaddrinfo(name, None, socket.AF_INET)})
+    ips = [ipaddress.ip_address(a) for a in addresses]
+    if not ips or not all(ip.is_loopback or ip.is_private for ip in ips):
+        pytest.fail(f"this test needs a host name resolving to an internal address; {name} resolves to {addresses}")
+    kind = "loopback" if ips[0].is_loopback else "internal"
+    provider = registry.create(options(base.replace("127.0.0.1", name)), key_path="credentials")
+    with pytest.raises(CredentialError, match=f"resolves to the {kind} address {addresses[0]}"):
+        await provider.issue(request(tmp_path))  # the name passed at startup; its address is refused now
+    assert b.issued == []

@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bot.outbound import OutboundPolicy
+
 
 async def wait_for(predicate: Callable[[], bool], *, within: float = 10.0) -> bool:
     """Poll ``predicate`` until it holds or the deadline passes (no fixed sleeps to wait for work)."""
@@ -40,3 +42,7 @@ class Recorder:
     def text(self) -> str:
         """Everything delivered, joined."""
         return "\n".join(text for _, text in self.calls)
+
+
+# the local test servers listen on loopback, which the outbound-URL policy refuses unless allow-listed
+LOOPBACK = OutboundPolicy(("127.0.0.1",))

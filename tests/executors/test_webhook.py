@@ -18,6 +18,8 @@ from bot.errors import ConfigError, MissingSecretError
 from bot.executors.base import ArtifactInfo, DeploymentRequest, Step, TargetStatus
 from bot.executors.webhook import WebhookExecutor
 
+from .helpers import LOOPBACK
+
 SECRET = "s3cret-webhook-key"
 
 
@@ -89,7 +91,7 @@ async def remote(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[Remote,
 
 def _executor(base: str, **extra: Any) -> WebhookExecutor:
     options = {"url": f"{base}/deploy", "secret_env": "PW_WEBHOOK_SECRET", "poll_interval": 0.01, **extra}
-    return WebhookExecutor(options, key_path="systems.shop.environments.prod")
+    return WebhookExecutor(options, key_path="systems.shop.environments.prod", outbound=LOOPBACK)
 
 
 async def test_signed_post_then_polling_until_done(remote: tuple[Remote, str], request_: DeploymentRequest) -> None:
