@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from bot.advisories.matching import MatchIndex
-from bot.advisories.model import Advisory, InstalledPackage, MatchStatus
+from bot.advisories.model import Advisory, InstalledPackage, MatchStatus, NotAffected
 from bot.advisories.osv import parse_osv
 from bot.feeds.base import Quarantined
 from bot.feeds.csaf import CsafFeed, parse_checked
@@ -94,23 +94,43 @@ def test_known_not_affected_suppresses_that_product_only() -> None:
     osv = parse_osv(_load(DATA / "osv" / "npm" / "GHSA-35jh-r3h4-6jhm.json"))  # CVE-2021-23337: lodash, lodash-es
     # What the ingest merge does for records sharing CVE-2021-23337: the OSV packages, the vendor's statements.
     merged = osv.model_copy(update={"not_affected": vex.not_affected})
-    index = MatchIndex([merged])
-    matches = index.match_all(_systems())
-    assert sorted((m.system, m.package.name, m.package.version) for m in matches) == [
-        ("web-01", "lodash-es", "4.17.20"),  # same CVE, another package: still affected
-        ("web-02", "lodash", "4.17.19"),  # same package, a version the vendor did not clear
+    matches = MatchIndex([merged]).match_all(_systems())
+    assert sorted((m.system, m.package.name, m.package.version, m.status.value) for m in matches) == [
+        ("web-01", "lodash", "4.17.20", "not_affected"),  # the product the vendor cleared: kept, with why
+        ("web-01", "lodash-es", "4.17.20", "affected"),  # same CVE, another package: still affected
+        ("web-02", "lodash", "4.17.19", "affected"),  # same package, a version the vendor did not clear
     ]
-    (suppressed,) = index.suppressed
-    assert (suppressed.system, suppressed.package.name, suppressed.status) == (
-        "web-01", "lodash", MatchStatus.NOT_AFFECTED,
-    )  # fmt: skip
-    assert suppressed.reason.startswith("vulnerable_code_not_in_execute_path: template() is never called")
+    (cleared,) = [m for m in matches if m.status is MatchStatus.NOT_AFFECTED]
+    assert cleared.justification == "vulnerable_code_not_in_execute_path"
+    assert cleared.reason.startswith("vulnerable_code_not_in_execute_path: template() is never called")
+    assert cleared.fixed_versions == ()
+
+
+def test_vendor_statements_named_by_product_group_are_read() -> None:
+    doc = _load(LOCAL / "vex-two-products.json")
+    assert validate(doc) == []
+    vex = parse_csaf(doc)
+    assert [(s.name, s.version, s.justification) for s in vex.not_affected] == [
+        ("left-pad", "1.2.0", "vulnerable_code_not_present"), ("left-pad", "1.3.0", "vulnerable_code_not_present"),
+    ]  # fmt: skip
+    assert all(s.impact.startswith("The vulnerable function was added in 1.4.0") for s in vex.not_affected)
+    (affected,) = vex.affected
+    assert affected.name == "right-pad" and affected.remediation.startswith("Upgrade right-pad to 2.0.1")
+
+
+def test_a_stored_combined_justification_is_split_on_reading() -> None:
+    legacy = NotAffected.model_validate(
+        {"ecosystem": "npm", "name": "lodash", "justification": "component_not_present: not shipped"}
+    )
+    assert (legacy.justification, legacy.impact) == ("component_not_present", "not shipped")
+    words = NotAffected.model_validate({"ecosystem": "npm", "name": "lodash", "justification": "we checked"})
+    assert (words.justification, words.impact, words.why()) == ("", "we checked", "we checked")
 
 
 def test_under_investigation_needs_triage_and_remediation_fills_the_fix_line() -> None:
     vex = parse_csaf(_load(LOCAL / "vex-npm.json"))
     matches = {m.package.name: m for m in MatchIndex([vex]).match_all(_systems()) if m.system == "web-01"}
-    assert set(matches) == {"lodash-es", "jquery"}
+    assert set(matches) == {"lodash", "lodash-es", "jquery"} and matches["lodash"].status is MatchStatus.NOT_AFFECTED
     assert matches["lodash-es"].status is MatchStatus.NEEDS_TRIAGE
     assert "still investigating" in matches["lodash-es"].reason
     jquery = matches["jquery"]
