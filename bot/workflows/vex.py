@@ -74,6 +74,10 @@ def _vendor_cleared(
     """``not_affected`` for a system whose every match the vendor's own VEX statement cleared."""
     labels = list(dict.fromkeys(m.justification for m in hits if m.justification in VEX_JUSTIFICATIONS))
     words = "; ".join(dict.fromkeys(f"{m.package} {m.installed}: {m.reason}" for m in hits if m.reason))
+    words = words or "the vendor states these products are not affected"
+    # OpenVEX takes exactly one of a justification label and an impact statement: the label when the vendor
+    # gave one (their words go to the notes), else their words.
+    label = labels[0] if len(labels) == 1 else None
     return vex.Statement(
         vulnerability=record.primary_id,
         aliases=tuple(a for a in record.aliases if a != record.primary_id),
@@ -81,9 +85,9 @@ def _vendor_cleared(
         subcomponents=tuple(p for m in hits if (p := purls.get((system, m.package, m.installed)))),
         status="not_affected",
         timestamp=record.updated_at,
-        justification=labels[0] if len(labels) == 1 else None,
-        impact_statement=words or "the vendor states these products are not affected",
-        status_notes="cleared by the vendor's VEX statement (CSAF known_not_affected)",
+        justification=label,
+        impact_statement=None if label else words,
+        status_notes=f"Cleared by the vendor's VEX statement (CSAF known_not_affected): {words}",
     )
 
 
