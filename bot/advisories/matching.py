@@ -113,36 +113,49 @@ class MatchIndex:
     def set_systems(self, systems: Mapping[str, Sequence[InstalledPackage]]) -> None:
         """Remember the inventory that ``iter_matches`` and ``rematch_advisory`` evaluate."""
         inventory: dict[Key, dict[tuple[str | None, str], _Group]] = {}
-        keys: dict[int, Key] = {}  # by id() of a package object: pooled packages are keyed once
+        holders: dict[int, list[str]] = {}  # by id() of a package object: a pooled package is placed once
         for system, packages in systems.items():
             for pkg in packages:
-                key = keys.get(id(pkg))
-                if key is None:
-                    key = keys[id(pkg)] = self._key(pkg.ecosystem, pkg.name)
-                groups = inventory.setdefault(key, {})
-                group = groups.get((pkg.release, pkg.version))
-                if group is None:
-                    group = groups[(pkg.release, pkg.version)] = _Group(
-                        probe(pkg.ecosystem, pkg.release, pkg.version), {}
-                    )
-                member = group.members.get((pkg.name, pkg.purl))
-                if member is None:
-                    group.members[(pkg.name, pkg.purl)] = (pkg, [system])
-                else:
-                    member[1].append(system)
+                found = holders.get(id(pkg))
+                if found is None:
+                    found = holders[id(pkg)] = self._place(inventory, pkg)
+                found.append(system)
         self._inventory = inventory
+
+    def _place(self, inventory: dict[Key, dict[tuple[str | None, str], _Group]], pkg: InstalledPackage) -> list[str]:
+        """The systems list of ``pkg``'s member in its group (created on first sight)."""
+        groups = inventory.setdefault(self._key(pkg.ecosystem, pkg.name), {})
+        group = groups.get((pkg.release, pkg.version))
+        if group is None:
+            group = groups[(pkg.release, pkg.version)] = _Group(probe(pkg.ecosystem, pkg.release, pkg.version), {})
+        member = group.members.get((pkg.name, pkg.purl))
+        if member is None:
+            member = group.members[(pkg.name, pkg.purl)] = (pkg, [])
+        return member[1]
 
     def iter_matches(self, systems: Mapping[str, Sequence[InstalledPackage]] | None = None) -> Iterator[Match]:
         """Every match of every indexed advisory, one at a time; ``systems`` replaces the remembered inventory."""
         if systems is not None:
             self.set_systems(systems)
+        ranks = self._prepare()
         for key, groups in self._inventory.items():
             by_id = self._by_key.get(key)
             suppress = self._suppress.get(key)
             ids = list(by_id or ()) + [i for i in suppress or () if not by_id or i not in by_id]
             for advisory_id in ids:
                 entries = by_id.get(advisory_id, []) if by_id else []
-                yield from self._match(key, advisory_id, entries, groups)
+                yield from self._match(key, advisory_id, entries, groups, ranks)
+
+    def _prepare(self) -> dict[int, int]:
+        """Parse every installed version a range will compare, then number all versions (``ranks``)."""
+        for key, groups in self._inventory.items():
+            classes = {r.cls for entries in self._by_key.get(key, {}).values() for e in entries for r in e.ranges}
+            classes.discard(None)
+            for group in groups.values():
+                for cls in classes:
+                    if cls is not None:
+                        self.versions.parse(cls, group.probe.ecosystem, group.probe.version)
+        return self.versions.ranks()
 
     def match_all(self, systems: Mapping[str, Sequence[InstalledPackage]] | None = None) -> list[Match]:
         """Every match of every indexed advisory (``iter_matches`` as a list)."""
@@ -169,7 +182,12 @@ class MatchIndex:
         return None
 
     def _match(
-        self, key: Key, advisory_id: str, entries: list[Entry], groups: Mapping[tuple[str | None, str], _Group]
+        self,
+        key: Key,
+        advisory_id: str,
+        entries: list[Entry],
+        groups: Mapping[tuple[str | None, str], _Group],
+        ranks: Mapping[int, int] | None = None,
     ) -> Iterator[Match]:
         suppressing = key in self._suppress
         for group in groups.values():
@@ -185,7 +203,7 @@ class MatchIndex:
                 continue
             verdict = Verdict()
             for entry in entries:
-                evaluate(entry, group.probe, self.versions, verdict)
+                evaluate(entry, group.probe, self.versions, verdict, ranks)
             if not verdict.affected and not verdict.problems:
                 continue
             status = MatchStatus.AFFECTED if verdict.affected else MatchStatus.NEEDS_TRIAGE

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,10 +77,15 @@ def normalize_version(ecosystem_base: str, cls: type[Any] | None, text: str) -> 
 class VersionCache:
     """Parsed univers versions per (class, ecosystem, string), each parsed once; ``None`` marks a string
     univers rejects. Both sides share it: an advisory's ``fixed: 2.31.0`` and an installed ``2.31.0`` are
-    one object."""
+    one object.
+
+    ``ranks`` numbers every cached version by its place in its class's order. A univers comparison costs
+    5-50 µs (Debian's dpkg rules in Python); a full match makes about a million of them, so it compares
+    ranks (integers) instead, after sorting the few thousand distinct versions once."""
 
     def __init__(self) -> None:
         self._cache: dict[tuple[type[Any], str, str], Any] = {}
+        self._ranks: dict[int, int] | None = None
 
     def parse(self, cls: type[Any], ecosystem_base: str, text: str) -> Any:
         """The parsed version, or ``None`` when it is not valid for ``cls``."""
@@ -93,7 +99,33 @@ class VersionCache:
         except (V.InvalidVersion, ValueError, TypeError):
             parsed = None
         self._cache[key] = parsed
+        if parsed is not None:
+            self._ranks = None  # a new version: the numbering is built again when next asked for
         return parsed
+
+    def ranks(self) -> dict[int, int]:
+        """``id(parsed version) -> rank``: equal versions share a rank, a greater one has a greater rank.
+
+        Versions of a class univers cannot order among themselves get no rank (callers compare them)."""
+        if self._ranks is None:
+            by_cls: dict[type[Any], dict[int, Any]] = {}
+            for (cls, _, _), parsed in self._cache.items():
+                if parsed is not None:
+                    by_cls.setdefault(cls, {})[id(parsed)] = parsed
+            ranks: dict[int, int] = {}
+            for found in by_cls.values():
+                try:
+                    ordered = sorted(found.values())
+                except TypeError:
+                    continue
+                rank, previous = 0, None
+                for version in ordered:
+                    if previous is not None and previous < version:
+                        rank += 1
+                    ranks[id(version)] = rank
+                    previous = version
+            self._ranks = ranks
+        return self._ranks
 
     def __len__(self) -> int:
         return len(self._cache)
@@ -219,8 +251,46 @@ def range_affects(rng: Range, version: Any) -> bool:
     return vulnerable
 
 
-def evaluate(entry: Entry, pkg: Probe, cache: VersionCache, verdict: Verdict) -> None:
-    """Add what ``entry`` says about the installed version ``pkg`` to ``verdict``."""
+def _affects_ranked(rng: Range, version: int, ranks: Mapping[int, int]) -> bool | None:
+    """``range_affects`` on ranks; ``None`` when a version of the range has no rank (compare objects)."""
+    if rng.limits:
+        limits = [ranks.get(id(limit)) for limit in rng.limits]
+        if None in limits:
+            return None
+        if not any(version < limit for limit in limits if limit is not None):
+            return False
+    vulnerable = False
+    for kind, value in rng.events:
+        if value is None:  # introduced: 0
+            vulnerable = True
+            continue
+        rank = ranks.get(id(value))
+        if rank is None:
+            return None
+        if kind == "introduced":
+            vulnerable = vulnerable or version >= rank
+        elif (kind == "fixed" and version >= rank) or (kind == "last_affected" and version > rank):
+            vulnerable = False
+    return vulnerable
+
+
+def _next_fix(rng: Range, parsed: Any, ranks: Mapping[int, int] | None) -> str | None:
+    """The lowest fixed version above ``parsed`` in the range, as the advisory wrote it."""
+    mine = ranks.get(id(parsed)) if ranks is not None else None
+    if ranks is not None and mine is not None and all(id(p) in ranks for p, _ in rng.fixed):
+        ranked = [(ranks[id(p)], text) for p, text in rng.fixed if ranks[id(p)] > mine]
+        return min(ranked, key=lambda pair: pair[0])[1] if ranked else None
+    later = [(p, text) for p, text in rng.fixed if p > parsed]
+    return min(later, key=lambda pair: pair[0])[1] if later else None
+
+
+def evaluate(
+    entry: Entry, pkg: Probe, cache: VersionCache, verdict: Verdict, ranks: Mapping[int, int] | None = None
+) -> None:
+    """Add what ``entry`` says about the installed version ``pkg`` to ``verdict``.
+
+    ``ranks`` (``VersionCache.ranks``, current for every version involved) replaces univers comparisons by
+    integer ones; without it, or for a version it does not number, the versions are compared."""
     base = pkg.ecosystem
     if entry.release is not None and pkg.release is not None and not same_release(entry.release, pkg.release):
         return
@@ -234,11 +304,15 @@ def evaluate(entry: Entry, pkg: Probe, cache: VersionCache, verdict: Verdict) ->
         if parsed is None:
             problems.append(f"installed version {pkg.version!r} is not a valid {base} version")
             continue
-        if range_affects(rng, parsed):
+        rank = ranks.get(id(parsed)) if ranks is not None else None
+        inside = _affects_ranked(rng, rank, ranks) if rank is not None and ranks is not None else None
+        if inside is None:
+            inside = range_affects(rng, parsed)
+        if inside:
             hit = True
-            later = [(p, text) for p, text in rng.fixed if p > parsed]
-            if later:
-                verdict.fixed.append(min(later, key=lambda pair: pair[0])[1])
+            fix = _next_fix(rng, parsed, ranks)
+            if fix is not None:
+                verdict.fixed.append(fix)
     if not hit and entry.undecided:
         problems.append(entry.undecided)
     if hit and entry.triage:

@@ -46,10 +46,10 @@ async def current_inventory(session: AsyncSession, *, config: Config) -> dict[st
     systems: dict[str, list[InstalledPackage]] = {
         name: inventory_files.from_config(system) for name, system in config.systems.items() if system.packages
     }
-    for row in await inventory_store.packages(session):
-        systems.setdefault(row.system, []).append(
-            pool.get(ecosystem=row.ecosystem, name=row.name, version=row.version, release=row.release, purl=row.purl)
-        )
+    async for page in inventory_store.package_rows(session):
+        for system, ecosystem, name, version, release, purl in page:
+            pkg = pool.get(ecosystem=ecosystem, name=name, version=version, release=release, purl=purl)
+            systems.setdefault(system, []).append(pkg)
     return systems
 
 
