@@ -210,8 +210,14 @@ def _visible(record: AdvisoryRecord, now: datetime) -> bool:
     return record.status in sla.ACTIVE
 
 
-async def listing(session: AsyncSession, *, config: Config, scope: str, now: datetime) -> list[AdvisoryView]:
-    """``open`` (matching, not snoozed), ``overdue`` (past due) or a system's name."""
+PAGE = 40  # advisories per ``/patch advisories`` reply; the reply names the next page
+
+
+async def listing(
+    session: AsyncSession, *, config: Config, scope: str, now: datetime, page: int = 1
+) -> tuple[list[AdvisoryView], int]:
+    """One page (``PAGE`` records, soonest due first) of ``open`` (matching, not snoozed), ``overdue`` (past
+    due) or a system's advisories, and how many there are in all: every one is reachable, page by page."""
     statuses = [*sla.ACTIVE, AdvisoryStatus.SNOOZED]
     if scope == "open":
         records = await store.list_records(session, statuses=statuses, with_matches=True)
@@ -225,7 +231,9 @@ async def listing(session: AsyncSession, *, config: Config, scope: str, now: dat
             f"bad scope {scope!r}",
             user_message=f"`{scope[:40]}` is neither `open`, `overdue` nor a known system ({known}).",
         )
-    return await views(session, [r for r in records if _visible(r, now)], config=config)
+    visible = [r for r in records if _visible(r, now)]
+    chunk = visible[(page - 1) * PAGE : page * PAGE]
+    return await views(session, chunk, config=config), len(visible)
 
 
 class ManualInput(BaseModel):
