@@ -187,7 +187,8 @@ def change_prefill(config: Config, v: AdvisoryView, *, requester: str) -> Change
     """The change request form's initial values for remediating ``v``."""
     adv = v.advisory
     fixes = [f"{m.system}: {m.package} {m.installed} → {', '.join(m.fixed) or 'no fix listed'}" for m in v.matches]
-    details = "\n".join([adv.summary or f"Remediate {adv.id}", "", *fixes[:20]]).strip()
+    more = [f"…and {len(fixes) - 20} more: patchwarden advisories list --json"] if len(fixes) > 20 else []
+    details = "\n".join([adv.summary or f"Remediate {adv.id}", "", *fixes[:20], *more]).strip()
     packages = ", ".join(dict.fromkeys(m.package for m in v.matches)) or "affected packages"
     return ChangeInput.model_construct(
         systems=[s for s in v.systems if s in config.systems],

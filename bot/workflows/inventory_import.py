@@ -43,6 +43,8 @@ def drift_blocks(system: str, lines: list[str], *, owner: str) -> list[Block]:
         f":mag: {mention(owner)} *Unrecorded change on `{escape(system)}`*: package versions changed without a "
         f"completed change:\n" + "\n".join(f"• {escape(line)}" for line in lines[:20])
     )
+    if len(lines) > 20:
+        text += f"\n…and {len(lines) - 20} more (the control log lists every one)"
     return [
         section(text),
         {
@@ -90,7 +92,7 @@ async def imported(
         return outcomes, []
     await lifecycle.log(
         session, config=config, now=now, actor="patchwarden", action="inventory_drift", system=system,
-        packages=lines[:50],
+        packages=lines,
     )  # fmt: skip
     blocks = drift_blocks(system, lines, owner=owner)
     await outbox.enqueue(session, key=f"drift:{system}:{now.isoformat()}", channel=owner,
