@@ -30,6 +30,7 @@ from bot.commands import acceptance as test_stage_commands
 from bot.commands import advisories as advisory_commands
 from bot.commands import approvals, changes, patch
 from bot.commands import auto_approval as auto_approval_commands
+from bot.commands import away as away_commands
 from bot.commands import calendar as calendar_commands
 from bot.commands import deploy as deploy_commands
 from bot.commands import drift as drift_commands
@@ -118,6 +119,7 @@ def create_app(deps: Deps, *, signing_secret: str) -> AsyncApp:
     schedule_commands.register(app, deps, router)
     deploy_commands.register(app, deps, router)
     people_commands.register(app, deps, router)
+    away_commands.register(app, deps, router)
     test_stage_commands.register(app, deps)
     exception_commands.register(app, deps, router)
     drift_commands.register(app, deps)

@@ -30,7 +30,9 @@ from bot.workflows import (
     approval,
     audit_publish,
     auto_approval,
+    cab_digest,
     cards,
+    chasing,
     deploy_runs,
     due_windows,
     recovery,
@@ -84,6 +86,18 @@ async def run_sweep(deps: Deps) -> int:
                 f":bell: Reminder: {change.key} still needs your decision{until}: {mentions(nudge.people)}",
             )
     return len(nudges)
+
+
+async def run_escalations(deps: Deps) -> int:
+    """Remind the next person in the escalation order of stages waiting too long (each step once)."""
+    async with deps.sessions.begin() as session:
+        return await chasing.escalate(session, config=deps.config, now=deps.clock.now())
+
+
+async def run_cab_digest(deps: Deps) -> bool:
+    """Queue the CAB digest of the current occurrence of ``policy.digest`` (once across replicas)."""
+    async with deps.sessions.begin() as session:
+        return await cab_digest.post_due(session, config=deps.config, now=deps.clock.now())
 
 
 async def run_checkpoint(deps: Deps) -> None:
@@ -331,6 +345,8 @@ def table(deps: Deps) -> list[tuple[str, Job, timedelta]]:
     jobs: list[tuple[str, Job, timedelta]] = [
         ("sweep", run_sweep, SWEEP_EVERY),  # approval expiry and reminders, cards never posted
         ("auto_approvals", run_auto_approvals, SWEEP_EVERY),  # approve-after-N-days, veto windows
+        ("escalations", run_escalations, SWEEP_EVERY),  # policy.escalate_after: fallback group, then managers
+        ("cab_digest", run_cab_digest, SWEEP_EVERY),  # policy.digest: queued in the outbox per occurrence
         ("window_sweep", run_window_sweep, WINDOW_SWEEP_EVERY),  # window reminders, orphaned bookings
         # due windows: each is claimed by compare-and-set, so replicas running this together deploy once
         ("due_windows", run_due_windows, SWEEP_EVERY),

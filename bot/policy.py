@@ -8,11 +8,14 @@ people: one person's approval fills at most one requirement (four eyes stay four
 Who may never approve (unless ``self_approval: true``): the requester and the last editor. When the
 eligible people left cannot fill a requirement, the ``fallback`` group becomes eligible for it, and the
 card says so: a change never sits silently stuck.
+
+A delegate's approval (issue 12) fills the delegator's requirement and uses up both people: the delegator
+cannot vote again beside their delegate (``acting_for`` maps delegate to delegator).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from bot.config import Config, Role
@@ -60,6 +63,7 @@ class StageProgress:
     excluded: frozenset[str]
     fallback_group: str
     approvals: dict[str, str] = field(default_factory=dict)  # user -> requirement key
+    acting_for: dict[str, str] = field(default_factory=dict)  # delegate -> delegator of a delegated approval
 
     @property
     def complete(self) -> bool:
@@ -119,8 +123,10 @@ def evaluate(
     requester: str,
     last_editor: str,
     approvals: Iterable[tuple[str, str | None]],
+    acting_for: Mapping[str, str] | None = None,
 ) -> StageProgress:
-    """Progress of ``stage`` given live approve decisions as (user, requirement key) pairs."""
+    """Progress of ``stage`` given live approve decisions as (user, requirement key) pairs; ``acting_for``
+    names the delegator of each delegated one."""
     excluded = excluded_people(config, requester=requester, last_editor=last_editor)
     reqs = requirements(config, systems, stage)
     by_req: dict[str, list[str]] = {r.key: [] for r in reqs}
@@ -129,17 +135,19 @@ def evaluate(
         if key in by_req and user not in assigned:
             by_req[key].append(user)
             assigned[user] = key
+    delegated = {d: f for d, f in (acting_for or {}).items() if d in assigned}
+    used = set(assigned) | set(delegated.values())
     fallback = config.group(config.policy.fallback)
     progress = []
     for r in reqs:
-        candidates = r.eligible - excluded - set(assigned)
+        candidates = r.eligible - excluded - used
         approvers = tuple(by_req[r.key])
         uses_fallback = False
         if len(candidates) < max(0, r.count - len(approvers)):
-            candidates = candidates | (fallback - excluded - set(assigned))
+            candidates = candidates | (fallback - excluded - used)
             uses_fallback = True
         progress.append(RequirementProgress(r, approvers, frozenset(candidates), uses_fallback))
-    return StageProgress(stage, tuple(progress), excluded, config.policy.fallback, assigned)
+    return StageProgress(stage, tuple(progress), excluded, config.policy.fallback, assigned, delegated)
 
 
 def requirement_for(progress: StageProgress, user: str) -> str:
@@ -151,8 +159,8 @@ def requirement_for(progress: StageProgress, user: str) -> str:
     3. the user is eligible for at least one requirement;
     4. one of those requirements is still open.
     """
-    # 1.
-    if user in progress.approvals:
+    # 1. (a delegate's approval counts as the delegator's own)
+    if user in progress.approvals or user in progress.acting_for.values():
         raise AlreadyDoneError(f"{user} already approved", user_message="You have already approved this stage.")
     who = _who_can(progress)
     # 2.

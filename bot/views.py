@@ -23,6 +23,7 @@ from storage.models import (
     ChangeClass,
     ChangeState,
     Deployment,
+    Stage,
     StageReport,
     Window,
 )
@@ -31,6 +32,8 @@ Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=3000)]
 UserId = Annotated[str, StringConstraints(pattern=r"^[UW][A-Z0-9]{2,}$")]
 
 SNOOZE_CHOICES: dict[str, timedelta] = {"1d": timedelta(days=1), "7d": timedelta(days=7), "30d": timedelta(days=30)}
+
+__all__ = ["Stage"]  # re-exported for listeners, which import no storage module
 
 
 def state_label(state: ChangeState) -> str:
@@ -48,7 +51,7 @@ class AutoStatus:
     """The policy's auto-approval of a stage: booked or only planned, announced, vetoed or applied."""
 
     rule: str
-    stage: str
+    stage: Stage
     at: datetime
     veto_from: datetime
     vetoed_by: str | None = None
@@ -67,7 +70,7 @@ class ChangeSnapshot:
     """A change with everything its card and status reply show, loaded in one go."""
 
     change: Change
-    stage: str | None
+    stage: Stage | None
     progress: policy.StageProgress | None
     approvals: tuple[Approval, ...]
     history: tuple[AuditEntry, ...]

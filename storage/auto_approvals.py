@@ -7,10 +7,10 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import AutoApproval
+from storage.models import AutoApproval, Stage
 
 
-async def get(session: AsyncSession, *, change_id: int, stage: str, revision: int) -> AutoApproval | None:
+async def get(session: AsyncSession, *, change_id: int, stage: Stage, revision: int) -> AutoApproval | None:
     """The booking of this change, stage and revision, if any."""
     stmt = select(AutoApproval).where(
         AutoApproval.change_id == change_id, AutoApproval.stage == stage, AutoApproval.revision == revision
@@ -25,7 +25,7 @@ async def latest(session: AsyncSession, change_id: int) -> AutoApproval | None:
 
 
 async def add(
-    session: AsyncSession, *, change_id: int, stage: str, revision: int, rule: str, at: datetime, veto_from: datetime
+    session: AsyncSession, *, change_id: int, stage: Stage, revision: int, rule: str, at: datetime, veto_from: datetime
 ) -> AutoApproval:
     """Book the auto-approval (the unique constraint keeps it once per change, stage and revision)."""
     row = AutoApproval(change_id=change_id, stage=stage, revision=revision, rule=rule, at=at, veto_from=veto_from)

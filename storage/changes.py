@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
-from storage.models import Approval, Change, ChangeState, Decision
+from storage.models import Approval, Change, ChangeState, Decision, Stage
 
 
 async def add(session: AsyncSession, change: Change) -> Change:
@@ -94,7 +94,7 @@ async def record_decision(
     session: AsyncSession,
     *,
     change: Change,
-    stage: str,
+    stage: Stage,
     user_id: str,
     decision: Decision,
     requirement: str | None,

@@ -14,10 +14,9 @@ from typing import Any
 from sqlalchemy import and_, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import TERMINAL, Change, ChangeState, Window, WindowState
+from storage.models import TERMINAL, Change, ChangeState, Stage, Window, WindowState
 
 # The change state that goes with a booked window of each stage.
-SCHEDULED: dict[str, ChangeState] = {"test": ChangeState.TEST_SCHEDULED, "prod": ChangeState.PROD_SCHEDULED}
 # Change states in which a still-booked window of that stage has lost its reason to exist.
 _ORPHANING: dict[str, frozenset[ChangeState]] = {
     "test": TERMINAL | {ChangeState.PENDING_TEST_APPROVAL, ChangeState.APPROVED_FOR_TEST},
@@ -47,7 +46,7 @@ async def for_change(session: AsyncSession, change_id: int) -> list[Window]:
     return list((await session.execute(stmt)).scalars())
 
 
-async def active(session: AsyncSession, *, change_id: int, stage: str) -> Window | None:
+async def active(session: AsyncSession, *, change_id: int, stage: Stage) -> Window | None:
     """The change's booked or started window for ``stage``, if any."""
     stmt = (
         select(Window)

@@ -99,3 +99,12 @@ async def test_import_proves_a_pending_fix_and_reports_drift_the_owner_links(har
     async with h.deps.sessions.begin() as s:
         actions = [r.action for r in (await s.execute(select(AuditEntry))).scalars()]
     assert "inventory_drift" in actions and "inventory_drift_linked" in actions and "advisory_remediated" in actions
+
+
+def test_a_long_drift_note_counts_what_it_does_not_show() -> None:
+    from bot.blocks.drift import SHOWN, drift_blocks
+
+    lines = [f"pkg{i} 1.0 → 1.1" for i in range(SHOWN + 5)]
+    text = drift_blocks("web", lines, owner="U0OWNER")[0]["text"]["text"]
+    assert f"pkg{SHOWN - 1} 1.0" in text and f"pkg{SHOWN} 1.0" not in text
+    assert "…and 5 more changed packages" in text

@@ -12,7 +12,7 @@ from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 from bot.blocks.common import Block, clip, context, escape, mention, plain, section, slack_date
-from storage.models import Change
+from storage.models import Change, Stage
 
 
 class AnnouncementKind(StrEnum):
@@ -81,7 +81,7 @@ def announcement(
     *,
     change: Change,
     systems: Sequence[str],
-    stage: str,
+    stage: Stage,
     timezone: str,
     start: datetime | None,
     end: datetime | None,

@@ -7,9 +7,10 @@ from typing import Any
 
 from bot.blocks.common import ActionId, Block, CallbackId, escape, mention, plain, section, slack_date
 from bot.views import AutoStatus
+from storage.models import Stage
 
 
-def veto_value(change_id: int, stage: str, revision: int) -> str:
+def veto_value(change_id: int, stage: Stage, revision: int) -> str:
     """The Veto button's value: ids only, never state."""
     return f"{change_id}:{stage}:{revision}"
 

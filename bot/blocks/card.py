@@ -19,7 +19,7 @@ from bot.blocks.common import (
 )
 from bot.text import strip_invisible
 from bot.views import ChangeSnapshot, state_label
-from storage.models import Change, ChangeState, Decision
+from storage.models import Change, ChangeState, Decision, Stage
 
 STATE_ICON = {
     ChangeState.PENDING_TEST_APPROVAL: ":hourglass_flowing_sand:",
@@ -51,7 +51,7 @@ def _decided_stages(snap: ChangeSnapshot) -> list[Block]:
     """Who approved the stages already behind the change, and when (the status of a finished change too)."""
     change = snap.change
     lines = []
-    for stage in ("test", "prod"):
+    for stage in Stage:
         if stage == snap.stage:
             continue  # the open stage has its own progress section
         rows = [
@@ -99,6 +99,10 @@ def _fields(change: Change, *, advisory_link: str | None = None) -> Block:
     }
 
 
+def _for(delegator: str | None) -> str:
+    return f" (for {mention(delegator)})" if delegator else ""
+
+
 def _approval_section(snap: ChangeSnapshot) -> list[Block]:
     progress, change = snap.progress, snap.change
     if progress is None or snap.stage is None:
@@ -111,7 +115,9 @@ def _approval_section(snap: ChangeSnapshot) -> list[Block]:
     lines = []
     for r in progress.requirements:
         done = ", ".join(
-            f"{mention(u)} {slack_date(when[u], fmt='{date_short} {time}')}" for u in r.approvers if u in when
+            f"{mention(u)}{_for(progress.acting_for.get(u))} {slack_date(when[u], fmt='{date_short} {time}')}"
+            for u in r.approvers
+            if u in when
         )
         if r.met:
             lines.append(f":white_check_mark: {escape(r.requirement.label)}: approved by {done}")
@@ -171,6 +177,7 @@ def _buttons(snap: ChangeSnapshot) -> list[Block]:
                     "value": value,
                     "text": plain("Reject"),
                 },
+                {"type": "button", "action_id": ActionId.NUDGE.value, "value": value, "text": plain("Nudge approvers")},
             ],
         }
     ]

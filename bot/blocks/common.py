@@ -20,6 +20,7 @@ class ActionId(StrEnum):
     APPROVE = "change_approve"
     REJECT = "change_reject"
     VETO = "auto_approval_veto"
+    NUDGE = "change_nudge"
 
 
 class CallbackId(StrEnum):

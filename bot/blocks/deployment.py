@@ -7,7 +7,7 @@ from enum import StrEnum
 
 from bot.blocks.common import Block, clip, escape, mention, mentions, plain, section
 from bot.executors.base import StepResult, TargetStatus
-from storage.models import Deployment
+from storage.models import Deployment, Stage
 
 STATUS_ICON = {
     TargetStatus.OK: ":white_check_mark:",
@@ -48,7 +48,9 @@ def results_text(title: str, results: Iterable[tuple[str, StepResult]]) -> str:
     return clip("\n".join(lines), 3900)
 
 
-def decision_blocks(*, change_id: int, change_key: str, stage: str, owners: Sequence[str], summary: str) -> list[Block]:
+def decision_blocks(
+    *, change_id: int, change_key: str, stage: Stage, owners: Sequence[str], summary: str
+) -> list[Block]:
     """Verification failed and the policy asks: Roll back / Keep buttons for the owner."""
     value = f"{change_id}:{stage}"
     return [

@@ -10,7 +10,7 @@ from bot.blocks.announcement import when_text
 from bot.blocks.common import Block, context, escape, mention, mentions, plain, section
 from bot.config import format_duration
 from bot.windows import Slot, format_slot
-from storage.models import Change, Window
+from storage.models import Change, Stage, Window
 
 
 class ScheduleAction(StrEnum):
@@ -26,12 +26,12 @@ class BookMode(StrEnum):
     MOVE = "move"
 
 
-def slot_value(change_id: int, stage: str, slot: Slot, mode: BookMode) -> str:
+def slot_value(change_id: int, stage: Stage, slot: Slot, mode: BookMode) -> str:
     """Button value ``<change id>:<stage>:<start epoch>:<end epoch>:<mode>`` (ids and times only)."""
     return f"{change_id}:{stage}:{int(slot.start.timestamp())}:{int(slot.end.timestamp())}:{mode.value}"
 
 
-def _button(index: int, change: Change, stage: str, slot: Slot, mode: BookMode, timezone: str) -> Block:
+def _button(index: int, change: Change, stage: Stage, slot: Slot, mode: BookMode, timezone: str) -> Block:
     label = format_slot(slot, timezone)
     return {
         "type": "button",
@@ -45,7 +45,7 @@ def _button(index: int, change: Change, stage: str, slot: Slot, mode: BookMode, 
 def proposals(
     change: Change,
     *,
-    stage: str,
+    stage: Stage,
     slots: Sequence[Slot],
     timezone: str,
     notice: timedelta,
@@ -77,7 +77,7 @@ def proposals(
 
 
 def refusal(
-    change: Change, *, stage: str, message: str, suggestion: Slot | None, timezone: str, mode: BookMode
+    change: Change, *, stage: Stage, message: str, suggestion: Slot | None, timezone: str, mode: BookMode
 ) -> list[Block]:
     """Why a slot was refused, with a button for the nearest valid one."""
     blocks: list[Block] = [section(f":no_entry: {message}")]

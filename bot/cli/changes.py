@@ -9,7 +9,7 @@ import click
 
 from bot.cli import common
 from bot.errors import NotFoundError
-from bot.workflows import lifecycle, loop_views, views
+from bot.workflows import lifecycle, loop_views, test_checklist, views
 from storage import changes as change_store
 
 
@@ -63,6 +63,7 @@ def show(change: str, as_json: bool) -> None:
             if row is None:
                 raise NotFoundError(f"{change} not found", user_message=f"There is no change {change}.")
             data = views.to_json(await views.snapshot(session, config=config, change=row, history=True))
+            data |= await test_checklist.json_fields(session, row)
             return data | await loop_views.change_fields(session, row)
 
     data = common.run(main)

@@ -9,6 +9,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 
 from bot.blocks import acceptance as blocks
 from bot.blocks import modal
+from bot.blocks import test_checklist as checklist_blocks
 from bot.blocks.common import escape, mention, mentions
 from bot.commands.replies import guarded
 from bot.commands.router import button_id
@@ -16,7 +17,7 @@ from bot.deps import Deps
 from bot.errors import InputError
 from bot.slack import notify, thread
 from bot.workflows import acceptance as flow
-from bot.workflows import cards, deployment, lifecycle
+from bot.workflows import cards, deployment, lifecycle, test_checklist
 from bot.workflows.acceptance import Next, StageStep
 
 StepWorkflow = Callable[..., Awaitable[StageStep]]  # record_passed, acknowledge: (session, *, config, change_id, ...)
@@ -29,6 +30,8 @@ async def follow_up(deps: Deps, step: StageStep, user: str) -> None:
     if step.next in (Next.REFUSED, Next.ALREADY):
         return
     await cards.refresh_card(deps, change.id)
+    if step.report is not None:  # the scenario checklist and log review, for the thread's record
+        await thread.say(deps, change, checklist_blocks.report_text(change.key, step.report))
     if step.next is Next.ACKNOWLEDGE:
         await thread.say(
             deps,
@@ -85,10 +88,32 @@ def register(app: AsyncApp, deps: Deps) -> None:
 
         await guarded(lambda text: notify.ephemeral(deps, channel=channel, user=user, text=text), work)
 
+    async def open_checklist(body: dict[str, Any], action: dict[str, Any]) -> bool:
+        """Open the scenario checklist if the change's systems define one (True), else leave it to the caller."""
+        _, channel = context(body)
+        async with deps.sessions.begin() as session:
+            form = await test_checklist.form_for(
+                session, config=config, change_id=button_id(action["value"]), now=deps.clock.now()
+            )
+        if form is None:
+            return False
+        meta = {"change_id": form.change.id, "channel": channel}
+        view = checklist_blocks.checklist_modal(
+            change_key=form.change.key, scenarios=form.scenarios, review=form.review, metadata=meta
+        )
+        await notify.open_modal(deps, trigger_id=body["trigger_id"], view=view)
+        return True
+
     @app.action(blocks.TestActionId.PASSED.value)
     async def handle_test_passed_click(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()
-        await step_click(body, action, flow.record_passed)
+        user, channel = context(body)
+
+        async def work() -> None:
+            if not await open_checklist(body, action):
+                await step_click(body, action, flow.record_passed)
+
+        await guarded(lambda text: notify.ephemeral(deps, channel=channel, user=user, text=text), work)
 
     @app.action(blocks.TestActionId.ACKNOWLEDGE.value)
     async def handle_test_acknowledge_click(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
@@ -99,6 +124,8 @@ def register(app: AsyncApp, deps: Deps) -> None:
         user, channel = context(body)
 
         async def work() -> None:
+            if not risk and await open_checklist(body, action):
+                return
             change_id = button_id(action["value"])
             async with deps.sessions.begin() as session:
                 change = await lifecycle.load(session, change_id)
@@ -122,14 +149,27 @@ def register(app: AsyncApp, deps: Deps) -> None:
         await ack()
         await open_form(body, action, risk=True)
 
-    async def submit(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], *, risk: bool) -> None:
+    async def submit(
+        ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], *, risk: bool, checklist: bool = False
+    ) -> None:
         user = body["user"]["id"]
         meta = modal.read_metadata(view)
         values = blocks.read_values(view)
         channel = str(meta.get("channel", ""))
         try:
             async with deps.sessions.begin() as session:
-                if risk:
+                if checklist:
+                    step = await test_checklist.record(
+                        session,
+                        config=config,
+                        change_id=int(meta["change_id"]),
+                        user=user,
+                        answers=checklist_blocks.read_answers(values),
+                        criticality=values.get("criticality", ""),
+                        description=values.get("description", ""),
+                        now=deps.clock.now(),
+                    )
+                elif risk:
                     step = await flow.record_risk(
                         session,
                         config=config,
@@ -166,6 +206,10 @@ def register(app: AsyncApp, deps: Deps) -> None:
     @app.view(blocks.TestCallbackId.PROBLEMS.value)
     async def handle_test_problems_submission(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
         await submit(ack, body, view, risk=False)
+
+    @app.view(checklist_blocks.CALLBACK)
+    async def handle_test_checklist_submission(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
+        await submit(ack, body, view, risk=False, checklist=True)
 
     @app.view(blocks.TestCallbackId.RISK.value)
     async def handle_test_risk_submission(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:

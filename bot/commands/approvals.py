@@ -14,18 +14,18 @@ from bot.commands.replies import guarded
 from bot.commands.router import out_of_date
 from bot.deps import Deps
 from bot.slack import notify, thread
-from bot.views import ChangeSnapshot
+from bot.views import ChangeSnapshot, Stage
 from bot.workflows import approval, cards, lifecycle, views
 from bot.workflows.approval import DecisionResult, Outcome
 
 
-def parse_value(value: str) -> tuple[int, str, int]:
+def parse_value(value: str) -> tuple[int, Stage, int]:
     """Button value ``<change id>:<stage>:<revision>`` (ids only, never state)."""
     try:
         change_id, stage, revision = value.split(":")
-        if stage not in ("test", "prod") or len(change_id) > 10 or len(revision) > 10:
-            raise ValueError(stage)
-        return int(change_id), stage, int(revision)
+        if len(change_id) > 10 or len(revision) > 10:
+            raise ValueError(value)
+        return int(change_id), Stage(stage), int(revision)
     except ValueError as exc:
         raise out_of_date(value) from exc
 

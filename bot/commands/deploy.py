@@ -19,23 +19,19 @@ from bot.commands.router import CommandContext, Router, button_id, out_of_date, 
 from bot.deps import Deps
 from bot.errors import UsageError
 from bot.slack import notify
+from bot.views import Stage
 from bot.workflows import deploy_runs, lifecycle
 
-STAGES = ("test", "prod")
 Listener = Callable[[AsyncAck, dict[str, Any], dict[str, Any]], Awaitable[None]]
 
 
-def parse_deploy(rest: str) -> tuple[int, str, str | None]:
+def parse_deploy(rest: str) -> tuple[int, Stage, str | None]:
     """``CHG-n test|prod [--now REASON...]`` → (change id, stage, reason or None). Raises UsageError."""
     parts = rest.split(None, 2)
     if len(parts) < 2:
         raise UsageError("deploy needs a change and a stage", user_message="Name the change and the stage.")
     change_id = lifecycle.parse_key(parts[0])
-    stage = parts[1].lower()
-    if stage not in STAGES:
-        raise UsageError(
-            f"bad stage {stage!r}", user_message=f"`{escape(parts[1][:20])}` is not a stage; use test or prod."
-        )
+    stage = lifecycle.parse_stage(parts[1])
     reason: str | None = None
     if len(parts) == 3:
         tail = parts[2].strip()
@@ -47,11 +43,11 @@ def parse_deploy(rest: str) -> tuple[int, str, str | None]:
     return change_id, stage, reason
 
 
-def parse_decision(value: Any) -> tuple[int, str]:
+def parse_decision(value: Any) -> tuple[int, Stage]:
     """Roll back / Keep button value ``<change id>:<stage>``."""
     try:
         change_id_text, stage = str(value).split(":")
-        return int(change_id_text), stage
+        return int(change_id_text), Stage(stage)
     except ValueError as exc:
         raise out_of_date(value) from exc
 

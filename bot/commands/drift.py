@@ -7,6 +7,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
+from bot.blocks.drift import DRIFT_ACTION
 from bot.commands.replies import guarded
 from bot.deps import Deps
 from bot.errors import UsageError
@@ -19,7 +20,7 @@ CALLBACK = "drift_link_form"
 def register(app: AsyncApp, deps: Deps) -> None:
     """Register the drift button and its form."""
 
-    @app.action(inventory_import.DRIFT_ACTION)
+    @app.action(DRIFT_ACTION)
     async def handle_drift_link_click(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()
         system = str(action.get("value", ""))[:64]

@@ -15,6 +15,7 @@ from bot.blocks.schedule import BookMode, ScheduleAction
 from bot.commands.replies import guarded
 from bot.commands.router import CommandContext, Router, out_of_date, usage_error
 from bot.deps import Deps
+from bot.views import Stage
 from bot.windows import Slot, SlotRefusedError, format_slot
 from bot.workflows import cards, lifecycle, scheduling
 
@@ -22,14 +23,12 @@ Respond = Callable[..., Awaitable[Any]]
 _BOOK_BUTTON = re.compile(rf"^{ScheduleAction.BOOK.value}_\d+$")
 
 
-def parse_value(value: str) -> tuple[int, str, Slot, BookMode]:
+def parse_value(value: str) -> tuple[int, Stage, Slot, BookMode]:
     """Button value ``<change id>:<stage>:<start>:<end>:<mode>`` (see ``blocks.schedule.slot_value``)."""
     try:
         change_id, stage, start, end, mode = value.split(":")
-        if stage not in scheduling.STAGES:
-            raise ValueError(stage)
         slot = Slot(datetime.fromtimestamp(int(start), UTC), datetime.fromtimestamp(int(end), UTC))
-        return int(change_id), stage, slot, BookMode(mode)
+        return int(change_id), Stage(stage), slot, BookMode(mode)
     except ValueError as exc:
         raise out_of_date(value) from exc
 
@@ -40,7 +39,7 @@ async def book_and_answer(
     *,
     user: str,
     change_id: int,
-    stage: str,
+    stage: Stage,
     slot: Slot | str,
     emergency_reason: str | None = None,
     only: BookMode | None = None,
@@ -103,7 +102,7 @@ def register(app: AsyncApp, deps: Deps, router: Router) -> None:
         tokens = head.split()
         if len(tokens) < 2:
             raise usage_error(sub, "Name the change and the stage.")
-        change_id, stage = lifecycle.parse_key(tokens[0]), tokens[1].lower()
+        change_id, stage = lifecycle.parse_key(tokens[0]), lifecycle.parse_stage(tokens[1])
         typed = " ".join(tokens[2:])
         if flag and not typed:
             raise usage_error(sub, "An emergency booking names its start time.")
@@ -145,7 +144,7 @@ def register(app: AsyncApp, deps: Deps, router: Router) -> None:
         parts = ctx.rest.split(None, 2)
         if len(parts) < 3:
             raise usage_error(router.subcommands["unschedule"], "Name the change, the stage and a reason.")
-        change_id, stage = lifecycle.parse_key(parts[0]), parts[1].lower()
+        change_id, stage = lifecycle.parse_key(parts[0]), lifecycle.parse_stage(parts[1])
         async with deps.sessions.begin() as session:
             window = await scheduling.unschedule(
                 session,

@@ -50,6 +50,7 @@ class StageStep:
     next: Next
     message: str
     conclusion: str = ""
+    report: dict[str, Any] | None = None  # the scenario checklist and log findings, when recorded
 
 
 def _is(change: Change) -> str:
@@ -91,9 +92,15 @@ async def _results(session: AsyncSession, change_id: int) -> list[StageReport]:
 
 
 async def record_passed(
-    session: AsyncSession, *, config: Config, change_id: int, user: str, now: datetime
+    session: AsyncSession,
+    *,
+    config: Config,
+    change_id: int,
+    user: str,
+    now: datetime,
+    extra: dict[str, Any] | None = None,
 ) -> StageStep:
-    """The owner says the test passed (state ``test_passed``)."""
+    """The owner says the test passed (state ``test_passed``); ``extra`` joins the report (the checklist)."""
     change = await lifecycle.load(session, change_id, lock=True)
     refused = await _owners_only(
         session, config=config, change=change, user=user, now=now, action="test_result", what="record the test result"
@@ -105,12 +112,9 @@ async def record_passed(
         return await _refuse(session, config=config, change=change, user=user, now=now, action="test_result", why=why)
     if await _results(session, change.id):
         return StageStep(change, Next.ALREADY, f"The test result of {change.key} is already recorded.")
-    await reports.add(
-        session, change_id=change.id, kind="test_result", user_id=user, now=now, payload={"result": "passed"}
-    )
-    await lifecycle.log(
-        session, config=config, now=now, actor=user, action="test_result", change=change, result="passed"
-    )
+    passed: dict[str, Any] = {"result": "passed", **(extra or {})}
+    await reports.add(session, change_id=change.id, kind="test_result", user_id=user, now=now, payload=passed)
+    await lifecycle.log(session, config=config, now=now, actor=user, action="test_result", change=change, **passed)
     return StageStep(change, Next.ACKNOWLEDGE, f"Recorded: {change.key} passed its test.", conclusion="passed")
 
 
@@ -123,8 +127,11 @@ async def record_problems(
     criticality: str,
     description: str,
     now: datetime,
+    extra: dict[str, Any] | None = None,
 ) -> StageStep:
-    """The owner reports problems (criticality and description required): ``test_failed``; risk decisions next."""
+    """The owner reports problems (criticality and description required): ``test_failed``; risk decisions next.
+
+    ``extra`` (the scenario checklist and log findings) joins the report and the control-log entry."""
     description = description.strip()
     if criticality not in CRITICALITIES or not description:
         from bot.errors import InputError
@@ -146,7 +153,7 @@ async def record_problems(
         return await _refuse(session, config=config, change=change, user=user, now=now, action="test_result", why=why)
     if await _results(session, change.id):
         return StageStep(change, Next.ALREADY, f"The test result of {change.key} is already recorded.")
-    payload = {"result": "problems", "criticality": criticality, "description": description}
+    payload = {"result": "problems", "criticality": criticality, "description": description, **(extra or {})}
     await reports.add(session, change_id=change.id, kind="test_result", user_id=user, now=now, payload=payload)
     await lifecycle.log(session, config=config, now=now, actor=user, action="test_result", change=change, **payload)
     if change.state is S.TEST_PASSED:

@@ -19,10 +19,10 @@ from bot.config import Config
 from bot.errors import NotFoundError
 from bot.mail import compose
 from storage import outbox, people
-from storage.models import Change, ChangeClass, Window
+from storage.models import Change, ChangeClass, Stage, Window
 
 
-def recipients(config: Config, systems: list[str], stage: str) -> dict[str, list[tuple[str, str | None]]]:
+def recipients(config: Config, systems: list[str], stage: Stage) -> dict[str, list[tuple[str, str | None]]]:
     """Per system, its (address, Slack user or None) pairs to mail for ``stage`` (test only where announced)."""
     out: dict[str, list[tuple[str, str | None]]] = {}
     for name in systems:
@@ -53,7 +53,7 @@ async def queue(
     kind: AnnouncementKind,
     now: datetime,
     key: str,
-    stage: str,
+    stage: Stage,
     note: str = "",
     previous: Window | None = None,
 ) -> int:

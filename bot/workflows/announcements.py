@@ -21,7 +21,7 @@ from bot.slack import thread
 from bot.views import state_label
 from bot.workflows import announce_email, lifecycle
 from storage import changes, outbox, windows
-from storage.models import Change, ChangeClass, Window, WindowState, stage_of
+from storage.models import SCHEDULED, Change, ChangeClass, Stage, Window, WindowState, stage_of
 
 __all__ = [
     "AnnouncementKind",
@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 
-def channels_for(config: Config, systems: Sequence[str], stage: str) -> dict[str, list[str]]:
+def channels_for(config: Config, systems: Sequence[str], stage: Stage) -> dict[str, list[str]]:
     """Users' channels to announce in, each with the systems it covers (test only where configured)."""
     out: dict[str, list[str]] = {}
     for name in systems:
@@ -56,7 +56,7 @@ async def announce(
     now: datetime,
     note: str = "",
     previous: Window | None = None,
-    stage: str | None = None,
+    stage: Stage | None = None,
 ) -> int:
     """Queue one announcement per affected users' channel; returns how many were newly queued.
 
@@ -65,7 +65,7 @@ async def announce(
     deployment outside any window (``stage`` then names the stage). Completing an emergency window also
     requests the post-implementation review in the change's thread.
     """
-    stage = window.stage if window is not None else (stage or stage_of(change.state) or "prod")
+    stage = window.stage if window is not None else (stage or stage_of(change.state) or Stage.PROD)
     systems = list(window.systems) if window is not None else list(change.systems)
     slot_id = f"w{window.id}" if window is not None else stage
     suffix = f":{int(window.end.timestamp())}" if window is not None and kind is AnnouncementKind.EXTENDED else ""
@@ -152,7 +152,7 @@ async def sweep_windows(session: AsyncSession, *, config: Config, now: datetime)
     reminded = cancelled = 0
     for window in await windows.due_reminders(session, now=now, before=config.policy.remind_before):
         change = await changes.get(session, window.change_id)
-        if change is None or change.state is not windows.SCHEDULED.get(window.stage):
+        if change is None or change.state is not SCHEDULED.get(window.stage):
             continue  # handled as orphaned below
         if not await windows.claim_reminder(session, window.id):
             continue

@@ -19,10 +19,10 @@ from bot import policy
 from bot.config import Config, StepUpMethod
 from bot.errors import AlreadyDoneError, PatchwardenError, PermissionDeniedError
 from bot.views import state_label
-from bot.workflows import lifecycle
+from bot.workflows import delegation, lifecycle
 from storage import changes
 from storage import stepup as stepup_store
-from storage.models import APPROVED, PENDING_APPROVAL, Approval, Change, ChangeState, Decision
+from storage.models import APPROVED, PENDING_APPROVAL, Approval, Change, ChangeState, Decision, Stage
 
 
 class Outcome(StrEnum):
@@ -42,13 +42,13 @@ class DecisionResult:
     message: str  # for the person who clicked (ephemeral)
 
 
-async def progress_of(session: AsyncSession, *, config: Config, change: Change, stage: str) -> policy.StageProgress:
+async def progress_of(session: AsyncSession, *, config: Config, change: Change, stage: Stage) -> policy.StageProgress:
     """The stage's approval progress from live approvals of the current revision."""
     rows = await changes.approvals(session, change.id, stage=stage, revision=change.revision, include_stale=False)
     return progress_from(config, change=change, stage=stage, rows=rows)
 
 
-def progress_from(config: Config, *, change: Change, stage: str, rows: Sequence[Approval]) -> policy.StageProgress:
+def progress_from(config: Config, *, change: Change, stage: Stage, rows: Sequence[Approval]) -> policy.StageProgress:
     """The stage's progress from already loaded decisions (any stage/revision: filtered here)."""
     rows = [a for a in rows if a.stage == stage and a.revision == change.revision and not a.stale]
     return policy.evaluate(
@@ -58,6 +58,7 @@ def progress_from(config: Config, *, change: Change, stage: str, rows: Sequence[
         requester=change.requester,
         last_editor=change.last_editor,
         approvals=[(a.user_id, a.requirement) for a in rows if a.decision is Decision.APPROVE],
+        acting_for={a.user_id: a.delegated_from for a in rows if a.delegated_from and a.decision is Decision.APPROVE},
     )
 
 
@@ -69,13 +70,14 @@ async def _record(
     *,
     config: Config,
     change: Change,
-    stage: str,
+    stage: Stage,
     user: str,
     decision: Decision,
     requirement: str | None,
     reason: str,
     now: datetime,
     step_up: str | None = None,
+    delegated_from: str | None = None,
 ) -> bool:
     """Insert the decision (the unique constraint refuses a second one: False) and log it, bound to the
     change's content hash."""
@@ -89,12 +91,12 @@ async def _record(
         reason=reason,
         now=now,
         step_up=step_up,
+        delegated_from=delegated_from,
     )
     if row is None:
         return False
     details: dict[str, object] = {"requirement": requirement} if decision is Decision.APPROVE else {"reason": reason}
-    if step_up is not None:
-        details["step_up"] = step_up
+    details |= {k: v for k, v in (("step_up", step_up), ("delegated_from", delegated_from)) if v is not None}
     await lifecycle.log(
         session,
         config=config,
@@ -114,7 +116,7 @@ async def _open_stage(
     session: AsyncSession,
     *,
     change_id: int,
-    stage: str,
+    stage: Stage,
     revision: int,
 ) -> tuple[Change, DecisionResult | None]:
     change = await lifecycle.load(session, change_id, lock=True)
@@ -138,7 +140,7 @@ async def approve(
     *,
     config: Config,
     change_id: int,
-    stage: str,
+    stage: Stage,
     revision: int,
     user: str,
     now: datetime,
@@ -148,24 +150,23 @@ async def approve(
     if early:
         return early
     progress = await progress_of(session, config=config, change=change, stage=stage)
+    delegated_from: str | None = None
     try:
         requirement = policy.requirement_for(progress, user)
     except AlreadyDoneError as exc:
         return DecisionResult(Outcome.ALREADY, change, exc.user_message)
     except PermissionDeniedError as exc:
-        await lifecycle.log(
-            session,
-            config=config,
-            now=now,
-            actor=user,
-            action="approval_refused",
-            change=change,
-            stage=stage,
-            revision=revision,
-            reason=str(exc),
+        vote = await delegation.vote_for(
+            session, config=config, change=change, stage=stage, progress=progress, user=user, now=now
         )
-        return DecisionResult(Outcome.REFUSED, change, exc.user_message)
+        if not isinstance(vote, delegation.Vote):
+            why = vote or exc.user_message
+            return await _refused(session, config=config, change=change, stage=stage, user=user, now=now, why=why)
+        requirement, delegated_from = vote.requirement, vote.delegator
     method = step_up_method(config, change=change, stage=stage)
+    if method is not None and delegated_from is not None:  # fail closed: a reservation carries no delegation
+        why = delegation.no_step_up(config, change=change, stage=stage, delegator=delegated_from)
+        return await _refused(session, config=config, change=change, stage=stage, user=user, now=now, why=why)
     if method is not None:
         return await _reserve(session, config=config, change=change, stage=stage, user=user, req=requirement, now=now)
     return await count(
@@ -177,10 +178,29 @@ async def approve(
         requirement=requirement,
         progress=progress,
         now=now,
+        delegated_from=delegated_from,
     )
 
 
-def step_up_method(config: Config, *, change: Change, stage: str) -> StepUpMethod | None:
+async def _refused(
+    session: AsyncSession, *, config: Config, change: Change, stage: Stage, user: str, now: datetime, why: str
+) -> DecisionResult:
+    """Log a refused approval and tell the clicker why."""
+    await lifecycle.log(
+        session,
+        config=config,
+        now=now,
+        actor=user,
+        action="approval_refused",
+        change=change,
+        stage=stage,
+        revision=change.revision,
+        reason=why,
+    )
+    return DecisionResult(Outcome.REFUSED, change, why)
+
+
+def step_up_method(config: Config, *, change: Change, stage: Stage) -> StepUpMethod | None:
     """The second factor this approval needs under ``policy.step_up`` (None: a click counts at once)."""
     rule = config.policy.step_up
     if rule is None:
@@ -196,7 +216,7 @@ def step_up_method(config: Config, *, change: Change, stage: str) -> StepUpMetho
 
 
 async def _reserve(
-    session: AsyncSession, *, config: Config, change: Change, stage: str, user: str, req: str | None, now: datetime
+    session: AsyncSession, *, config: Config, change: Change, stage: Stage, user: str, req: str | None, now: datetime
 ) -> DecisionResult:
     rule = config.policy.step_up
     assert rule is not None
@@ -244,12 +264,13 @@ async def count(
     *,
     config: Config,
     change: Change,
-    stage: str,
+    stage: Stage,
     user: str,
     requirement: str | None,
     progress: policy.StageProgress,
     now: datetime,
     step_up: str | None = None,
+    delegated_from: str | None = None,
 ) -> DecisionResult:
     """Record an allowed approval (``progress`` as read before it) and complete the stage if it is the last."""
     if not await _record(
@@ -263,6 +284,7 @@ async def count(
         reason="",
         now=now,
         step_up=step_up,
+        delegated_from=delegated_from,
     ):
         return DecisionResult(Outcome.ALREADY, change, ALREADY_DECIDED)
     progress = policy.evaluate(  # the decisions read above plus this one: no need to read them again
@@ -272,9 +294,11 @@ async def count(
         requester=change.requester,
         last_editor=change.last_editor,
         approvals=[*progress.approvals.items(), (user, requirement)],
+        acting_for={**progress.acting_for, **({user: delegated_from} if delegated_from else {})},
     )
+    behalf = f" on behalf of <@{delegated_from}>" if delegated_from else ""
     if not progress.complete:
-        return DecisionResult(Outcome.RECORDED, change, f"Your approval of {change.key} ({stage}) is recorded.")
+        return DecisionResult(Outcome.RECORDED, change, f"Your approval of {change.key} ({stage}){behalf} is recorded.")
     await lifecycle.transition(
         session,
         config=config,
@@ -293,7 +317,7 @@ async def reject(
     *,
     config: Config,
     change_id: int,
-    stage: str,
+    stage: Stage,
     revision: int,
     user: str,
     reason: str,
@@ -351,7 +375,7 @@ async def reject(
 
 
 async def check_can_decide(
-    session: AsyncSession, *, config: Config, change_id: int, stage: str, revision: int, user: str
+    session: AsyncSession, *, config: Config, change_id: int, stage: Stage, revision: int, user: str
 ) -> str | None:
     """Why ``user`` could not decide on this stage now (not pending, edited, already decided, not an
     approver), or None. Read-only: Reject asks for its reason only after this; ``reject`` checks again."""

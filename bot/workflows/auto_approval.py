@@ -29,7 +29,7 @@ from bot.views import AutoStatus
 from bot.workflows import approval, lifecycle
 from storage import advisories, changes, reports
 from storage import auto_approvals as store
-from storage.models import APPROVED, PENDING_APPROVAL, AutoApproval, Change, ChangeClass
+from storage.models import APPROVED, STAGE_STATES, AutoApproval, Change, ChangeClass, Stage
 
 ACTOR = "policy"
 
@@ -54,7 +54,7 @@ class Happened:
 
     event: Event
     change: Change
-    stage: str
+    stage: Stage
     row: AutoApproval
 
 
@@ -67,12 +67,12 @@ class Vetoed:
     message: str
 
 
-def pending_stage(change: Change) -> str | None:
+def pending_stage(change: Change) -> Stage | None:
     """The stage whose approval the change awaits, or None."""
-    return next((s for s, state in PENDING_APPROVAL.items() if change.state is state), None)
+    return next((stage for stage, states in STAGE_STATES.items() if change.state is states.pending), None)
 
 
-def match(config: Config, *, change: Change, stage: str, priority: str | None) -> tuple[int, AutoApproveRule] | None:
+def match(config: Config, *, change: Change, stage: Stage, priority: str | None) -> tuple[int, AutoApproveRule] | None:
     """The first rule that applies (steps 1-2), with its 1-based index."""
     if change.change_class is ChangeClass.EMERGENCY:  # 1.
         return None
@@ -195,7 +195,7 @@ async def veto(
     *,
     config: Config,
     change_id: int,
-    stage: str,
+    stage: Stage,
     revision: int,
     user: str,
     reason: str,

@@ -32,7 +32,7 @@ from storage import deployments, windows
 from storage.models import APPROVED, Change, DeploymentStatus, WindowState
 
 if TYPE_CHECKING:
-    from bot.workflows.runner import Sink
+    from bot.workflows.steps import Sink
 
 ArtifactGate = Callable[[bool], Awaitable[tuple[ArtifactInfo, ...]]]
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.+~-]+")
@@ -123,9 +123,8 @@ async def refuse_run(session: AsyncSession, *, config: Config, run: Run, reason:
     return Refusal(change, f"{head}\nThe window is missed (`missed_window: run` cannot run it); book a new one.")
 
 
-def failed_results(run: Run, step: Step, summary: str) -> dict[int, StepResult]:
+def failed_results(run: Run, step: Step, summary: str, *, now: datetime) -> dict[int, StepResult]:
     """The same failed result for every system of the run (an artifact that no longer verifies)."""
-    now = datetime.now().astimezone()
     failed = StepResult(step=step, ok=False, summary=summary, started=now, finished=now)
     return {t.deployment_id: failed for t in run.targets}
 

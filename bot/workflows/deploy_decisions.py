@@ -16,7 +16,7 @@ from bot.config import Config
 from bot.workflows import due_windows, lifecycle
 from bot.workflows.deployment import Run, S, _close, is_operator, load_run, owners, start
 from storage import deployments, windows
-from storage.models import Change, ChangeState, DeploymentStatus, WindowState
+from storage.models import Change, ChangeState, DeploymentStatus, Stage, WindowState
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class VerifyDecision:
 
 
 async def decide_verify(
-    session: AsyncSession, *, config: Config, change_id: int, stage: str, actor: str, roll_back: bool, now: datetime
+    session: AsyncSession, *, config: Config, change_id: int, stage: Stage, actor: str, roll_back: bool, now: datetime
 ) -> VerifyDecision:
     """The owner decides on a failed verification; anyone else is refused (and logged)."""
     run = await load_run(

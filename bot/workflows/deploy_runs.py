@@ -16,7 +16,7 @@ from bot.views import state_label
 from bot.workflows import announcements, cards, delivery, deploy_decisions, remediation, runner
 from bot.workflows import deployment as flow
 from storage import windows
-from storage.models import Change
+from storage.models import Change, Stage
 
 
 def sink_for(deps: Deps, change: Change) -> SlackSink:
@@ -46,7 +46,7 @@ def launch(deps: Deps, run: flow.Run) -> asyncio.Task[Change]:
     )
 
 
-async def deploy_now(deps: Deps, *, change_id: int, stage: str, actor: str, reason: str | None) -> flow.StartResult:
+async def deploy_now(deps: Deps, *, change_id: int, stage: Stage, actor: str, reason: str | None) -> flow.StartResult:
     """``/patch deploy``: start the stage (``reason`` = outside a window, an emergency) and launch it."""
     async with deps.sessions.begin() as session:
         result = await flow.start(
@@ -70,7 +70,7 @@ async def deploy_now(deps: Deps, *, change_id: int, stage: str, actor: str, reas
     return result
 
 
-async def on_verify_decision(deps: Deps, *, change_id: int, stage: str, actor: str, roll_back: bool) -> str:
+async def on_verify_decision(deps: Deps, *, change_id: int, stage: Stage, actor: str, roll_back: bool) -> str:
     """Roll back / Keep after a failed verification; returns a refusal for the clicker, or ""."""
     now = deps.clock.now()
     async with deps.sessions.begin() as session:

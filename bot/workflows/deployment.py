@@ -29,21 +29,22 @@ from bot.workflows import lifecycle
 from storage import deployments, windows
 from storage.models import (
     APPROVED,
+    DEPLOYING,
     PENDING_APPROVAL,
+    SCHEDULED,
+    VERIFYING,
     Change,
     ChangeClass,
     ChangeState,
     Deployment,
     DeploymentStatus,
+    Stage,
     Window,
     WindowState,
     stage_of,
 )
 
 SCHEDULER = "patchwarden"  # the actor of runs the due-window sweep starts
-SCHEDULED: dict[str, ChangeState] = {"test": ChangeState.TEST_SCHEDULED, "prod": ChangeState.PROD_SCHEDULED}
-DEPLOYING: dict[str, ChangeState] = {"test": ChangeState.TEST_DEPLOYING, "prod": ChangeState.PROD_DEPLOYING}
-VERIFYING: dict[str, ChangeState] = {"test": ChangeState.TEST_VERIFYING, "prod": ChangeState.PROD_VERIFYING}
 S = DeploymentStatus
 
 
@@ -62,7 +63,7 @@ class Run:
     """One deployment of one stage of a change: one ``Target`` per affected system."""
 
     change: Change
-    stage: str
+    stage: Stage
     targets: tuple[Target, ...]
     window_id: int | None
     actor: str
@@ -91,7 +92,7 @@ def owners(config: Config, change: Change) -> frozenset[str]:
     return frozenset(config.systems[s].owner for s in change.systems if s in config.systems)
 
 
-def _state_refusal(change: Change, stage: str) -> str:
+def _state_refusal(change: Change, stage: Stage) -> str:
     state = state_label(change.state)
     if change.state in (DEPLOYING[stage], VERIFYING[stage]):
         return f"{change.key} is already being deployed to {stage} (it is *{state}*)."
@@ -105,7 +106,7 @@ def _state_refusal(change: Change, stage: str) -> str:
     return f"{change.key} is *{state}*: a {stage} deployment needs it approved for {stage}."
 
 
-def _window_refusal(change: Change, stage: str, booked: Window | None, now: datetime) -> str:
+def _window_refusal(change: Change, stage: Stage, booked: Window | None, now: datetime) -> str:
     if booked is None:
         return f"{change.key} has no {stage} window booked. Book one with `/patch schedule {change.key} {stage}`" + (
             f", or deploy an emergency now with `/patch deploy {change.key} {stage} --now REASON`."
@@ -123,7 +124,7 @@ def _window_refusal(change: Change, stage: str, booked: Window | None, now: date
 
 
 async def _refuse(
-    session: AsyncSession, *, config: Config, change: Change | None, actor: str, now: datetime, stage: str, why: str
+    session: AsyncSession, *, config: Config, change: Change | None, actor: str, now: datetime, stage: Stage, why: str
 ) -> StartResult:
     await lifecycle.log(
         session, config=config, now=now, actor=actor, action="deploy_refused", change=change, stage=stage, reason=why
@@ -136,7 +137,7 @@ async def start(
     *,
     config: Config,
     change_id: int,
-    stage: str,
+    stage: Stage,
     actor: str,
     now: datetime,
     now_reason: str | None = None,
@@ -282,7 +283,7 @@ async def record(session: AsyncSession, *, target: Target, result: StepResult) -
 
 
 async def load_run(
-    session: AsyncSession, *, change_id: int, stage: str, statuses: frozenset[DeploymentStatus]
+    session: AsyncSession, *, change_id: int, stage: Stage, statuses: frozenset[DeploymentStatus]
 ) -> Run | None:
     """Rebuild the run of ``stage`` from its deployment rows in ``statuses`` (for the Roll back / Keep buttons)."""
     change = await lifecycle.load(session, change_id, lock=True)

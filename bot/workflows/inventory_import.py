@@ -16,14 +16,14 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.blocks.common import Block, escape, mention, section
+from bot.blocks.common import escape
+from bot.blocks.drift import drift_blocks
 from bot.config import Config
 from bot.workflows import lifecycle, remediation
 from storage import changes, outbox
 from storage import overview as overview_store
 from storage.models import ChangeState
 
-DRIFT_ACTION = "drift_link"
 Versions = Mapping[tuple[str, str], str]  # (ecosystem, name) -> version
 
 
@@ -35,31 +35,6 @@ def drifted(before: Versions, after: Versions) -> list[str]:
         if old != new:
             out.append(f"{key[1]} {old or '(none)'} → {new or '(removed)'}")
     return out
-
-
-def drift_blocks(system: str, lines: list[str], *, owner: str) -> list[Block]:
-    """The owner's note: what changed, and the Link-to-a-change button (value: the system)."""
-    text = (
-        f":mag: {mention(owner)} *Unrecorded change on `{escape(system)}`*: package versions changed without a "
-        f"completed change:\n" + "\n".join(f"• {escape(line)}" for line in lines[:20])
-    )
-    if len(lines) > 20:
-        text += f"\n…and {len(lines) - 20} more (the control log lists every one)"
-    return [
-        section(text),
-        {
-            "type": "actions",
-            "block_id": f"drift:{system}",
-            "elements": [
-                {
-                    "type": "button",
-                    "action_id": DRIFT_ACTION,
-                    "value": system,
-                    "text": {"type": "plain_text", "text": "Link to a change"},
-                }
-            ],
-        },
-    ]
 
 
 async def imported(
@@ -92,7 +67,7 @@ async def imported(
         return outcomes, []
     await lifecycle.log(
         session, config=config, now=now, actor="patchwarden", action="inventory_drift", system=system,
-        packages=lines,
+        packages=lines,  # every one: the note shows 20 and counts the rest
     )  # fmt: skip
     blocks = drift_blocks(system, lines, owner=owner)
     await outbox.enqueue(session, key=f"drift:{system}:{now.isoformat()}", channel=owner,

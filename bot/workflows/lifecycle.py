@@ -8,11 +8,12 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.blocks.common import escape
 from bot.config import Config
 from bot.errors import ConflictError, IllegalTransitionError, NotFoundError, UsageError
 from bot.views import state_label
 from storage import audit, changes
-from storage.models import PENDING_APPROVAL, TRANSITIONS, Change, ChangeState
+from storage.models import PENDING_APPROVAL, TRANSITIONS, Change, ChangeState, Stage
 
 _KEY = re.compile(r"^(?:CHG-)?(\d{1,9})$", re.IGNORECASE)
 
@@ -26,6 +27,16 @@ def parse_key(text: str) -> int:
             user_message=f"`{text}` is not a change id; write it like `CHG-12`.",
         )
     return int(match.group(1))
+
+
+def parse_stage(text: str) -> Stage:
+    """``test`` / ``prod`` (any case) → the Stage; raises UsageError naming the bad word otherwise."""
+    try:
+        return Stage(text.strip().lower())
+    except ValueError as exc:
+        raise UsageError(
+            f"bad stage {text[:20]!r}", user_message=f"`{escape(text[:20])}` is not a stage; use test or prod."
+        ) from exc
 
 
 async def load(session: AsyncSession, change_id: int, *, lock: bool = False) -> Change:

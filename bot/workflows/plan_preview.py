@@ -17,7 +17,7 @@ from bot.errors import ConfigError
 from bot.executors.base import DeploymentRequest, StepResult
 from bot.executors.registry import Executors
 from storage import reports
-from storage.models import Change, StageReport
+from storage.models import Change, Stage, StageReport
 
 KIND = "plan"
 EXCERPT = 600
@@ -32,7 +32,7 @@ class Preview:
     excerpt: str
 
 
-async def run_plans(config: Config, *, executors: Executors, change: Change, stage: str) -> list[Preview]:
+async def run_plans(config: Config, *, executors: Executors, change: Change, stage: Stage) -> list[Preview]:
     """Ask each affected system's executor for ``stage`` what it would do (no database, no Slack)."""
     out = []
     for system in change.systems:
@@ -57,7 +57,9 @@ async def run_plans(config: Config, *, executors: Executors, change: Change, sta
     return out
 
 
-async def record(session: AsyncSession, *, change: Change, stage: str, previews: list[Preview], now: datetime) -> None:
+async def record(
+    session: AsyncSession, *, change: Change, stage: Stage, previews: list[Preview], now: datetime
+) -> None:
     """Store the previews of this revision and stage (replacing nothing: older revisions keep theirs)."""
     for p in previews:
         await reports.add(

@@ -20,7 +20,7 @@ from bot.executors.base import Step
 from bot.executors.registry import Executors
 from bot.workflows import lifecycle
 from storage import deployments
-from storage.models import Change, ChangeState, Deployment, DeploymentStatus
+from storage.models import Change, ChangeState, Deployment, DeploymentStatus, Stage
 
 GRACE = timedelta(minutes=5)
 ABANDONED_AT = {
@@ -36,7 +36,7 @@ class Interrupted:
     moved_to: ChangeState | None
 
 
-def longest_run(executors: Executors, system: str, stage: str) -> timedelta:
+def longest_run(executors: Executors, system: str, stage: Stage) -> timedelta:
     """The longest a run of ``stage`` on ``system`` can legitimately take: apply + verify + rollback + grace."""
     try:
         executor = executors.get(system, stage)

@@ -42,7 +42,7 @@ from storage import inventory as inventory_store
 from storage.models import AdvisoryAlias, AdvisoryRecord, AdvisoryStatus, Change
 
 if TYPE_CHECKING:
-    from bot.workflows.runner import Sink
+    from bot.workflows.steps import Sink
 
 log = logging.getLogger(__name__)
 # Statuses an addressed advisory may leave for remediation_pending when its change completes.

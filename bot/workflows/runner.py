@@ -13,140 +13,34 @@ owner's Roll back / Keep buttons (the systems stay locked until then).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.blocks import acceptance as test_blocks
 from bot.blocks import deployment as blocks
-from bot.blocks.common import Block, escape
+from bot.blocks.common import escape
 from bot.config import Config, OnFailedVerify
 from bot.deps import Clock
-from bot.errors import ConfigError, VerificationError
-from bot.executors.base import ArtifactInfo, DeploymentRequest, Step, StepResult
+from bot.errors import VerificationError
+from bot.executors.base import ArtifactInfo, Step, StepResult
 from bot.executors.registry import Executors
 from bot.views import state_label
 from bot.workflows import announcements, delivery, lifecycle
 from bot.workflows import deployment as flow
 from bot.workflows.announcements import AnnouncementKind
 from bot.workflows.delivery import ArtifactGate
+from bot.workflows.steps import DEFAULT_LIMIT, NullSink, Sink, run_steps
 from storage import windows
-from storage.models import Change, ChangeClass, ChangeState
+from storage.models import Change, ChangeClass, ChangeState, Stage
 
 log = logging.getLogger(__name__)
-
-DEFAULT_LIMIT = 8  # systems deployed at the same time within one run
-ATTACH_OVER_CHARS = 1500  # longer output is attached as a file rather than left to the streamed lines
-ATTACH_OVER_LINES = 20
-
+__all__ = ["DEFAULT_LIMIT", "NullSink", "Sink", "execute", "rollback", "run_steps"]
 
 # After a completed prod run: the change and, per system, its (apply, verify) results (remediation proof).
 AfterProd = Callable[[Change, dict[str, tuple[StepResult, StepResult]]], Awaitable[None]]
-
-
-class Sink(Protocol):
-    """Where a run talks: the change's thread and card."""
-
-    async def post(self, text: str, *, blocks: list[Block] | None = None) -> None:
-        """Post in the change's thread."""
-
-    async def attach(self, *, filename: str, content: str, comment: str) -> None:
-        """Attach a text file to the change's thread."""
-
-    async def refresh(self) -> None:
-        """Re-render the change's card."""
-
-
-class NullSink:
-    """A sink that drops everything (benchmarks, dry runs)."""
-
-    async def post(self, text: str, *, blocks: list[Block] | None = None) -> None:
-        return None
-
-    async def attach(self, *, filename: str, content: str, comment: str) -> None:
-        return None
-
-    async def refresh(self) -> None:
-        return None
-
-
-def _too_long(output: str) -> bool:
-    return len(output) > ATTACH_OVER_CHARS or output.count("\n") > ATTACH_OVER_LINES
-
-
-async def _step(
-    executors: Executors,
-    run: flow.Run,
-    target: flow.Target,
-    step: Step,
-    *,
-    sink: Sink,
-    clock: Clock,
-    config: Config | None = None,
-    delivered: tuple[ArtifactInfo, ...] = (),
-) -> StepResult:
-    env = config.systems[target.system].environments.get(run.stage) if config is not None else None
-    request = DeploymentRequest(
-        run_id=target.run_id,
-        change_key=run.change.key,
-        stage=run.stage,
-        system=target.system,
-        targets=env.targets if env is not None else (),
-        artifacts=delivered,
-    )
-
-    async def progress(text: str) -> None:
-        await sink.post(f"`{escape(target.system)}` {step}:\n```{escape(text)}```")
-
-    try:
-        executor = executors.get(target.system, run.stage)
-    except ConfigError as exc:  # validated at startup; only a config swapped at runtime gets here
-        now = clock.now()
-        return StepResult(step=step, ok=False, summary=exc.user_message, started=now, finished=now)
-    method = {
-        Step.APPLY: executor.apply,
-        Step.VERIFY: executor.verify,
-        Step.ROLLBACK: executor.rollback,
-        Step.PLAN: executor.plan,
-    }[step]
-    result = await method(request, progress=progress)
-    if result.output and _too_long(result.output):
-        try:
-            await sink.attach(
-                filename=f"{target.run_id}-{step}.log",
-                content=result.output,
-                comment=f"Full output of {step} on `{escape(target.system)}` ({len(result.output):,} characters).",
-            )
-        except Exception:
-            log.warning("could not attach the output of %s %s", target.run_id, step, exc_info=True)
-    return result
-
-
-async def run_steps(
-    executors: Executors,
-    run: flow.Run,
-    step: Step,
-    *,
-    sink: Sink,
-    clock: Clock,
-    limit: int = DEFAULT_LIMIT,
-    config: Config | None = None,
-    delivered: tuple[ArtifactInfo, ...] = (),
-) -> dict[int, StepResult]:
-    """Run ``step`` on every system of the run, at most ``limit`` at a time; results by deployment id."""
-    gate = asyncio.Semaphore(limit)
-
-    async def one(target: flow.Target) -> tuple[int, StepResult]:
-        async with gate:
-            return target.deployment_id, await _step(
-                executors, run, target, step, sink=sink, clock=clock, config=config, delivered=delivered
-            )
-
-    return dict(await asyncio.gather(*(one(t) for t in run.targets)))
 
 
 async def _record(sessions: async_sessionmaker[AsyncSession], run: flow.Run, results: dict[int, StepResult]) -> None:
@@ -171,7 +65,7 @@ async def _announce(
 ) -> None:
     window = await windows.get(session, window_id) if window_id is not None else None
     await announcements.announce(
-        session, config=config, change=change, window=window, kind=kind, now=now, note=note, stage="prod"
+        session, config=config, change=change, window=window, kind=kind, now=now, note=note, stage=Stage.PROD
     )
 
 
@@ -294,7 +188,7 @@ async def _execute(
     try:
         delivered = await artifacts(False) if artifacts is not None else ()
     except VerificationError as exc:
-        verified = delivery.failed_results(run, Step.VERIFY, exc.user_message)
+        verified = delivery.failed_results(run, Step.VERIFY, exc.user_message, now=clock.now())
     else:
         verified = await run_steps(
             executors, run, Step.VERIFY, sink=sink, clock=clock, limit=limit, config=config, delivered=delivered

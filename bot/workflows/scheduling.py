@@ -26,9 +26,7 @@ from bot.views import state_label
 from bot.windows import Booking, Slot, SlotRefusedError
 from bot.workflows import announcements, lifecycle
 from storage import windows
-from storage.models import APPROVED, Change, ChangeClass, Window, WindowState
-
-STAGES = ("test", "prod")
+from storage.models import APPROVED, SCHEDULED, Change, ChangeClass, Stage, Window, WindowState
 
 
 @dataclass(frozen=True)
@@ -36,7 +34,7 @@ class Proposal:
     """The next free slots for a stage, and how they were chosen."""
 
     change: Change
-    stage: str
+    stage: Stage
     slots: list[Slot]
     notice: timedelta
     timezone: str
@@ -64,7 +62,7 @@ def timezone_of(config: Config, change: Change) -> str:
     return config.systems[change.systems[0]].timezone if change.systems else "UTC"
 
 
-def notice_for(config: Config, systems: list[str], stage: str) -> timedelta:
+def notice_for(config: Config, systems: list[str], stage: Stage) -> timedelta:
     """Announcement notice: always for prod, for test only if a system announces its test stage."""
     if stage == "prod" or any(config.systems[s].announce_test for s in systems if s in config.systems):
         return config.policy.announce_notice
@@ -75,11 +73,6 @@ def may_schedule(config: Config, change: Change, user: str) -> bool:
     """Operators (and emergency approvers), the change's update officer and operator, and its owners may schedule."""
     owners = {config.systems[s].owner for s in change.systems if s in config.systems}
     return user in emergency_bookers(config) or user in (change.officer, change.operator) or user in owners
-
-
-def _check_stage(stage: str) -> None:
-    if stage not in STAGES:
-        raise UsageError(f"bad stage {stage!r}", user_message=f"`{stage[:20]}` is not a stage; use test or prod.")
 
 
 def _check_allowed(config: Config, change: Change, user: str) -> None:
@@ -110,11 +103,11 @@ def _check_emergency_booker(config: Config, change: Change, user: str) -> None:
         )
 
 
-def _mode(change: Change, stage: str) -> BookMode:
+def _mode(change: Change, stage: Stage) -> BookMode:
     """NEW when the stage is approved and unbooked, MOVE when it is booked; anything else is refused."""
     if change.state is APPROVED[stage]:
         return BookMode.NEW
-    if change.state is windows.SCHEDULED[stage]:
+    if change.state is SCHEDULED[stage]:
         return BookMode.MOVE
     raise IllegalTransitionError(
         f"{change.key} is {change.state}, cannot schedule {stage}",
@@ -135,10 +128,9 @@ def default_duration(config: Config, change: Change) -> timedelta:
 
 
 async def propose(
-    session: AsyncSession, *, config: Config, change_id: int, stage: str, user: str, now: datetime, count: int = 3
+    session: AsyncSession, *, config: Config, change_id: int, stage: Stage, user: str, now: datetime, count: int = 3
 ) -> Proposal:
     """The next ``count`` free slots for ``stage`` (to book, or to move an existing booking to)."""
-    _check_stage(stage)
     change = await lifecycle.load(session, change_id)
     _check_allowed(config, change, user)
     mode = _mode(change, stage)
@@ -165,7 +157,7 @@ async def book(
     *,
     config: Config,
     change_id: int,
-    stage: str,
+    stage: Stage,
     slot: Slot | str,
     user: str,
     now: datetime,
@@ -178,7 +170,6 @@ async def book(
     for emergency changes, never empty) bypasses windows and notice; the bypass is audited and flagged.
     ``only`` refuses a booking button that no longer fits (a proposal clicked after the stage was booked).
     """
-    _check_stage(stage)
     change = await lifecycle.load(session, change_id, lock=True)
     _check_allowed(config, change, user)
     mode = _mode(change, stage)
@@ -269,7 +260,7 @@ async def book(
             session,
             config=config,
             change=change,
-            to=windows.SCHEDULED[stage],
+            to=SCHEDULED[stage],
             actor=user,
             now=now,
             reason=f"{stage} window booked",
@@ -312,17 +303,16 @@ async def book(
 
 
 async def unschedule(
-    session: AsyncSession, *, config: Config, change_id: int, stage: str, user: str, reason: str, now: datetime
+    session: AsyncSession, *, config: Config, change_id: int, stage: Stage, user: str, reason: str, now: datetime
 ) -> Window:
     """Cancel the stage's booked window (with a reason); the change goes back to approved-for-stage."""
-    _check_stage(stage)
     reason = reason.strip()
     if not reason:
         raise UsageError("unschedule without reason", user_message="Cancelling a window needs a reason.")
     change = await lifecycle.load(session, change_id, lock=True)
     _check_allowed(config, change, user)
     window = await windows.active(session, change_id=change.id, stage=stage)
-    if window is None or window.state is not WindowState.BOOKED or change.state is not windows.SCHEDULED[stage]:
+    if window is None or window.state is not WindowState.BOOKED or change.state is not SCHEDULED[stage]:
         raise IllegalTransitionError(
             f"{change.key} has no booked {stage} window",
             user_message=f"{change.key} has no booked {stage} window to cancel"
@@ -361,6 +351,6 @@ async def unschedule(
     return window
 
 
-def offer_mode(change: Change, stage: str) -> BookMode:
+def offer_mode(change: Change, stage: Stage) -> BookMode:
     """How slots are offered again after a refusal: MOVE when the stage is booked already, else NEW."""
-    return BookMode.MOVE if change.state is windows.SCHEDULED[stage] else BookMode.NEW
+    return BookMode.MOVE if change.state is SCHEDULED[stage] else BookMode.NEW

@@ -1,7 +1,7 @@
 """VEX not-affected matches: issue 9 (a vendor's known_not_affected is stored, with its justification)
 
 Revision ID: 0016
-Revises: 0011
+Revises: 0015
 Create Date: 2026-12-04
 
 ``advisory_matches.justification``: for a match whose ``status`` is ``not_affected`` (a vendor's CSAF VEX
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0016"
-down_revision = "0011"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 

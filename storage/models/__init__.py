@@ -1,0 +1,136 @@
+"""Typed ORM models, status enums and the explicit lifecycle transition table, one module per aggregate.
+
+Every name is re-exported here: ``from storage.models import Change`` is the way to import a model.
+"""
+
+from __future__ import annotations
+
+from storage.models.advisories import (
+    AdvisoryAlias,
+    AdvisoryException,
+    AdvisoryMatch,
+    AdvisoryRecord,
+    AdvisoryStatus,
+    EpssScore,
+    ExceptionKind,
+    ExceptionState,
+    FeedState,
+    InventoryPackage,
+    QuarantinedDocument,
+)
+from storage.models.audit import (
+    AuditCheckpoint,
+    AuditEntry,
+    AuditHead,
+    AuditStreamCursor,
+)
+from storage.models.away import (
+    Delegation,
+    Nudge,
+    OnceMark,
+)
+from storage.models.base import (
+    Base,
+    UTCDateTime,
+    str_enum,
+    utcnow,
+)
+from storage.models.changes import (
+    APPROVED,
+    DEPLOYING,
+    EDITABLE,
+    PENDING_APPROVAL,
+    SCHEDULED,
+    STAGE_STATES,
+    TERMINAL,
+    TRANSITIONS,
+    VERIFYING,
+    Approval,
+    Artifact,
+    AutoApproval,
+    Change,
+    ChangeClass,
+    ChangeState,
+    Decision,
+    S,
+    Stage,
+    StageStates,
+    stage_of,
+)
+from storage.models.delivery import (
+    MailOptOut,
+    OutboxMessage,
+    OutboxState,
+    SlackDelivery,
+)
+from storage.models.people import (
+    ReservationState,
+    StepUpReservation,
+    StepUpSecret,
+)
+from storage.models.windows import (
+    Deployment,
+    DeploymentStatus,
+    StageReport,
+    SystemLock,
+    Window,
+    WindowState,
+)
+
+__all__ = [
+    "APPROVED",
+    "DEPLOYING",
+    "EDITABLE",
+    "PENDING_APPROVAL",
+    "SCHEDULED",
+    "STAGE_STATES",
+    "TERMINAL",
+    "TRANSITIONS",
+    "VERIFYING",
+    "AdvisoryAlias",
+    "AdvisoryException",
+    "AdvisoryMatch",
+    "AdvisoryRecord",
+    "AdvisoryStatus",
+    "Approval",
+    "Artifact",
+    "AuditCheckpoint",
+    "AuditEntry",
+    "AuditHead",
+    "AuditStreamCursor",
+    "AutoApproval",
+    "Base",
+    "Change",
+    "ChangeClass",
+    "ChangeState",
+    "Decision",
+    "Delegation",
+    "Deployment",
+    "DeploymentStatus",
+    "EpssScore",
+    "ExceptionKind",
+    "ExceptionState",
+    "FeedState",
+    "InventoryPackage",
+    "MailOptOut",
+    "Nudge",
+    "OnceMark",
+    "OutboxMessage",
+    "OutboxState",
+    "QuarantinedDocument",
+    "ReservationState",
+    "S",
+    "SlackDelivery",
+    "Stage",
+    "StageReport",
+    "StageStates",
+    "StepUpReservation",
+    "StepUpSecret",
+    "SystemLock",
+    "UTCDateTime",
+    "Window",
+    "WindowState",
+    "stage_of",
+    "str_enum",
+    "utcnow",
+]
