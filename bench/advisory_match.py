@@ -25,6 +25,11 @@ Measured 2026-12-03 on the shared 2-core box (load 6-7; medians of 3 fresh proce
     this tree, list       2.73 (2.70-3.08)   4.39 (4.37-4.71)    7.10 (7.10-7.78)    436 MiB
     this tree, stream     3.22 (2.69-3.26)   3.74 (3.66-3.79)    6.88 (6.48-6.99)    378 MiB
 
+    second session after merging main (load 2-5):
+    base 0b055ce, list    3.95 (3.86-4.04)   8.71 (8.53-9.13)   12.57 (12.48-13.16)  790 MiB
+    this tree, list       3.51 (3.26-3.66)   5.83 (5.59-6.15)    9.41 (9.10-9.49)    436 MiB
+    this tree, stream     3.37 (3.28-3.58)   4.64 (4.59-6.32)    7.95 (7.92-9.89)    378 MiB
+
     520,502 matches in every case; 106,151 pooled package objects for 500,000 installed; re-evaluating one
     changed advisory 0.05 ms (base 0.06 ms).
 """
