@@ -19,6 +19,13 @@ Measured 2026-12-03 on the shared 2-core box (medians; this tree n=3, base n=1; 
     peak RSS               302 MiB (base) -> 522 MiB (this tree: the whole batch is held while it is stored)
     SQLite under load ~12  74.77 s (42.91-85.33) vs base 360.10 s; one changed 4.63 s (1.59-5.65)
 
+Re-measured 2026-12-03 with the VEX not-affected rows and the pooled inventory (adv2; load 4-9; this tree n=3,
+base n=1):
+
+    SQLite       first import 125.33 s -> 9.27 s (9.23-9.37), 13.5x; one changed 47.36 s -> 0.41 s (0.41-0.43)
+    PostgreSQL   first import 947.75 s -> 16.84 s (15.82-17.62), 56.3x; one changed 412.44 s -> 0.58 s (0.55-0.80)
+    peak RSS     302 MiB (base) -> 558 MiB SQLite, 556 MiB PostgreSQL (this tree: the whole batch is held)
+
 Records are synthetic but shaped like osv.dev's PyPI export (aliases, CVSS vector, ECOSYSTEM ranges with an
 introduced and a fixed event, references); one system has 500 installed packages, so 2,000 records match.
 """

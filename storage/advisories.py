@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Select, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -79,8 +79,23 @@ async def replace_matches(
     return out
 
 
-async def matches(session: AsyncSession, advisory_ids: Iterable[int]) -> list[AdvisoryMatch]:
-    """Matches of the given advisories, ordered by advisory, system and package (any number of ids)."""
+# A match a vendor's VEX statement cleared (stored with its justification, exported as VEX): it is kept, but
+# it is not work: no post, digest, reminder or escalation counts it unless the caller asks for it.
+NOT_AFFECTED = "not_affected"
+
+
+def _live_advisory_ids(system: str | None = None) -> Select[int]:
+    """Subquery: ids of advisories with a match that is work (affected or needing triage), on ``system``."""
+    stmt = select(AdvisoryMatch.advisory_id).where(AdvisoryMatch.status != NOT_AFFECTED)
+    return stmt.where(AdvisoryMatch.system == system) if system is not None else stmt
+
+
+async def matches(
+    session: AsyncSession, advisory_ids: Iterable[int], *, not_affected: bool = False
+) -> list[AdvisoryMatch]:
+    """Matches of the given advisories, ordered by advisory, system and package (any number of ids).
+
+    Matches a vendor cleared (``status`` not_affected) only with ``not_affected=True``."""
     out: list[AdvisoryMatch] = []
     for ids in chunks(sorted(set(advisory_ids))):
         stmt = (
@@ -88,6 +103,8 @@ async def matches(session: AsyncSession, advisory_ids: Iterable[int]) -> list[Ad
             .where(AdvisoryMatch.advisory_id.in_(ids))
             .order_by(AdvisoryMatch.advisory_id, AdvisoryMatch.system, AdvisoryMatch.package)
         )
+        if not not_affected:
+            stmt = stmt.where(AdvisoryMatch.status != NOT_AFFECTED)
         out.extend((await session.execute(stmt)).scalars())
     return out
 
@@ -110,12 +127,8 @@ async def list_records(
         stmt = stmt.where(AdvisoryRecord.status.in_(list(statuses)))
     if due_before is not None:
         stmt = stmt.where(AdvisoryRecord.due.is_not(None), AdvisoryRecord.due <= due_before)
-    if system is not None:
-        stmt = stmt.where(
-            AdvisoryRecord.id.in_(select(AdvisoryMatch.advisory_id).where(AdvisoryMatch.system == system))
-        )
-    elif with_matches:
-        stmt = stmt.where(AdvisoryRecord.id.in_(select(AdvisoryMatch.advisory_id)))
+    if system is not None or with_matches:
+        stmt = stmt.where(AdvisoryRecord.id.in_(_live_advisory_ids(system)))
     if limit is not None:
         stmt = stmt.limit(limit)
     return list((await session.execute(stmt)).scalars())
@@ -262,12 +275,8 @@ async def record_pages(
         stmt = select(AdvisoryRecord).where(AdvisoryRecord.id > after).order_by(AdvisoryRecord.id).limit(page)
         if statuses is not None:
             stmt = stmt.where(AdvisoryRecord.status.in_(list(statuses)))
-        if system is not None:
-            stmt = stmt.where(
-                AdvisoryRecord.id.in_(select(AdvisoryMatch.advisory_id).where(AdvisoryMatch.system == system))
-            )
-        elif with_matches:
-            stmt = stmt.where(AdvisoryRecord.id.in_(select(AdvisoryMatch.advisory_id)))
+        if system is not None or with_matches:
+            stmt = stmt.where(AdvisoryRecord.id.in_(_live_advisory_ids(system)))
         rows = list((await session.execute(stmt)).scalars())
         if not rows:
             return
@@ -278,7 +287,7 @@ async def record_pages(
 async def match_pages(
     session: AsyncSession, *, system: str | None = None, page: int = 1000
 ) -> AsyncIterator[list[tuple[AdvisoryMatch, AdvisoryRecord]]]:
-    """Every match with its record, ``page`` at a time (keyset on the match id)."""
+    """Every match with its record (vendor-cleared ones too), ``page`` at a time (keyset on the match id)."""
     after = 0
     while True:
         stmt = (

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,21 @@ async def test_two_thousand_matches_one_digest_all_listed_all_escalated(
     creates = [el for el in buttons if el.get("action_id") == "advisory_create_change"]
     assert len(creates) == 5 and len(buttons) == 15, "the five most urgent items carry their buttons"
 
+    assert "`/patch advisories web-shop`" in text, "the digest names the Slack command that pages through all"
+
+    # every one is reachable in Slack: /patch advisories web-shop, page by page, each reply naming the next
+    listed_in_slack: list[str] = []
+    page: int | None = 1
+    while page is not None:
+        before = len(h.fake.responses)
+        await h.slack.command(f"advisories web-shop {page}", user=OWNER)
+        (reply,) = await eventually(lambda n=before: h.fake.responses[n:], what=f"page {page}")
+        listed_in_slack += re.findall(r"\*(PYSEC-2099-\d+)\*", reply["text"])
+        following = re.search(r"`/patch advisories web-shop (\d+)`", reply["text"])
+        page = int(following.group(1)) if following else None
+    assert len(listed_in_slack) == N and len(set(listed_in_slack)) == N
+    assert "(page 50 of 50)" in reply["text"] and "1961–2000 of 2000" in reply["text"]
+
     # a digest item's button works like a post's: the owner opens the not-applicable form
     await h.slack.click(digest, "advisory_not_applicable", user=OWNER)
     await h.opened_view("advisory_not_applicable_reason")
@@ -96,7 +112,8 @@ async def test_two_thousand_matches_one_digest_all_listed_all_escalated(
     assert len(objects) == N and len({o["advisory"] for o in objects}) == N
     first = next(o for o in objects if o["advisory"] == "PYSEC-2099-0")
     assert first["aliases"] == ["CVE-2099-10000"] and first["package"] == "libscale" and first["installed"] == "1.0"
-    assert first["fixed"] == "2.0" and first["severity"]["label"] == "critical" and first["priority"] == "critical"
+    assert first["fixed"] == "2.0" and first["severity"] == {"label": "critical", "score": 9.8, "source": "cvss_v3.1"}
+    assert first["priority"] == "critical"
     assert first["kev"] is False and first["epss"] is None and first["status"] == "open"
     assert first["discovered"] is not None and first["sla_due"] is not None
     plain = await asyncio.to_thread(run, "advisories", "list")

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
-from conftest import REPO, SHARED_DATA, Harness, eventually, make_config
+import yaml
+from click.testing import CliRunner, Result
+from conftest import BASE_CONFIG, OWNER, REPO, SHARED_DATA, Harness, eventually, make_config
 
+from bot.__main__ import cli
+from bot.advisories import vex
 from bot.advisories.model import Advisory
 from bot.advisories.osv import parse_osv
 from bot.feeds.base import FeedBatch
 from bot.feeds.csaf import parse_checked
+from bot.feeds.csaf_validate import validate
 from bot.workflows import advisories as flow
 from bot.workflows.advisory_posts import publish_all
 from storage import advisories as store
+from storage import inventory
 
 PACKAGES = [
     {"ecosystem": "npm", "name": "lodash", "version": "4.17.20"},
@@ -64,3 +71,97 @@ async def test_the_post_says_where_the_severity_came_from(harness_factory: Any) 
     text = json.dumps(post.blocks, ensure_ascii=False)
     assert "*Medium* (CVSS 6.5) · from CVSS 3.1 vector" in text
     assert "declared score disagreed with its vector" in text
+
+
+# --- a vendor's known_not_affected is stored, listed and exported (issue 9, point 5) ----------------------
+
+TWO_PRODUCTS = REPO / "tests" / "data" / "csaf" / "vex-two-products.json"  # left-pad cleared, right-pad affected
+PADS: dict[str, list[dict[str, Any]]] = {
+    "web-shop": [
+        {"ecosystem": "npm", "name": "left-pad", "version": "1.3.0", "purl": "pkg:npm/left-pad@1.3.0"},
+        {"ecosystem": "npm", "name": "right-pad", "version": "1.9.0", "purl": "pkg:npm/right-pad@1.9.0"},
+    ],
+    "billing": [{"ecosystem": "npm", "name": "left-pad", "version": "1.3.0", "purl": "pkg:npm/left-pad@1.3.0"}],
+}
+
+
+def _cli(args: list[str], env: dict[str, str]) -> Result:
+    return CliRunner().invoke(cli, args, env=env, catch_exceptions=False)
+
+
+async def test_known_not_affected_is_stored_listed_and_exported_for_that_product_only(
+    harness_factory: Any, tmp_path: Path
+) -> None:
+    systems = {name: {"owner": OWNER} for name in PADS}
+    config = make_config(systems=systems)
+    data = yaml.safe_load(yaml.safe_dump(BASE_CONFIG))
+    data["systems"] = {**data["systems"], **systems}
+    (tmp_path / "patchwarden.yaml").write_text(yaml.safe_dump(data))
+    h: Harness = await harness_factory(config)
+    async with h.deps.sessions.begin() as s:
+        for name, pkgs in PADS.items():  # as an SBOM import stores them: with their purls
+            rows = [{**p, "release": None} for p in pkgs]
+            await inventory.replace(s, system=name, source=f"{name}.cdx.json", packages=rows, now=h.clock.now())
+        batch = FeedBatch(advisories=(_csaf(TWO_PRODUCTS),))
+        result = await flow.ingest(s, config=config, batch=batch, now=h.clock.now())
+    async with h.deps.sessions.begin() as s:
+        (owner,) = await store.owners_of(s, ["CVE-2099-2222"])
+        record = await store.get(s, owner)
+        assert record is not None
+        stored = await store.matches(s, [owner], not_affected=True)
+        assert sorted((m.system, m.package, m.status, m.justification) for m in stored) == [
+            ("billing", "left-pad", "not_affected", "vulnerable_code_not_present"),
+            ("web-shop", "left-pad", "not_affected", "vulnerable_code_not_present"),
+            ("web-shop", "right-pad", "affected", ""),  # the same CVE on the other package: still affected
+        ]
+        cleared = next(m for m in stored if m.status == "not_affected")
+        assert cleared.reason.startswith("vulnerable_code_not_present: The vulnerable function was added in 1.4.0")
+        assert cleared.due is None and cleared.priority == ""
+        assert [m.package for m in await store.matches(s, [owner])] == ["right-pad"], "work only, by default"
+        assert record.due is not None  # from right-pad's match alone
+        # an inventory re-match with nothing new keeps the vendor's rows as they are
+        assert await flow.rematch_all(s, config=config, now=h.clock.now()) == []
+    (item,) = result.changed
+    assert item.new_systems == ("web-shop",), "a cleared product never makes a system newly affected"
+    await publish_all(h.deps, result.changed)
+    (post,) = await eventually(lambda: h.fake.channel_messages("C0ADVISORIES"))
+    text = json.dumps(post.blocks, ensure_ascii=False)
+    assert "`npm/right-pad` 1.9.0 → 2.0.1" in text and "npm/left-pad" not in text and "billing" not in text
+
+    env = {
+        "PATCHWARDEN_DATABASE_URL": str(h.deps.settings.database_url),
+        "PATCHWARDEN_CONFIG": str(tmp_path / "patchwarden.yaml"),
+        "PATCHWARDEN_AUDIT_KEY_FILE": str(tmp_path / "audit.key"),
+    }
+    listed = await asyncio.to_thread(_cli, ["advisories", "list", "--json"], env)
+    rows = {(o["system"], o["package"]): o for o in json.loads(listed.output)}
+    assert set(rows) == {("billing", "left-pad"), ("web-shop", "left-pad"), ("web-shop", "right-pad")}
+    billing = rows[("billing", "left-pad")]
+    assert billing["status"] == "not_affected" and billing["justification"] == "vulnerable_code_not_present"
+    assert billing["sla_due"] is None and billing["priority"] is None and billing["advisory"] == "PW-VEX-2026-0002"
+    assert rows[("web-shop", "right-pad")]["status"] == "open" and rows[("web-shop", "right-pad")]["sla_due"]
+
+    out = tmp_path / "vex.json"
+    exported = await asyncio.to_thread(_cli, ["vex", "export", "-o", str(out)], env)
+    assert exported.exit_code == 0, exported.output
+    doc = json.loads(out.read_text())
+    vex.validate_openvex(doc)
+    by_product = {s["products"][0]["@id"].rsplit("/", 1)[1]: s for s in doc["statements"]}
+    assert by_product["billing"]["status"] == "not_affected"
+    assert by_product["billing"]["justification"] == "vulnerable_code_not_present"
+    assert "added in 1.4.0" in by_product["billing"]["status_notes"]
+    assert by_product["web-shop"]["status"] == "affected", "right-pad is affected there"
+    web_subs = [p["@id"] for p in by_product["web-shop"]["products"][0]["subcomponents"]]
+    assert web_subs == ["pkg:npm/right-pad@1.9.0"]
+    csaf_out = tmp_path / "vex.csaf.json"
+    exported = await asyncio.to_thread(_cli, ["vex", "export", "--format", "csaf", "-o", str(csaf_out)], env)
+    assert exported.exit_code == 0, exported.output
+    csaf_doc = json.loads(csaf_out.read_text())
+    assert validate(csaf_doc) == [], "our own CSAF VEX passes the mandatory tests we apply to others"
+    (vuln,) = csaf_doc["vulnerabilities"]
+    pids = {p["product_id"]: p["name"].rsplit("/", 1)[1] for p in csaf_doc["product_tree"]["full_product_names"]}
+    assert [pids[p] for p in vuln["product_status"]["known_not_affected"]] == ["billing"]
+    assert [pids[p] for p in vuln["product_status"]["known_affected"]] == ["web-shop"]
+    assert vuln["flags"] == [
+        {"label": "vulnerable_code_not_present", "product_ids": vuln["product_status"]["known_not_affected"]}
+    ]

@@ -13,6 +13,7 @@ from bot.advisories.matching import MatchIndex, match_packages
 from bot.advisories.model import Advisory, InstalledPackage, Match, MatchStatus, RangeEvent, VersionRange
 from bot.advisories.offline import format_matches, load_osv_advisories, match_offline
 from bot.advisories.osv import parse_osv
+from bot.advisories.purls import split_ecosystem
 from bot.errors import InputError
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -159,6 +160,30 @@ def test_index_upsert_remove_and_rematch() -> None:
     assert len(index) == 1
     withdrawn = requests_adv.model_copy(update={"withdrawn": requests_adv.modified})
     assert index.rematch_advisory(withdrawn) == []
+
+
+def test_a_full_match_on_ranks_agrees_with_comparing_versions_on_every_real_record() -> None:
+    # A full match compares version ranks (one sort of every distinct version); one advisory's re-match
+    # compares univers versions directly. Both must give the same verdicts, fixed versions and reasons.
+    advisories = [a for a in load_osv_advisories(OSV) if a.withdrawn is None]
+    systems: dict[str, list[InstalledPackage]] = {}
+    for a in advisories:
+        for aff in a.affected:
+            base, _, release = aff.ecosystem.partition(":")
+            texts = {v for r in aff.ranges for e in r.events for v in (e.introduced, e.fixed, e.last_affected) if v}
+            texts |= set(aff.versions) | {"0.0.1", "99.0"}
+            for i, text in enumerate(sorted(texts - {"0"})):
+                installed = pkg(base, aff.name, text, split_ecosystem(aff.ecosystem)[1] if release else None)
+                systems.setdefault(f"host-{i}", []).append(installed)
+    index = MatchIndex(advisories)
+
+    def key(m: Match) -> tuple[object, ...]:
+        return (m.advisory_id, m.system, m.package.name, m.package.version, m.status, m.fixed_versions, m.reason)
+
+    ranked = sorted(map(key, index.match_all(systems)))
+    assert len(ranked) > 500 and {r[4] for r in ranked} == {MatchStatus.AFFECTED, MatchStatus.NEEDS_TRIAGE}
+    direct = sorted(key(m) for a in advisories for m in index.rematch_advisory(a))
+    assert ranked == direct
 
 
 def test_rematch_is_fast_on_a_large_inventory() -> None:

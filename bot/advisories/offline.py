@@ -50,7 +50,7 @@ def match_offline(inventory: Path, advisories: Path) -> list[Match]:
 def format_matches(matches: Sequence[Match], *, as_json: bool) -> str:
     """Render matches as JSON (a list of objects) or as a readable table grouped by system."""
     if as_json:
-        return json.dumps([m.model_dump(mode="json") for m in matches], indent=2)
+        return json.dumps([m.as_json() for m in matches], indent=2)
     if not matches:
         return "No installed package is affected by these advisories."
     lines: list[str] = []
@@ -59,16 +59,25 @@ def format_matches(matches: Sequence[Match], *, as_json: bool) -> str:
         by_system.setdefault(m.system, []).append(m)
     for system, rows in by_system.items():
         affected = sum(r.status is MatchStatus.AFFECTED for r in rows)
-        lines.append(f"{system}: {affected} affected, {len(rows) - affected} to triage")
+        cleared = sum(r.status is MatchStatus.NOT_AFFECTED for r in rows)
+        head = f"{system}: {affected} affected, {len(rows) - affected - cleared} to triage"
+        lines.append(head + (f", {cleared} not affected (vendor VEX)" if cleared else ""))
         width = max(len(_package_label(r.package)) for r in rows)
         for r in rows:
             fixed = ", ".join(r.fixed_versions) if r.fixed_versions else "no fix listed"
-            status = "AFFECTED" if r.status is MatchStatus.AFFECTED else "TRIAGE  "
+            status = _STATUS_WORDS[r.status]
             label = _package_label(r.package)
             line = f"  {status} {label:<{width}}  {r.package.version} → {fixed}  {r.advisory_id}"
             lines.append(line + (f"  ({r.reason})" if r.reason else ""))
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
+
+
+_STATUS_WORDS = {
+    MatchStatus.AFFECTED: "AFFECTED",
+    MatchStatus.NEEDS_TRIAGE: "TRIAGE  ",
+    MatchStatus.NOT_AFFECTED: "CLEARED ",
+}
 
 
 def _package_label(pkg: InstalledPackage) -> str:

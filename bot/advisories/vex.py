@@ -116,7 +116,9 @@ def csaf(statements: list[Statement], *, doc_id: str, author: str, now: datetime
     vulns: dict[str, dict[str, Any]] = {}
     for s in statements:
         fresh: dict[str, Any] = {"ids": [{"system_name": "patchwarden", "text": s.vulnerability}]}
-        fresh.update(product_status={}, flags=[], threats=[], remediations=[])
+        # CSAF 6.1.27.5: every vulnerability of a VEX carries notes.
+        general = {"category": "general", "text": f"patchwarden's decisions about {s.vulnerability} per system."}
+        fresh.update(notes=[general], product_status={}, flags=[], threats=[], remediations=[])
         v = vulns.setdefault(s.vulnerability, fresh)
         cve = next((a for a in (s.vulnerability, *s.aliases) if a.startswith("CVE-")), None)
         if cve:
@@ -129,6 +131,8 @@ def csaf(statements: list[Statement], *, doc_id: str, author: str, now: datetime
             v["threats"].append({"category": "impact", "details": s.impact_statement, "product_ids": [pid]})
         if s.action_statement:
             v["remediations"].append({"category": "mitigation", "details": s.action_statement, "product_ids": [pid]})
+        if s.status_notes:
+            v["notes"].append({"category": "details", "title": s.product, "text": s.status_notes})
     for v in vulns.values():
         for key in ("flags", "threats", "remediations"):
             if not v[key]:

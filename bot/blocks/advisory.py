@@ -217,6 +217,26 @@ def listing_lines(config: Config, views: list[AdvisoryView]) -> list[str]:
     return out
 
 
+def listing_text(config: Config, views: list[AdvisoryView], *, scope: str, page: int, total: int, per_page: int) -> str:
+    """A ``/patch advisories`` reply: one page of lines, and the command for the next page while there is one."""
+    if total == 0:
+        return f"No advisories ({escape(scope)})."
+    pages = -(-total // per_page)
+    if not views:
+        return f"*Advisories ({escape(scope)})*: there are {total}, on {pages} page(s); page {page} is past the end."
+    first = (page - 1) * per_page + 1
+    head = f"*Advisories ({escape(scope)})*: {first}–{first + len(views) - 1} of {total}"
+    lines = [head + (f" (page {page} of {pages})" if pages > 1 else ""), *listing_lines(config, views)]
+    if page < pages:
+        lines.append(f"Next {min(per_page, total - page * per_page)}: `/patch advisories {escape(scope)} {page + 1}`")
+    if pages > 1:
+        system = f" --system {escape(scope)}" if scope in config.systems else ""
+        lines.append(
+            f"Every one with installed and fixed versions, as JSON: `patchwarden advisories list{system} --json`"
+        )
+    return "\n".join(lines)
+
+
 def not_applicable_modal(v: AdvisoryView, *, metadata: dict[str, Any]) -> dict[str, Any]:
     """Ask for the mandatory reason why an advisory does not apply."""
     return {
@@ -280,7 +300,7 @@ def digest(
     counts: list[tuple[str, int]],
     top: list[AdvisoryView],
     total: int,
-    command: str,
+    commands: tuple[str, str],
 ) -> list[Block]:
     """One message for many new matches of a system: counts by tier, the most urgent with buttons, the rest."""
     tz = config.systems[system].timezone if system in config.systems else "UTC"
@@ -301,5 +321,6 @@ def digest(
         out.extend(_controls(v))
     rest = total - len(top)
     more = f"…and {rest} more. " if rest > 0 else ""
-    out.append(context(f"{more}Every one, with installed and fixed versions and due dates: `{escape(command)}`"))
+    slack, cli = (escape(c) for c in commands)
+    out.append(context(f"{more}Every one, page by page: `{slack}`; with installed and fixed versions as JSON: `{cli}`"))
     return out

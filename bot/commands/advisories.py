@@ -29,20 +29,16 @@ def register(app: AsyncApp, deps: Deps, router: Router) -> None:
     """Register the advisory subcommands, the post's buttons and the modals."""
     config = deps.config
 
-    @router.add("advisories", usage="/patch advisories [open|overdue|SYSTEM]", summary="list advisories")
+    @router.add("advisories", usage="/patch advisories [open|overdue|SYSTEM] [PAGE]", summary="list advisories")
     async def handle_advisories_command(ctx: CommandContext) -> None:
-        if len(ctx.args) > 1:
-            raise usage_error(router.subcommands["advisories"], "Give one scope at most.")
-        scope = ctx.args[0] if ctx.args else "open"
+        args = list(ctx.args)
+        page = int(args.pop()) if args and args[-1].isdigit() else 1
+        if len(args) > 1 or page < 1:
+            raise usage_error(router.subcommands["advisories"], "Give one scope and a page number at most.")
+        scope = args[0] if args else "open"
         async with deps.sessions.begin() as session:
-            views = await triage.listing(session, config=config, scope=scope, now=deps.clock.now())
-        if not views:
-            await ctx.respond(text=f"No advisories ({escape(scope)}).", response_type="ephemeral")
-            return
-        lines = blocks.listing_lines(config, views[:40])
-        rest = len(views) - 40
-        more = f"\n…and {rest} more: `patchwarden advisories list` lists every one" if rest > 0 else ""
-        text = f"*Advisories ({escape(scope)})*\n" + "\n".join(lines) + more
+            views, total = await triage.listing(session, config=config, scope=scope, now=deps.clock.now(), page=page)
+        text = blocks.listing_text(config, views, scope=scope, page=page, total=total, per_page=triage.PAGE)
         await ctx.respond(text=text, response_type="ephemeral")
 
     @router.add("advisory", usage="/patch advisory add", summary="add an advisory by hand (opens a form)")

@@ -27,7 +27,8 @@ them on (``cpe:/a:redhat:enterprise_linux:8::appstream`` → ``Red Hat:8``).
 VEX product statuses (CSAF 2.0 §3.2.3.9):
 
 * ``known_not_affected`` becomes a ``NotAffected`` statement for that product only, with the vendor's
-  justification (its ``flags`` label or ``impact`` threat); the matcher suppresses the advisory's match
+  justification (its ``flags`` label and ``impact`` threat, named by product or group); the matcher
+  turns the advisory's match on that product into a ``not_affected`` one (stored, exported as VEX)
   on that product and nowhere else;
 * ``under_investigation`` becomes an affected package marked ``triage``: a hit is "needs triage";
 * ``fixed`` / ``known_affected`` products named by a ``vendor_fix`` remediation get its text as the
@@ -168,7 +169,24 @@ def products(tree: object, *, red_hat: bool = False) -> dict[str, _Product]:
     return found
 
 
-def _fix_lines(vuln: Mapping[str, Any]) -> dict[str, str]:
+def product_groups(tree: object) -> dict[str, tuple[str, ...]]:
+    """group_id → product ids of the tree's ``product_groups``."""
+    groups = tree.get("product_groups") if isinstance(tree, Mapping) else None
+    return {
+        str(g.get("group_id")): tuple(str(p) for p in g.get("product_ids") or [])
+        for g in groups or []
+        if isinstance(g, Mapping)
+    }
+
+
+def product_ids(item: Mapping[str, Any], groups: Mapping[str, tuple[str, ...]]) -> list[str]:
+    """The products a remediation, threat or flag names: its ``product_ids`` and those of its ``group_ids``."""
+    ids = [str(p) for p in item.get("product_ids") or []]
+    ids += [p for g in item.get("group_ids") or [] for p in groups.get(str(g), ())]
+    return list(dict.fromkeys(ids))
+
+
+def _fix_lines(vuln: Mapping[str, Any], groups: Mapping[str, tuple[str, ...]]) -> dict[str, str]:
     lines: dict[str, str] = {}
     for rem in vuln.get("remediations") or []:
         if not isinstance(rem, Mapping) or rem.get("category") != "vendor_fix":
@@ -176,8 +194,8 @@ def _fix_lines(vuln: Mapping[str, Any]) -> dict[str, str]:
         text = " ".join(str(rem.get("details", "")).split())[:_MAX_FIX_LINE]
         if isinstance(rem.get("url"), str) and rem["url"] not in text:
             text = f"{text} {rem['url']}".strip()
-        for pid in rem.get("product_ids") or []:
-            lines.setdefault(str(pid), text)
+        for pid in product_ids(rem, groups):
+            lines.setdefault(pid, text)
     return lines
 
 
@@ -201,18 +219,20 @@ def restart_of(vulns: list[Mapping[str, Any]]) -> str:
     return worst
 
 
-def _justifications(vuln: Mapping[str, Any]) -> dict[str, str]:
-    out: dict[str, str] = {}
+def _justifications(vuln: Mapping[str, Any], groups: Mapping[str, tuple[str, ...]]) -> dict[str, tuple[str, str]]:
+    """product id -> (flag label, impact statement) of the vulnerability's ``flags`` and ``impact`` threats."""
+    labels: dict[str, str] = {}
+    impacts: dict[str, str] = {}
     for flag in vuln.get("flags") or []:
         if isinstance(flag, Mapping) and flag.get("label"):
-            for pid in flag.get("product_ids") or []:
-                out.setdefault(str(pid), str(flag["label"]))
+            for pid in product_ids(flag, groups):
+                labels.setdefault(pid, str(flag["label"]))
     for threat in vuln.get("threats") or []:
         if isinstance(threat, Mapping) and threat.get("category") == "impact":
-            for pid in threat.get("product_ids") or []:
-                text = " ".join(str(threat.get("details", "")).split())[:_MAX_FIX_LINE]
-                out[str(pid)] = f"{out[str(pid)]}: {text}" if str(pid) in out else text
-    return out
+            text = " ".join(str(threat.get("details", "")).split())[:_MAX_FIX_LINE]
+            for pid in product_ids(threat, groups):
+                impacts.setdefault(pid, text)
+    return {pid: (labels.get(pid, ""), impacts.get(pid, "")) for pid in {*labels, *impacts}}
 
 
 @dataclass
@@ -224,17 +244,17 @@ class _Pkg:
 
 
 def _packages(
-    vulns: list[Mapping[str, Any]], known: dict[str, _Product]
+    vulns: list[Mapping[str, Any]], known: dict[str, _Product], groups: Mapping[str, tuple[str, ...]]
 ) -> tuple[tuple[AffectedPackage, ...], tuple[NotAffected, ...]]:
     pkgs: dict[tuple[str, str, bool], _Pkg] = {}
-    not_affected: dict[tuple[str, str, str | None], str] = {}
+    not_affected: dict[tuple[str, str, str | None], tuple[str, str]] = {}
     for vuln in vulns:
         status = vuln.get("product_status") or {}
-        fix_lines = _fix_lines(vuln)
-        why = _justifications(vuln)
-        groups = [*((f, "affected") for f in _AFFECTED), *((f, "fixed") for f in _FIXED)]
-        groups += [("under_investigation", "triage"), ("known_not_affected", "not_affected")]
-        for field, role in groups:
+        fix_lines = _fix_lines(vuln, groups)
+        why = _justifications(vuln, groups)
+        roles = [*((f, "affected") for f in _AFFECTED), *((f, "fixed") for f in _FIXED)]
+        roles += [("under_investigation", "triage"), ("known_not_affected", "not_affected")]
+        for field, role in roles:
             for pid in status.get(field) or []:
                 product = known.get(str(pid))
                 if product is None:
@@ -244,7 +264,7 @@ def _packages(
                 except ValueError:
                     continue  # an unparsable purl is a product we cannot match, like one without purl
                 if role == "not_affected":
-                    not_affected.setdefault((ecosystem, name, version), why.get(str(pid), ""))
+                    not_affected.setdefault((ecosystem, name, version), why.get(str(pid), ("", "")))
                     continue
                 entry = pkgs.setdefault(
                     (ecosystem, name, role == "triage"), _Pkg(product.purl.split("@", 1)[0], set(), set(), {})
@@ -270,9 +290,10 @@ def _packages(
                 remediation="; ".join(entry.fix_lines),
             )
         )
+    order = sorted(not_affected.items(), key=lambda item: (item[0][0], item[0][1], item[0][2] or ""))
     statements = tuple(
-        NotAffected(ecosystem=e, name=n, version=v, justification=j)
-        for (e, n, v), j in sorted(not_affected.items(), key=lambda item: (item[0][0], item[0][1], item[0][2] or ""))
+        NotAffected(ecosystem=e, name=n, version=v, justification=label, impact=impact)
+        for (e, n, v), (label, impact) in order
     )
     return tuple(out), statements
 
@@ -341,7 +362,8 @@ def parse_csaf(data: Mapping[str, Any], *, source: str = "csaf") -> Advisory:
         rated = rate_csaf(data)
         publisher = document.get("publisher") if isinstance(document.get("publisher"), Mapping) else {}
         red_hat = "redhat.com" in str(publisher.get("namespace", "")) if isinstance(publisher, Mapping) else False
-        affected, not_affected = _packages(vulns, products(data.get("product_tree"), red_hat=red_hat))
+        tree = data.get("product_tree")
+        affected, not_affected = _packages(vulns, products(tree, red_hat=red_hat), product_groups(tree))
         return Advisory(
             id=ident,
             source=source,

@@ -41,6 +41,11 @@ _CVSS_SCHEMAS = {
     "https://www.first.org/cvss/cvss-v3.0.json": ("cvss-v3.0.json", DRAFT7, Draft7Validator),
     "https://www.first.org/cvss/cvss-v3.1.json": ("cvss-v3.1.json", DRAFT7, Draft7Validator),
 }
+# The mandatory tests of section 6.1 this module runs (the module docstring says what each decides).
+IMPLEMENTED = (
+    "6.1.1", "6.1.2", "6.1.4", "6.1.5", "6.1.6", "6.1.8", "6.1.9", "6.1.13", "6.1.16", "6.1.18", "6.1.24",
+    *(f"6.1.27.{n}" for n in range(1, 12)), "6.1.31",
+)  # fmt: skip
 # 6.1.9 is recoverable (see the module docstring); everything else quarantines the document.
 RECOVERABLE = frozenset({"6.1.9"})
 _RANGE_WORDS = re.compile(r"(<=?|>=?|\b(after|all|before|earlier|later|prior|versions)\b)", re.IGNORECASE)
@@ -288,64 +293,69 @@ def _profile_tests(doc: Mapping[str, Any]) -> Iterator[Failure]:
     document = _obj(doc.get("document"))
     category = document.get("category")
     vulns = _vulns(doc)
-    if category == "csaf_informational_advisory":
+    if category in ("csaf_informational_advisory", "csaf_security_incident_response"):
+        kind = category.removeprefix("csaf_").replace("_", " ")
         notes = [n for n in document.get("notes") or [] if isinstance(n, Mapping)]
         if not any(n.get("category") in ("description", "details", "general", "summary") for n in notes):
-            yield Failure("6.1.27.1", "an informational advisory needs a description, details, general or summary note")
+            yield Failure("6.1.27.1", f"a {kind} needs a description, details, general or summary note")
         if not any(
             isinstance(r, Mapping) and r.get("category") == "external" for r in document.get("references") or []
         ):
-            yield Failure("6.1.27.2", "an informational advisory needs at least one external reference")
-        if "vulnerabilities" in doc:
-            yield Failure(
-                "6.1.27.3", "an informational advisory must not have vulnerabilities (use a security advisory)"
-            )
+            yield Failure("6.1.27.2", f"a {kind} needs at least one external reference")
+    if category == "csaf_informational_advisory" and "vulnerabilities" in doc:
+        yield Failure("6.1.27.3", "an informational advisory must not have vulnerabilities (use a security advisory)")
     if category in ("csaf_security_advisory", "csaf_vex"):
         if "product_tree" not in doc:
             yield Failure("6.1.27.4", f"a {category} document needs a product_tree")
         for v, vuln in enumerate(vulns):
             if not vuln.get("notes"):
                 yield Failure("6.1.27.5", f"vulnerabilities[{v}] has no notes")
+    if category in ("csaf_security_advisory", "csaf_vex") and "vulnerabilities" not in doc:
+        yield Failure("6.1.27.11", f"a {category} document needs at least one vulnerability")
     if category == "csaf_security_advisory":
-        if "vulnerabilities" not in doc:
-            yield Failure("6.1.27.11", "a security advisory needs at least one vulnerability")
         for v, vuln in enumerate(vulns):
             if "product_status" not in vuln:
                 yield Failure("6.1.27.6", f"vulnerabilities[{v}] has no product_status")
     if category == "csaf_vex":
-        yield from _vex_profile(vulns)
+        yield from _vex_profile(vulns, _groups(doc))
 
 
-def _vex_profile(vulns: list[Mapping[str, Any]]) -> Iterator[Failure]:
+def _groups(doc: Mapping[str, Any]) -> dict[str, set[str]]:
+    tree = _obj(doc.get("product_tree"))
+    return {
+        str(g.get("group_id")): {str(p) for p in g.get("product_ids") or []}
+        for g in tree.get("product_groups") or []
+        if isinstance(g, Mapping)
+    }
+
+
+def _named(items: object, groups: Mapping[str, set[str]], *, category: str | None = None) -> set[str]:
+    """Product ids that flags/threats/remediations name directly or through their ``group_ids``."""
+    out: set[str] = set()
+    for item in items if isinstance(items, list) else []:
+        if isinstance(item, Mapping) and (category is None or item.get("category") == category):
+            out |= {str(p) for p in item.get("product_ids") or []}
+            out |= {p for g in item.get("group_ids") or [] for p in groups.get(str(g), set())}
+    return out
+
+
+def _vex_profile(vulns: list[Mapping[str, Any]], groups: Mapping[str, set[str]]) -> Iterator[Failure]:
     for v, vuln in enumerate(vulns):
         status = _obj(vuln.get("product_status"))
         if not any(status.get(k) for k in ("fixed", "known_affected", "known_not_affected", "under_investigation")):
             yield Failure("6.1.27.7", f"vulnerabilities[{v}] gives no VEX product status")
         if not vuln.get("cve") and not vuln.get("ids"):
             yield Failure("6.1.27.8", f"vulnerabilities[{v}] has neither cve nor ids")
-        explained = {
-            str(p) for f in vuln.get("flags") or [] if isinstance(f, Mapping) for p in f.get("product_ids") or []
-        }
-        explained |= {
-            str(p)
-            for t in vuln.get("threats") or []
-            if isinstance(t, Mapping) and t.get("category") == "impact"
-            for p in t.get("product_ids") or []
-        }
+        # 6.1.27.9: a flag or an impact threat, 6.1.27.10: a remediation, for each product, by id or by group.
+        explained = _named(vuln.get("flags"), groups) | _named(vuln.get("threats"), groups, category="impact")
         for pid in status.get("known_not_affected") or []:
-            if str(pid) not in explained and not any(
-                isinstance(f, Mapping) and f.get("group_ids") for f in vuln.get("flags") or []
-            ):
+            if str(pid) not in explained:
                 yield Failure(
                     "6.1.27.9", f"vulnerabilities[{v}]: {pid!r} is known_not_affected without an impact statement"
                 )
-        remedied = {
-            str(p) for r in vuln.get("remediations") or [] if isinstance(r, Mapping) for p in r.get("product_ids") or []
-        }
+        remedied = _named(vuln.get("remediations"), groups)
         for pid in status.get("known_affected") or []:
-            if str(pid) not in remedied and not any(
-                isinstance(r, Mapping) and r.get("group_ids") for r in vuln.get("remediations") or []
-            ):
+            if str(pid) not in remedied:
                 yield Failure(
                     "6.1.27.10", f"vulnerabilities[{v}]: {pid!r} is known_affected without an action statement"
                 )

@@ -11,25 +11,26 @@ one withdraws the record once no live document remains. Ingesting the same batch
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.advisories import inventory as inventory_files
 from bot.advisories import severity
 from bot.advisories.matching import MatchIndex
-from bot.advisories.model import Advisory, InstalledPackage, Match, Severity
+from bot.advisories.model import Advisory, Match, Severity
 from bot.config import Config
 from bot.feeds.base import FeedBatch
 from bot.workflows import advisory_rank as rank
+from bot.workflows import advisory_rows as match_rows
 from bot.workflows import sla
+from bot.workflows.advisory_rows import current_inventory
 from storage import advisories as store
 from storage import advisory_bulk as bulk
-from storage import inventory as inventory_store
 from storage.models import AdvisoryMatch, AdvisoryRecord, AdvisoryStatus
+
+__all__ = ["IngestResult", "Ingested", "current_inventory", "ingest", "merged", "rematch_all", "reprioritise"]
 
 SEVERITY_ORDER = [
     Severity.CRITICAL,
@@ -103,48 +104,6 @@ def merged(record: AdvisoryRecord) -> Advisory:
         references=tuple(dict.fromkeys(r for d in use for r in d.references)),
         content_hash=digest,
     )
-
-
-async def current_inventory(session: AsyncSession, *, config: Config) -> dict[str, list[InstalledPackage]]:
-    """Installed packages per system: the configured lists plus the stored SBOM imports."""
-    systems: dict[str, list[InstalledPackage]] = {
-        name: inventory_files.from_config(system) for name, system in config.systems.items() if system.packages
-    }
-    for row in await inventory_store.packages(session):
-        systems.setdefault(row.system, []).append(
-            InstalledPackage(
-                ecosystem=row.ecosystem, name=row.name, version=row.version, release=row.release, purl=row.purl
-            )
-        )
-    return systems
-
-
-def _match_rows(matches: Sequence[Match]) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    for m in matches:
-        pkg = m.package
-        eco = f"{pkg.ecosystem}:{pkg.release}" if pkg.release else pkg.ecosystem
-        rows.append(
-            {
-                "system": m.system[:64],
-                "ecosystem": eco[:64],
-                "package": pkg.name[:200],
-                "installed": pkg.version[:100],
-                "fixed": list(m.fixed_versions),
-                "status": m.status.value,
-                "reason": m.reason,
-                "remediation": m.remediation,
-            }
-        )
-    return rows
-
-
-def _match_keys(rows: Sequence[AdvisoryMatch] | Sequence[dict[str, object]]) -> set[tuple[object, ...]]:
-    out: set[tuple[object, ...]] = set()
-    for r in rows:
-        d = r if isinstance(r, dict) else {k: getattr(r, k) for k in ("system", "package", "installed", "fixed")}
-        out.add((d["system"], d["package"], d["installed"], tuple(d["fixed"])))  # type: ignore[arg-type]
-    return out
 
 
 def _notes(before: Advisory | None, after: Advisory, doc_key: str, replaced: bool, moved: bool) -> list[str]:
@@ -253,7 +212,7 @@ async def _rematch(session: AsyncSession, *, config: Config, touched: list[_Touc
     with session.no_autoflush:
         index = MatchIndex()
         index.set_systems(await current_inventory(session, config=config))
-        old_rows = await store.matches(session, [t.record.id for t in touched if not t.created])
+        old_rows = await store.matches(session, [t.record.id for t in touched if not t.created], not_affected=True)
         afters = {id(t.record): merged(t.record) for t in touched}
         epss = await store.epss_for(session, {i for a in afters.values() for i in (a.id, *a.aliases)})
     old_by: dict[int, list[AdvisoryMatch]] = {}
@@ -274,12 +233,10 @@ async def _rematch(session: AsyncSession, *, config: Config, touched: list[_Touc
             record.status = AdvisoryStatus.OPEN
         record.updated_at = now
         before_rows = old_by.get(record.id, [])
-        seen = {(m.system, m.ecosystem, m.package, m.installed): m.discovered for m in before_rows}
-        rows = _dedupe(_match_rows(index.rematch_advisory(after)))
-        for row in rows:
-            row["discovered"] = seen.get((row["system"], row["ecosystem"], row["package"], row["installed"])) or now
+        rows = match_rows.rows(index.rematch_advisory(after))
+        match_rows.keep_discovered(rows, before_rows, now=now)
         rank.prioritise(config, record, after, rows, epss)
-        moved = t.before is not None and _match_keys(rows) != _match_keys(before_rows)
+        moved = t.before is not None and match_rows.keys(rows) != match_rows.keys(before_rows)
         notes = list(
             dict.fromkeys(n for key, replaced in t.doc_keys for n in _notes(t.before, after, key, replaced, moved))
         )
@@ -293,25 +250,13 @@ async def _rematch(session: AsyncSession, *, config: Config, touched: list[_Touc
         for row in rows:
             row["advisory_id"] = record.id
         inserts.extend(rows)
-        new_systems = tuple(sorted({r["system"] for r in rows} - {m.system for m in old_by.get(record.id, [])}))
         out.append(
             Ingested(
-                record.id, t.created, said, matched=bool(rows) or record.message_ts is not None,
-                new_systems=new_systems,
+                record.id, t.created, said, matched=bool(match_rows.live(rows)) or record.message_ts is not None,
+                new_systems=match_rows.new_systems(rows, old_by.get(record.id, [])),
             )
         )  # fmt: skip
     await bulk.swap_matches(session, [t.record.id for t in touched if not t.created], inserts)
-    return out
-
-
-def _dedupe(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    seen: set[tuple[Any, ...]] = set()
-    out = []
-    for row in rows:
-        key = (row["system"], row["ecosystem"], row["package"], row["installed"])
-        if key not in seen:  # the unique constraint: one row per installed package version
-            seen.add(key)
-            out.append(row)
     return out
 
 
@@ -325,31 +270,28 @@ async def rematch_all(session: AsyncSession, *, config: Config, now: datetime) -
         advisories = {r.id: merged(r) for r in records}
         index = MatchIndex(advisories.values())
         by_id: dict[str, list[Match]] = {}
-        for m in index.match_all(inventory):
+        for m in index.iter_matches(inventory):
             by_id.setdefault(m.advisory_id, []).append(m)
-        old = await store.matches(session, [r.id for r in records])
+        old_by: dict[int, list[AdvisoryMatch]] = {}
+        for stored in await store.matches(session, [r.id for r in records], not_affected=True):
+            old_by.setdefault(stored.advisory_id, []).append(stored)
         epss = await store.epss_for(session, {i for a in advisories.values() for i in (a.id, *a.aliases)})
         swap: list[int] = []
         inserts: list[dict[str, Any]] = []
         for record in records:
-            before = [m for m in old if m.advisory_id == record.id]
-            rows = _dedupe(_match_rows(by_id.get(record.primary_id, [])))
-            if _match_keys(rows) == _match_keys(before):
+            before = old_by.get(record.id, [])
+            rows = match_rows.rows(by_id.get(record.primary_id, []))
+            if match_rows.keys(rows) == match_rows.keys(before):
                 continue
-            seen = {(m.system, m.ecosystem, m.package, m.installed): m.discovered for m in before}
+            match_rows.keep_discovered(rows, before, now=now)
             for row in rows:
                 row["advisory_id"] = record.id
-                row["discovered"] = seen.get((row["system"], row["ecosystem"], row["package"], row["installed"])) or now
             rank.prioritise(config, record, advisories[record.id], rows, epss)
             record.updated_at = now
             swap.append(record.id)
             inserts.extend(rows)
-            new_systems = tuple(sorted({r["system"] for r in rows} - {m.system for m in before}))
-            changed.append(
-                Ingested(
-                    record.id, False, ("affected systems changed after an inventory import",), new_systems=new_systems
-                )
-            )
+            note = ("affected systems changed after an inventory import",)
+            changed.append(Ingested(record.id, False, note, new_systems=match_rows.new_systems(rows, before)))
         await bulk.swap_matches(session, swap, inserts)
     return changed
 
@@ -363,19 +305,21 @@ async def reprioritise(session: AsyncSession, *, config: Config, now: datetime) 
     async for page in store.record_pages(session, statuses=[*sla.ACTIVE, AdvisoryStatus.SNOOZED], with_matches=True):
         advisories = {r.id: merged(r) for r in page}
         epss = await store.epss_for(session, {i for a in advisories.values() for i in (a.id, *a.aliases)})
-        old = await store.matches(session, [r.id for r in page])
+        old_by: dict[int, list[AdvisoryMatch]] = {}
+        for m in await store.matches(session, [r.id for r in page], not_affected=True):
+            old_by.setdefault(m.advisory_id, []).append(m)
         swap: list[int] = []
         inserts: list[dict[str, Any]] = []
         for record in page:
-            before = [m for m in old if m.advisory_id == record.id]
-            rows = [{c: getattr(m, c) for c in _MATCH_COLUMNS} for m in before]
+            before = old_by.get(record.id, [])
+            rows = [{c: getattr(m, c) for c in match_rows.COLUMNS} for m in before]
             rank.prioritise(config, record, advisories[record.id], rows, epss)
             if [(r["priority"], r["due"]) for r in rows] != [(m.priority, m.due) for m in before]:
                 swap.append(record.id)
                 inserts.extend(rows)
                 record.updated_at = now
-            tiers_before = sorted({m.priority for m in before})
-            tiers_after = sorted({r["priority"] for r in rows})
+            tiers_before = sorted({m.priority for m in match_rows.live(before)})
+            tiers_after = sorted({r["priority"] for r in match_rows.live(rows)})
             if tiers_before != tiers_after:
                 note = (
                     f"priority {', '.join(tiers_before) or '—'} → {', '.join(tiers_after)} (new EPSS scores or policy)"
@@ -383,16 +327,3 @@ async def reprioritise(session: AsyncSession, *, config: Config, now: datetime) 
                 changed.append(Ingested(record.id, False, (note,)))
         await bulk.swap_matches(session, swap, inserts)
     return changed
-
-
-_MATCH_COLUMNS = (
-    "advisory_id",
-    "system",
-    "ecosystem",
-    "package",
-    "installed",
-    "fixed",
-    "status",
-    "reason",
-    "discovered",
-)

@@ -4,9 +4,10 @@ When one batch (a first import, a large re-match) newly affects a system with mo
 ``advisories.digest_over`` advisories, the records that are new only on such systems and not yet posted are
 marked ``digested_at`` and one digest per system is queued in the outbox *in the same transaction*, so a
 digest is never lost between the commit and Slack. The digest gives the counts by priority tier, the most
-urgent items with their buttons, and the command that lists every one (``patchwarden advisories list
---system S``). Later polls below the threshold post individually as before. Digested records are
-reminded and escalated together, one message per system and sweep (:func:`nudge_text`).
+urgent items with their buttons, and the commands that list every one (``/patch advisories S``, page by
+page, in Slack; ``patchwarden advisories list --system S`` on the command line). Later polls below the
+threshold post individually as before. Digested records are reminded and escalated together, one message
+per system and sweep (:func:`nudge_text`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,11 @@ TOP = 5  # items with buttons in a digest
 def list_command(system: str) -> str:
     """The command that lists every match of a system (the digest's "and the rest")."""
     return f"patchwarden advisories list --system {system}"
+
+
+def slack_command(system: str) -> str:
+    """The Slack command that pages through every advisory of a system."""
+    return f"/patch advisories {system}"
 
 
 async def plan(session: AsyncSession, *, config: Config, result: IngestResult, now: datetime) -> None:
@@ -94,7 +100,12 @@ async def _queue(session: AsyncSession, *, config: Config, system: str, record_i
     top = await triage.views(session, list((await bulk.get_many(session, top_ids)).values()), config=config)
     top.sort(key=lambda v: top_ids.index(v.record.id))
     body = blocks.digest(
-        config, system=system, counts=counts, top=top, total=len(record_ids), command=list_command(system)
+        config,
+        system=system,
+        counts=counts,
+        top=top,
+        total=len(record_ids),
+        commands=(slack_command(system), list_command(system)),
     )
     key = "advisory-digest:" + hashlib.sha256(f"{system}:{now.isoformat()}:{record_ids}".encode()).hexdigest()[:40]
     await outbox.enqueue(
@@ -116,7 +127,7 @@ def nudge_text(
     counts = sorted(Counter(t for _, t in items).items(), key=lambda kv: order.get(kv[0], len(order)))
     by_tier = ", ".join(f"{n} {escape(t or 'unranked')}" for t, n in counts)
     first = ", ".join(escape(i) for i, _ in sorted(items, key=lambda x: order.get(x[1], len(order)))[:TOP])
-    every = f"Every one: `{list_command(system)}`."
+    every = f"Every one: `{slack_command(system)}` (page by page) or `{list_command(system)}`."
     if kind == "reminder":
         when = f" from {slack_date(due, fmt='{date_short}')}" if due is not None else ""
         return (

@@ -7,10 +7,12 @@ from datetime import date, datetime
 from typing import Any
 
 from bot.advisories import priority
-from bot.advisories.model import Advisory
+from bot.advisories.model import Advisory, MatchStatus
 from bot.config import Config, Exposure
 from bot.workflows import sla
 from storage.models import AdvisoryRecord
+
+NOT_AFFECTED = MatchStatus.NOT_AFFECTED.value
 
 
 def _kev_added(record: AdvisoryRecord) -> date | None:
@@ -39,8 +41,12 @@ def signals(
 
 
 def severity_of(record: AdvisoryRecord, adv: Advisory) -> dict[str, Any]:
-    """``{"label", "score", "source"}`` of a record (the one place to swap in a better severity source)."""
-    source = "cvss" if adv.cvss_vector else ("vendor" if record.severity != "unknown" else "none")
+    """``{"label", "score", "source"}`` of a record: ``source`` is where the label came from, as
+    :mod:`bot.advisories.severity` names it (``cvss_v3.1``, ``ghsa``, ``csaf_aggregate``, ``debian_urgency``,
+    ...; ``none`` when no source rates it). Records stored before sources were kept say ``cvss`` or ``vendor``."""
+    source = adv.severity_source
+    if not source:
+        source = "cvss" if adv.cvss_vector else ("vendor" if record.severity != "unknown" else "none")
     return {"label": record.severity, "score": adv.cvss_score, "source": source}
 
 
@@ -51,15 +57,22 @@ def prioritise(
     rows: list[dict[str, Any]],
     epss: Mapping[str, tuple[float, float]],
 ) -> None:
-    """Fill each match row's tier and due date; the record's due is the earliest (or its own if unmatched)."""
+    """Fill each match row's tier and due date; the record's due is the earliest (or its own if unmatched).
+
+    A row a vendor's VEX cleared (``not_affected``) is not work: no tier, no due date."""
+    work = []
     for row in rows:
+        if row["status"] == NOT_AFFECTED:
+            row["priority"], row["due"] = "", None
+            continue
         tier = priority.tier(config.policy, signals(config, record, adv, row["system"], epss))
         row["priority"] = tier
         row["due"] = sla.match_due(
             config.policy, tier=tier, discovered=row["discovered"], published=adv.published, kev_due=adv.kev_due_date
         )
-    if rows:
-        record.due = min(r["due"] for r in rows)
+        work.append(row)
+    if work:
+        record.due = min(r["due"] for r in work)
     else:
         tier = priority.tier(config.policy, signals(config, record, adv, "", epss))
         record.due = sla.match_due(

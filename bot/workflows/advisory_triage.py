@@ -195,7 +195,8 @@ def change_prefill(config: Config, v: AdvisoryView, *, requester: str) -> Change
     """The change request form's initial values for remediating ``v``."""
     adv = v.advisory
     fixes = [f"{m.system}: {m.package} {m.installed} → {', '.join(m.fixed) or 'no fix listed'}" for m in v.matches]
-    details = "\n".join([adv.summary or f"Remediate {adv.id}", "", *fixes[:20]]).strip()
+    more = [f"…and {len(fixes) - 20} more: patchwarden advisories list --json"] if len(fixes) > 20 else []
+    details = "\n".join([adv.summary or f"Remediate {adv.id}", "", *fixes[:20], *more]).strip()
     packages = ", ".join(dict.fromkeys(m.package for m in v.matches)) or "affected packages"
     return ChangeInput.model_construct(
         systems=[s for s in v.systems if s in config.systems],
@@ -218,8 +219,14 @@ def _visible(record: AdvisoryRecord, now: datetime) -> bool:
     return record.status in sla.ACTIVE
 
 
-async def listing(session: AsyncSession, *, config: Config, scope: str, now: datetime) -> list[AdvisoryView]:
-    """``open`` (matching, not snoozed), ``overdue`` (past due) or a system's name."""
+PAGE = 40  # advisories per ``/patch advisories`` reply; the reply names the next page
+
+
+async def listing(
+    session: AsyncSession, *, config: Config, scope: str, now: datetime, page: int = 1
+) -> tuple[list[AdvisoryView], int]:
+    """One page (``PAGE`` records, soonest due first) of ``open`` (matching, not snoozed), ``overdue`` (past
+    due) or a system's advisories, and how many there are in all: every one is reachable, page by page."""
     statuses = [*sla.ACTIVE, AdvisoryStatus.SNOOZED]
     if scope == "open":
         records = await store.list_records(session, statuses=statuses, with_matches=True)
@@ -233,7 +240,9 @@ async def listing(session: AsyncSession, *, config: Config, scope: str, now: dat
             f"bad scope {scope!r}",
             user_message=f"`{scope[:40]}` is neither `open`, `overdue` nor a known system ({known}).",
         )
-    return await views(session, [r for r in records if _visible(r, now)], config=config)
+    visible = [r for r in records if _visible(r, now)]
+    chunk = visible[(page - 1) * PAGE : page * PAGE]
+    return await views(session, chunk, config=config), len(visible)
 
 
 class ManualInput(BaseModel):

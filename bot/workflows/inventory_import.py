@@ -67,7 +67,7 @@ async def imported(
         return outcomes, []
     await lifecycle.log(
         session, config=config, now=now, actor="patchwarden", action="inventory_drift", system=system,
-        packages=lines[:50],
+        packages=lines,  # every one: the note shows 20 and counts the rest
     )  # fmt: skip
     blocks = drift_blocks(system, lines, owner=owner)
     await outbox.enqueue(session, key=f"drift:{system}:{now.isoformat()}", channel=owner,

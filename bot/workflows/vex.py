@@ -4,6 +4,8 @@
   "Not applicable" → ``not_affected`` with its reason as the impact statement;
 - an approved ``accept`` exception → ``affected`` with the acceptance (until, by whom) as action statement;
 - ``remediated`` (proven by inventory) → ``fixed``, with the verification time;
+- a system whose every match a vendor's VEX cleared (CSAF ``known_not_affected``, stored as a ``not_affected``
+  match) → ``not_affected`` with the vendor's justification label and statement (impact statement);
 - a match still needing triage → ``under_investigation``;
 - anything else affected → ``affected``, the action statement naming the change and its window, or the due
   date when no change exists yet.
@@ -18,13 +20,23 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.advisories import vex
+from bot.advisories.model import VEX_JUSTIFICATIONS
 from bot.config import Config
 from bot.errors import InputError
 from storage import advisories as advisory_store
 from storage import changes, windows
 from storage import exceptions as exception_store
 from storage import inventory as inventory_store
-from storage.models import AdvisoryException, AdvisoryRecord, AdvisoryStatus, ExceptionKind, ExceptionState
+from storage.models import (
+    AdvisoryException,
+    AdvisoryMatch,
+    AdvisoryRecord,
+    AdvisoryStatus,
+    ExceptionKind,
+    ExceptionState,
+)
+
+NOT_AFFECTED = "not_affected"
 
 
 async def statements(
@@ -34,22 +46,49 @@ async def statements(
     if system is not None and system not in config.systems:
         raise InputError(f"unknown system {system!r}; known: {', '.join(sorted(config.systems))}")
     records = [r for r in await advisory_store.all_records(session) if r.status is not AdvisoryStatus.WITHDRAWN]
-    matches = await advisory_store.matches(session, [r.id for r in records])
+    matches = await advisory_store.matches(session, [r.id for r in records], not_affected=True)
     approved = await exception_store.in_states(session, [ExceptionState.APPROVED])
     purls = {(p.system, p.name, p.version): p.purl for p in await inventory_store.packages(session) if p.purl}
+    by_record: dict[int, dict[str, list[AdvisoryMatch]]] = {}
+    for m in matches:
+        if system is None or m.system == system:
+            by_record.setdefault(m.advisory_id, {}).setdefault(m.system, []).append(m)
     out: list[vex.Statement] = []
     for record in records:
-        by_system: dict[str, list[tuple[str, str, str]]] = {}
-        for m in matches:
-            if m.advisory_id == record.id and (system is None or m.system == system):
-                by_system.setdefault(m.system, []).append((m.package, m.installed, m.status))
-        for name, hits in sorted(by_system.items()):
+        for name, hits in sorted(by_record.get(record.id, {}).items()):
+            live = [m for m in hits if m.status != NOT_AFFECTED]
+            if not live:
+                out.append(_vendor_cleared(record, name, hits, purls))
+                continue
             exc = next((e for e in approved if e.advisory_id == record.id and e.system == name), None)
-            subs = tuple(p for pkg, ver, _ in hits if (p := purls.get((name, pkg, ver))))
+            subs = tuple(p for m in live if (p := purls.get((name, m.package, m.installed))))
             out.append(
-                await _statement(session, record, name, subs, exc, triage=all(s != "affected" for *_, s in hits))
+                await _statement(session, record, name, subs, exc, triage=all(m.status != "affected" for m in live))
             )
     return out
+
+
+def _vendor_cleared(
+    record: AdvisoryRecord, system: str, hits: list[AdvisoryMatch], purls: dict[tuple[str, str, str], str]
+) -> vex.Statement:
+    """``not_affected`` for a system whose every match the vendor's own VEX statement cleared."""
+    labels = list(dict.fromkeys(m.justification for m in hits if m.justification in VEX_JUSTIFICATIONS))
+    words = "; ".join(dict.fromkeys(f"{m.package} {m.installed}: {m.reason}" for m in hits if m.reason))
+    words = words or "the vendor states these products are not affected"
+    # OpenVEX takes exactly one of a justification label and an impact statement: the label when the vendor
+    # gave one (their words go to the notes), else their words.
+    label = labels[0] if len(labels) == 1 else None
+    return vex.Statement(
+        vulnerability=record.primary_id,
+        aliases=tuple(a for a in record.aliases if a != record.primary_id),
+        product=vex.system_purl(system),
+        subcomponents=tuple(p for m in hits if (p := purls.get((system, m.package, m.installed)))),
+        status="not_affected",
+        timestamp=record.updated_at,
+        justification=label,
+        impact_statement=None if label else words,
+        status_notes=f"Cleared by the vendor's VEX statement (CSAF known_not_affected): {words}",
+    )
 
 
 async def _action(session: AsyncSession, record: AdvisoryRecord) -> str:

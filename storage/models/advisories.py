@@ -87,13 +87,14 @@ class AdvisoryMatch(Base):
     package: Mapped[str] = mapped_column(String(200))
     installed: Mapped[str] = mapped_column(String(100))
     fixed: Mapped[list[Any]] = mapped_column(default=list)
-    status: Mapped[str] = mapped_column(String(16))  # affected | needs_triage
+    status: Mapped[str] = mapped_column(String(16))  # affected | needs_triage | not_affected (vendor VEX)
     reason: Mapped[str] = mapped_column(Text, default="")
     discovered: Mapped[datetime | None]  # when patchwarden first saw this system affected: the SLA clock
     due: Mapped[datetime | None] = mapped_column(index=True)
     priority: Mapped[str] = mapped_column(String(32), default="")  # the policy's tier for this match
 
     remediation: Mapped[str] = mapped_column(Text, default="")  # the vendor's fix line (CSAF), issue 9
+    justification: Mapped[str] = mapped_column(String(64), default="")  # VEX label of a not_affected match
 
 
 class InventoryPackage(Base):

@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 
 from bot.advisories.matching import MatchIndex
-from bot.advisories.model import Advisory, InstalledPackage, MatchStatus
+from bot.advisories.model import Advisory, InstalledPackage, MatchStatus, NotAffected
 from bot.advisories.osv import parse_osv
 from bot.feeds.base import Quarantined
 from bot.feeds.csaf import CsafFeed, parse_checked
 from bot.feeds.csaf_map import parse_csaf
-from bot.feeds.csaf_validate import blocking, validate
+from bot.feeds.csaf_validate import IMPLEMENTED, RECOVERABLE, blocking, validate
 from bot.feeds.http import HttpSettings
 from tests.feeds.conftest import DATA, GpgKey, Loopback
 from tests.feeds.test_csaf import BASE, _publish
@@ -43,10 +43,23 @@ def test_each_negative_document_fails_its_mandatory_test(name: str) -> None:
     assert isinstance(refused, Quarantined) and f"CSAF {EXPECTED[name]}:" in refused.reason
 
 
-def test_every_required_mandatory_test_has_a_negative_document() -> None:
-    required = {"6.1.1", "6.1.2", "6.1.6", "6.1.8", "6.1.13", "6.1.16", "6.1.18", "6.1.24", "6.1.31"}
-    assert required <= set(EXPECTED.values())
-    assert {t for t in EXPECTED.values() if t.startswith("6.1.27.")} >= {"6.1.27.1", "6.1.27.3", "6.1.27.9"}
+def test_every_implemented_mandatory_test_has_a_negative_document() -> None:
+    required = {"6.1.1", "6.1.2", "6.1.6", "6.1.8", "6.1.9", "6.1.13", "6.1.16", "6.1.18", "6.1.24", "6.1.31"}
+    required |= {f"6.1.27.{n}" for n in range(1, 12)}  # the list, 6.1.27.x being every profile test
+    assert required <= set(IMPLEMENTED)
+    blocking_tests = set(IMPLEMENTED) - RECOVERABLE
+    assert blocking_tests <= set(EXPECTED.values()), blocking_tests - set(EXPECTED.values())
+    assert [f.test for f in validate(_load(LOCAL / "score-mismatch.json"))] == ["6.1.9"]  # the recoverable one
+
+
+@pytest.mark.parametrize(
+    "name", sorted(n for n in EXPECTED if n.startswith(("6-1-04", "6-1-05", "6-1-27-0", "6-1-27-11"))), ids=str
+)
+def test_a_negative_document_fails_only_its_own_test(name: str) -> None:
+    if name in ("6-1-27-04-security-advisory-empty.json",):  # no product tree and no vulnerabilities: two tests
+        assert {f.test for f in validate(_load(NEGATIVE / name))} == {"6.1.27.4", "6.1.27.11"}
+        return
+    assert {f.test for f in validate(_load(NEGATIVE / name))} == {EXPECTED[name]}
 
 
 def test_a_wrong_declared_score_is_not_a_reason_to_drop_the_advisory() -> None:
@@ -94,23 +107,43 @@ def test_known_not_affected_suppresses_that_product_only() -> None:
     osv = parse_osv(_load(DATA / "osv" / "npm" / "GHSA-35jh-r3h4-6jhm.json"))  # CVE-2021-23337: lodash, lodash-es
     # What the ingest merge does for records sharing CVE-2021-23337: the OSV packages, the vendor's statements.
     merged = osv.model_copy(update={"not_affected": vex.not_affected})
-    index = MatchIndex([merged])
-    matches = index.match_all(_systems())
-    assert sorted((m.system, m.package.name, m.package.version) for m in matches) == [
-        ("web-01", "lodash-es", "4.17.20"),  # same CVE, another package: still affected
-        ("web-02", "lodash", "4.17.19"),  # same package, a version the vendor did not clear
+    matches = MatchIndex([merged]).match_all(_systems())
+    assert sorted((m.system, m.package.name, m.package.version, m.status.value) for m in matches) == [
+        ("web-01", "lodash", "4.17.20", "not_affected"),  # the product the vendor cleared: kept, with why
+        ("web-01", "lodash-es", "4.17.20", "affected"),  # same CVE, another package: still affected
+        ("web-02", "lodash", "4.17.19", "affected"),  # same package, a version the vendor did not clear
     ]
-    (suppressed,) = index.suppressed
-    assert (suppressed.system, suppressed.package.name, suppressed.status) == (
-        "web-01", "lodash", MatchStatus.NOT_AFFECTED,
-    )  # fmt: skip
-    assert suppressed.reason.startswith("vulnerable_code_not_in_execute_path: template() is never called")
+    (cleared,) = [m for m in matches if m.status is MatchStatus.NOT_AFFECTED]
+    assert cleared.justification == "vulnerable_code_not_in_execute_path"
+    assert cleared.reason.startswith("vulnerable_code_not_in_execute_path: template() is never called")
+    assert cleared.fixed_versions == ()
+
+
+def test_vendor_statements_named_by_product_group_are_read() -> None:
+    doc = _load(LOCAL / "vex-two-products.json")
+    assert validate(doc) == []
+    vex = parse_csaf(doc)
+    assert [(s.name, s.version, s.justification) for s in vex.not_affected] == [
+        ("left-pad", "1.2.0", "vulnerable_code_not_present"), ("left-pad", "1.3.0", "vulnerable_code_not_present"),
+    ]  # fmt: skip
+    assert all(s.impact.startswith("The vulnerable function was added in 1.4.0") for s in vex.not_affected)
+    (affected,) = vex.affected
+    assert affected.name == "right-pad" and affected.remediation.startswith("Upgrade right-pad to 2.0.1")
+
+
+def test_a_stored_combined_justification_is_split_on_reading() -> None:
+    legacy = NotAffected.model_validate(
+        {"ecosystem": "npm", "name": "lodash", "justification": "component_not_present: not shipped"}
+    )
+    assert (legacy.justification, legacy.impact) == ("component_not_present", "not shipped")
+    words = NotAffected.model_validate({"ecosystem": "npm", "name": "lodash", "justification": "we checked"})
+    assert (words.justification, words.impact, words.why()) == ("", "we checked", "we checked")
 
 
 def test_under_investigation_needs_triage_and_remediation_fills_the_fix_line() -> None:
     vex = parse_csaf(_load(LOCAL / "vex-npm.json"))
     matches = {m.package.name: m for m in MatchIndex([vex]).match_all(_systems()) if m.system == "web-01"}
-    assert set(matches) == {"lodash-es", "jquery"}
+    assert set(matches) == {"lodash", "lodash-es", "jquery"} and matches["lodash"].status is MatchStatus.NOT_AFFECTED
     assert matches["lodash-es"].status is MatchStatus.NEEDS_TRIAGE
     assert "still investigating" in matches["lodash-es"].reason
     jquery = matches["jquery"]
