@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
@@ -29,22 +29,40 @@ async def get(session: AsyncSession, change_id: int, *, lock: bool = False) -> C
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
-async def list_changes(
-    session: AsyncSession,
-    *,
-    states: Sequence[ChangeState] | None = None,
-    involving: str | None = None,
-    limit: int = 50,
-) -> list[Change]:
-    """Changes, newest first, optionally filtered by state or by a person who requested or edited them."""
-    stmt = select(Change).order_by(Change.id.desc()).limit(limit)
+def _filtered(stmt: Any, states: Sequence[ChangeState] | None, involving: str | None) -> Any:
     if states is not None:
         stmt = stmt.where(Change.state.in_(list(states)))
     if involving is not None:
         stmt = stmt.where(
             (Change.requester == involving) | (Change.last_editor == involving) | (Change.officer == involving)
         )
+    return stmt
+
+
+async def list_changes(
+    session: AsyncSession,
+    *,
+    states: Sequence[ChangeState] | None = None,
+    involving: str | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+) -> list[Change]:
+    """Changes, newest first, optionally filtered by state or by a person who requested or edited them.
+
+    No ``limit``: every one. A caller that pages passes ``limit`` and ``offset`` and counts with
+    :func:`count_changes`, so it can say how many it did not show."""
+    stmt = _filtered(select(Change).order_by(Change.id.desc()), states, involving).offset(offset)
+    if limit is not None:
+        stmt = stmt.limit(limit)
     return list((await session.execute(stmt)).scalars())
+
+
+async def count_changes(
+    session: AsyncSession, *, states: Sequence[ChangeState] | None = None, involving: str | None = None
+) -> int:
+    """How many changes :func:`list_changes` would return without a limit."""
+    stmt = _filtered(select(func.count()).select_from(Change), states, involving)
+    return int((await session.execute(stmt)).scalar_one())
 
 
 async def compare_and_set_state(

@@ -20,9 +20,9 @@ def changes() -> None:
 
 @changes.command("list")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-@click.option("--limit", default=100, show_default=True)
-def list_(as_json: bool, limit: int) -> None:
-    """List changes, newest first."""
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="only the newest N (default: every change)")
+def list_(as_json: bool, limit: int | None) -> None:
+    """List changes, newest first (all of them unless --limit is given)."""
     s = common.settings()
 
     async def main() -> list[dict[str, Any]]:

@@ -11,13 +11,13 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.blocks import card as card_blocks
 from bot.blocks import modal
+from bot.blocks.change_list import change_list_text
 from bot.blocks.common import CallbackId, escape, mentions
 from bot.commands.replies import guarded
 from bot.commands.router import CommandContext, Router, known_systems, usage_error
 from bot.deps import Deps
 from bot.errors import InputError
 from bot.slack import notify, thread
-from bot.views import state_label
 from bot.workflows import advisory_posts, advisory_triage, cards, lifecycle, views
 from bot.workflows import changes as change_flow
 
@@ -88,21 +88,16 @@ def register(app: AsyncApp, deps: Deps, router: Router) -> None:
             text=card_blocks.fallback_text(change), blocks=card_blocks.card(snap), response_type="ephemeral"
         )
 
-    @router.add("list", usage="/patch list [mine|pending|all]", summary="list changes")
+    @router.add("list", usage="/patch list [mine|pending|all] [PAGE]", summary="list changes")
     async def handle_list_command(ctx: CommandContext) -> None:
         scope = ctx.args[0].lower() if ctx.args else "mine"
-        if scope not in ("mine", "pending", "all") or len(ctx.args) > 1:
+        page_text = ctx.args[1] if len(ctx.args) > 1 else "1"
+        if scope not in ("mine", "pending", "all") or len(ctx.args) > 2 or not page_text.isdigit() or page_text == "0":
             raise usage_error(router.subcommands["list"], f"`{escape(' '.join(ctx.args)[:40])}` is not a list scope.")
+        page = int(page_text[:6])
         async with deps.sessions.begin() as session:
-            open_rows = await change_flow.listing(session, scope=scope, user=ctx.user)
-        if not open_rows:
-            await ctx.respond(text=f"No changes ({scope}).", response_type="ephemeral")
-            return
-        lines = [
-            f"• *{c.key}* {escape(c.title)} — {state_label(c.state)} ({', '.join(c.systems)})" for c in open_rows[:30]
-        ]
-        more = f"\n…and {len(open_rows) - 30} more" if len(open_rows) > 30 else ""
-        await ctx.respond(text=f"*Changes ({scope})*\n" + "\n".join(lines) + more, response_type="ephemeral")
+            rows, total = await change_flow.listing(session, scope=scope, user=ctx.user, page=page)
+        await ctx.respond(text=change_list_text(rows, scope=scope, page=page, total=total), response_type="ephemeral")
 
     @app.view(CallbackId.REQUEST.value)
     async def handle_request_submission(

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import crypto
+from bot.blocks.change_list import PER_PAGE
 from bot.config import Config
 from bot.errors import IllegalTransitionError, InputError, PermissionDeniedError
 from bot.views import ChangeInput, state_label
@@ -302,12 +303,14 @@ async def cancel(
     return change
 
 
-async def listing(session: AsyncSession, *, scope: str, user: str) -> list[Change]:
-    """``/patch list``: ``pending`` (awaiting approval), ``mine`` (open, involving ``user``) or ``all`` changes."""
-    if scope == "pending":
-        rows = await changes.awaiting_approval(session)
-    elif scope == "mine":
-        rows = await changes.list_changes(session, involving=user)
-    else:
-        rows = await changes.list_changes(session)
-    return [c for c in rows if scope == "all" or c.state not in TERMINAL]
+async def listing(session: AsyncSession, *, scope: str, user: str, page: int = 1) -> tuple[list[Change], int]:
+    """``/patch list``: one page of ``pending`` (awaiting approval), ``mine`` (open, involving ``user``) or ``all``
+    changes, newest first, and how many there are in all (the reply names the next page)."""
+    open_states = [s for s in ChangeState if s not in TERMINAL]
+    states = list(PENDING_APPROVAL.values()) if scope == "pending" else None if scope == "all" else open_states
+    involving = user if scope == "mine" else None
+    total = await changes.count_changes(session, states=states, involving=involving)
+    rows = await changes.list_changes(
+        session, states=states, involving=involving, limit=PER_PAGE, offset=(page - 1) * PER_PAGE
+    )
+    return rows, total
