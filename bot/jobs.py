@@ -19,6 +19,7 @@ from bot.blocks import exception as exception_blocks
 from bot.blocks.common import escape, mentions, slack_date
 from bot.deps import Deps
 from bot.errors import FeedError, UsageError
+from bot.executors import processes
 from bot.feeds.base import Feed
 from bot.slack import advisory_posts as advisory_slack
 from bot.slack import notify, outbox_sender, thread
@@ -140,7 +141,25 @@ async def run_recovery(deps: Deps, ids: Sequence[int] | None = None) -> int:
             f"marked failed and `{dep.system}` is unlocked. {mentions(sorted(set(owners_of(deps, change))))} "
             "please check the system (and roll back by hand if needed) before deploying again.",
         )
-    return len(closed)
+    return len(closed) + (await run_silent_runs(deps) if ids is None else 0)
+
+
+async def run_silent_runs(deps: Deps) -> int:
+    """Runs whose owner stopped beating: stop an orphan here, mark them interrupted, ask the owner (queued)."""
+    async with deps.sessions.begin() as session:
+        live = deps.deployments.ids_of(deps.deployments.tasks())
+        found = await recovery.silent(session, config=deps.config, now=deps.clock.now(), live=live)
+    asked = 0
+    for dep in found:
+        stopped = await asyncio.to_thread(processes.stop_orphan, owner=dep.owner, pgid=dep.pgid, run_id=dep.run_id)
+        async with deps.sessions.begin() as session:
+            change = await recovery.mark_interrupted(
+                session, config=deps.config, dep=dep, now=deps.clock.now(), stopped=stopped
+            )
+        if change is not None:
+            asked += 1
+            await cards.refresh_card(deps, change.id)
+    return asked
 
 
 def owners_of(deps: Deps, change: Change) -> list[str]:
@@ -334,7 +353,8 @@ def table(deps: Deps) -> list[tuple[str, Job, timedelta]]:
         ("window_sweep", run_window_sweep, WINDOW_SWEEP_EVERY),  # window reminders, orphaned bookings
         # due windows: each is claimed by compare-and-set, so replicas running this together deploy once
         ("due_windows", run_due_windows, SWEEP_EVERY),
-        ("recovery", run_recovery, SWEEP_EVERY),  # deployments interrupted by a crash
+        # deployments interrupted by a crash: looked for four times per heartbeat timeout
+        ("recovery", run_recovery, min(SWEEP_EVERY, deps.config.policy.heartbeat_timeout / 4)),
         ("advisory_sweep", run_advisory_sweep, ADVISORY_SWEEP_EVERY),
         ("replay_prune", run_replay_prune, REPLAY_PRUNE_EVERY),  # old replay-protection keys
         ("exception_sweep", run_exception_sweep, ADVISORY_SWEEP_EVERY),  # exceptions reminded, expired

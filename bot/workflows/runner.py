@@ -28,7 +28,7 @@ from bot.errors import VerificationError
 from bot.executors.base import ArtifactInfo, Step, StepResult
 from bot.executors.registry import Executors
 from bot.views import state_label
-from bot.workflows import announcements, delivery, lifecycle
+from bot.workflows import announcements, delivery, heartbeat, lifecycle
 from bot.workflows import deployment as flow
 from bot.workflows.announcements import AnnouncementKind
 from bot.workflows.delivery import ArtifactGate
@@ -47,6 +47,10 @@ async def _record(sessions: async_sessionmaker[AsyncSession], run: flow.Run, res
     async with sessions.begin() as session:
         for target in run.targets:
             await flow.record(session, target=target, result=results[target.deployment_id])
+
+
+def _beat_every(config: Config) -> float:
+    return config.policy.heartbeat_timeout.total_seconds() / 4
 
 
 def _pairs(run: flow.Run, results: dict[int, StepResult]) -> list[tuple[str, StepResult]]:
@@ -80,6 +84,7 @@ async def execute(
     limit: int = DEFAULT_LIMIT,
     artifacts: ArtifactGate | None = None,
     after_prod: AfterProd | None = None,
+    from_verify: bool = False,
 ) -> Change:
     """Apply, verify and finish (or roll back / ask) a started run; returns the change's final state.
 
@@ -90,19 +95,26 @@ async def execute(
 
     An unexpected error (the database gone mid-run, a bug) is logged to the control log and said in the
     thread; the systems stay locked so nobody deploys over a half-finished run until an operator looked.
+
+    While it runs, its rows carry a heartbeat (``workflows.heartbeat``): if this process dies, the
+    recovery sweep sees it within ``policy.heartbeat_timeout`` and asks the owner. ``from_verify``: a
+    retried run that was interrupted after its apply had been recorded starts at verify.
     """
     try:
-        return await _execute(
-            sessions,
-            config=config,
-            executors=executors,
-            clock=clock,
-            sink=sink,
-            run=run,
-            limit=limit,
-            artifacts=artifacts,
-            after_prod=after_prod,
-        )
+        async with heartbeat.beating(sessions, run.ids, clock=clock, every=_beat_every(config)) as tracker:
+            return await _execute(
+                sessions,
+                config=config,
+                executors=executors,
+                clock=clock,
+                sink=sink,
+                run=run,
+                limit=limit,
+                artifacts=artifacts,
+                after_prod=after_prod,
+                tracker=tracker,
+                from_verify=from_verify,
+            )
     except Exception as exc:
         log.exception("deployment %s of %s failed unexpectedly", run.stage, run.change.key)
         await sink.post(
@@ -137,6 +149,8 @@ async def _execute(
     limit: int,
     artifacts: ArtifactGate | None,
     after_prod: AfterProd | None,
+    tracker: heartbeat.Tracker,
+    from_verify: bool,
 ) -> Change:
     key, stage = run.change.key, run.stage
 
@@ -152,38 +166,49 @@ async def _execute(
             reason=reason,
             limit=limit,
             artifacts=artifacts,
+            tracker=tracker,
         )
 
-    delivered: tuple[ArtifactInfo, ...] = ()
-    if artifacts is not None:
-        try:
-            delivered = await artifacts(True)
-        except VerificationError as exc:
-            return await delivery.refuse(
-                sessions, config=config, clock=clock, sink=sink, run=run, reason=exc.user_message
-            )
-    await sink.refresh()
-    systems = ", ".join(f"`{escape(t.system)}` ({escape(t.executor)})" for t in run.targets)
-    await sink.post(f":rocket: Deploying {key} to *{stage}* on {systems}.")
-    if stage == "prod":
+    applied: dict[int, StepResult] = {}  # empty for a retried run that starts at verify
+    if not from_verify:
+        delivered: tuple[ArtifactInfo, ...] = ()
+        if artifacts is not None:
+            try:
+                delivered = await artifacts(True)
+            except VerificationError as exc:
+                return await delivery.refuse(
+                    sessions, config=config, clock=clock, sink=sink, run=run, reason=exc.user_message
+                )
+        await sink.refresh()
+        systems = ", ".join(f"`{escape(t.system)}` ({escape(t.executor)})" for t in run.targets)
+        await sink.post(f":rocket: Deploying {key} to *{stage}* on {systems}.")
+        if stage == "prod":
+            async with sessions.begin() as session:
+                await _announce(
+                    session,
+                    config=config,
+                    change=run.change,
+                    window_id=run.window_id,
+                    kind=AnnouncementKind.STARTED,
+                    now=clock.now(),
+                )
+        applied = await run_steps(
+            executors,
+            run,
+            Step.APPLY,
+            sink=sink,
+            clock=clock,
+            limit=limit,
+            config=config,
+            delivered=delivered,
+            tracker=tracker,
+        )
+        await _record(sessions, run, applied)
+        await sink.post(blocks.results_text(f"*Apply of {key} ({stage})*", _pairs(run, applied)))
+        if not all(r.ok for r in applied.values()):
+            return await roll_back("apply failed")
         async with sessions.begin() as session:
-            await _announce(
-                session,
-                config=config,
-                change=run.change,
-                window_id=run.window_id,
-                kind=AnnouncementKind.STARTED,
-                now=clock.now(),
-            )
-    applied = await run_steps(
-        executors, run, Step.APPLY, sink=sink, clock=clock, limit=limit, config=config, delivered=delivered
-    )
-    await _record(sessions, run, applied)
-    await sink.post(blocks.results_text(f"*Apply of {key} ({stage})*", _pairs(run, applied)))
-    if not all(r.ok for r in applied.values()):
-        return await roll_back("apply failed")
-    async with sessions.begin() as session:
-        await flow.begin_verify(session, config=config, run=run, now=clock.now())
+            await flow.begin_verify(session, config=config, run=run, now=clock.now())
     await sink.refresh()
     try:
         delivered = await artifacts(False) if artifacts is not None else ()
@@ -191,13 +216,21 @@ async def _execute(
         verified = delivery.failed_results(run, Step.VERIFY, exc.user_message)
     else:
         verified = await run_steps(
-            executors, run, Step.VERIFY, sink=sink, clock=clock, limit=limit, config=config, delivered=delivered
+            executors,
+            run,
+            Step.VERIFY,
+            sink=sink,
+            clock=clock,
+            limit=limit,
+            config=config,
+            delivered=delivered,
+            tracker=tracker,
         )
     await _record(sessions, run, verified)
     await sink.post(blocks.results_text(f"*Verification of {key} ({stage})*", _pairs(run, verified)))
     if all(r.ok for r in verified.values()):
         change = await _succeeded(sessions, config=config, clock=clock, sink=sink, run=run)
-        if after_prod is not None and run.stage == "prod" and change.state is ChangeState.COMPLETED:
+        if after_prod is not None and applied and run.stage == "prod" and change.state is ChangeState.COMPLETED:
             steps = {t.system: (applied[t.deployment_id], verified[t.deployment_id]) for t in run.targets}
             await after_prod(change, steps)
         return change
@@ -259,11 +292,28 @@ async def rollback(
     reason: str,
     limit: int = DEFAULT_LIMIT,
     artifacts: ArtifactGate | None = None,
+    tracker: heartbeat.Tracker | None = None,
 ) -> Change:
     """Roll the run back on every system and finish it (the caller already checked who may).
 
     The rollback gets the verified artifacts when they still verify, else none (it must not be blocked).
+    It keeps the run's heartbeat alive (``tracker``: the one of the run it belongs to, else its own).
     """
+    if tracker is None:
+        async with heartbeat.beating(sessions, run.ids, clock=clock, every=_beat_every(config)) as own:
+            return await rollback(
+                sessions,
+                config=config,
+                executors=executors,
+                clock=clock,
+                sink=sink,
+                run=run,
+                actor=actor,
+                reason=reason,
+                limit=limit,
+                artifacts=artifacts,
+                tracker=own,
+            )
     async with sessions.begin() as session:
         started = await flow.begin_rollback(
             session, config=config, run=run, actor=actor, now=clock.now(), reason=reason
@@ -279,7 +329,15 @@ async def rollback(
         except VerificationError:
             log.warning("rollback of %s runs without artifacts: they no longer verify", run.change.key)
     results = await run_steps(
-        executors, run, Step.ROLLBACK, sink=sink, clock=clock, limit=limit, config=config, delivered=delivered
+        executors,
+        run,
+        Step.ROLLBACK,
+        sink=sink,
+        clock=clock,
+        limit=limit,
+        config=config,
+        delivered=delivered,
+        tracker=tracker,
     )
     await _record(sessions, run, results)
     await sink.post(blocks.results_text(f"*Rollback of {run.change.key} ({run.stage})*", _pairs(run, results)))

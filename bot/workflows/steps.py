@@ -17,6 +17,7 @@ from bot.errors import ConfigError
 from bot.executors.base import ArtifactInfo, DeploymentRequest, Step, StepResult
 from bot.executors.registry import Executors
 from bot.workflows import deployment as flow
+from bot.workflows.heartbeat import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ async def _step(
     clock: Clock,
     config: Config | None = None,
     delivered: tuple[ArtifactInfo, ...] = (),
+    tracker: Tracker | None = None,
 ) -> StepResult:
     env = config.systems[target.system].environments.get(run.stage) if config is not None else None
     request = DeploymentRequest(
@@ -90,7 +92,12 @@ async def _step(
         Step.ROLLBACK: executor.rollback,
         Step.PLAN: executor.plan,
     }[step]
-    result = await method(request, progress=progress)
+
+    def on_process(pgid: int | None) -> None:
+        if tracker is not None:
+            tracker.process(target.deployment_id, pgid)
+
+    result = await method(request, progress=progress, on_process=on_process)
     if result.output and _too_long(result.output):
         try:
             await sink.attach(
@@ -113,14 +120,27 @@ async def run_steps(
     limit: int = DEFAULT_LIMIT,
     config: Config | None = None,
     delivered: tuple[ArtifactInfo, ...] = (),
+    tracker: Tracker | None = None,
 ) -> dict[int, StepResult]:
-    """Run ``step`` on every system of the run, at most ``limit`` at a time; results by deployment id."""
+    """Run ``step`` on every system of the run, at most ``limit`` at a time; results by deployment id.
+
+    ``tracker`` (the run's heartbeat) learns the step and each executor's process group."""
     gate = asyncio.Semaphore(limit)
+    if tracker is not None:
+        tracker.enter(step.value)
 
     async def one(target: flow.Target) -> tuple[int, StepResult]:
         async with gate:
             return target.deployment_id, await _step(
-                executors, run, target, step, sink=sink, clock=clock, config=config, delivered=delivered
+                executors,
+                run,
+                target,
+                step,
+                sink=sink,
+                clock=clock,
+                config=config,
+                delivered=delivered,
+                tracker=tracker,
             )
 
     return dict(await asyncio.gather(*(one(t) for t in run.targets)))

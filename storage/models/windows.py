@@ -58,6 +58,9 @@ class DeploymentStatus(StrEnum):
     ROLLED_BACK = "rolled_back"
     ROLLBACK_FAILED = "rollback_failed"
     KEPT = "kept"  # verify failed, owner chose to keep
+    # its owner process died mid-run (heartbeat lost): the system stays locked until the owner says what
+    # happened (Completed / Failed - roll back / Retry), never guessed as failed (0012)
+    INTERRUPTED = "interrupted"
 
 
 class Deployment(Base):
@@ -80,6 +83,12 @@ class Deployment(Base):
     output: Mapped[str] = mapped_column(Text, default="")
     # ``/patch deploy ... --now REASON`` outside any window (emergency bypass): shown on the card (0008)
     bypass_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    # durable run (0012): which process runs it ("host:pid"), its last sign of life, the step it is in and
+    # the executor's process group (shell, ansible) so a recovery on the same host can stop an orphan
+    owner: Mapped[str | None] = mapped_column(String(128), default=None)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
+    step: Mapped[str | None] = mapped_column(String(16), default=None)
+    pgid: Mapped[int | None] = mapped_column(Integer, default=None)
 
 
 class SystemLock(Base):
