@@ -59,14 +59,14 @@ async def beating(
     owner = processes.owner_id()
 
     async def loop() -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(tracker.changed.wait(), timeout=every)
+        while True:  # the first beat at once: it names the owner
             tracker.changed.clear()
             try:
                 await beat_once(sessions, tracker, clock=clock, owner=owner)
             except Exception:
                 log.warning("heartbeat of deployments %s failed; retried at the next tick", tracker.ids, exc_info=True)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(tracker.changed.wait(), timeout=every)
 
     task = asyncio.create_task(loop())
     try:
