@@ -147,6 +147,7 @@ async def test_a_run_this_process_still_runs_is_never_taken_for_dead(harness_fac
     await approved_for_test(h, change_class="emergency", details="outage")
     assert "Deploying CHG-1" in await deploy_cmd(h, "CHG-1 test --now outage")
     await wait_state(h, ChangeState.TEST_DEPLOYING)
+
     async def owned() -> Deployment | None:
         row = await _row(h)
         return row if row.owner is not None and row.step == "apply" else None
