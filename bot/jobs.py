@@ -51,6 +51,7 @@ CHECKPOINT_EVERY = timedelta(minutes=5)  # signs only once audit.checkpoint_inte
 AUDIT_PUBLISH_EVERY = timedelta(seconds=5)
 REPLAY_PRUNE_EVERY = timedelta(hours=1)
 OUTBOX_EVERY = timedelta(seconds=2)
+OUTBOX_LEASE = outbox_sender.LEASE  # how long a post in flight is held before another process may take it
 WINDOW_SWEEP_EVERY = timedelta(seconds=30)
 ADVISORY_SWEEP_EVERY = timedelta(minutes=15)  # SLA reminders are about days: a quarter hour is prompt enough
 Job = Callable[[Deps], Awaitable[object]]
@@ -342,7 +343,7 @@ def table(deps: Deps) -> list[tuple[str, Job, timedelta]]:
     What falls due first, then what it produces (deployments, announcements), the outbox last (the sandbox's
     skip-ahead runs them once, in this order)."""
     # One sender per process: it keeps the per-channel pacing between sweeps.
-    sender = outbox_sender.OutboxSender(deps)
+    sender = outbox_sender.OutboxSender(deps, lease=OUTBOX_LEASE)
 
     async def run_outbox(_deps: Deps) -> None:
         await sender.sweep()

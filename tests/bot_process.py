@@ -74,10 +74,11 @@ class Zygote:
         line = await asyncio.wait_for(self.proc.stdout.readline(), START_WITHIN)
         return line.decode().strip()
 
-    async def fork(self, env: dict[str, str], log: Path, args: list[str]) -> int:
+    async def fork(self, env: dict[str, str], log: Path, args: list[str], intervals: dict[str, float]) -> int:
         """A new bot process running ``patchwarden *args`` with ``env``; returns its pid."""
         assert self.proc.stdin is not None
-        self.proc.stdin.write((json.dumps({"env": env, "log": str(log), "args": args}) + "\n").encode())
+        request = {"env": env, "log": str(log), "args": args, "intervals": intervals}
+        self.proc.stdin.write((json.dumps(request) + "\n").encode())
         await self.proc.stdin.drain()
         return int(await self._line())
 
@@ -90,8 +91,15 @@ class Zygote:
 class BotProcess:
     """One bot at a time: ``start`` (again after ``kill``), ``kill`` with SIGKILL, ``stop`` at the end."""
 
-    def __init__(self, env: dict[str, str], folder: Path, *, zygote: Zygote | None = None) -> None:
-        self.env, self.folder, self.zygote = env, folder, zygote
+    def __init__(
+        self,
+        env: dict[str, str],
+        folder: Path,
+        *,
+        zygote: Zygote | None = None,
+        intervals: dict[str, float] | None = None,
+    ) -> None:
+        self.env, self.folder, self.zygote, self.intervals = env, folder, zygote, intervals or {}
         self.pid: int | None = None
         self.proc: asyncio.subprocess.Process | None = None
         self.starts = 0
@@ -105,7 +113,7 @@ class BotProcess:
             f.write(marker)
         args = ["serve", "--host", "127.0.0.1", "--port", str(free_port())]
         if self.zygote is not None:
-            self.pid = await self.zygote.fork(self.env, self.log, args)
+            self.pid = await self.zygote.fork(self.env, self.log, args, self.intervals)
         else:
             out = self.log.open("a")
             self.proc = await asyncio.create_subprocess_exec(
@@ -139,7 +147,10 @@ class BotProcess:
     async def kill(self) -> None:
         """SIGKILL the bot (as ``kill -9`` would) and wait until it is gone."""
         assert self.pid is not None
-        os.kill(self.pid, signal.SIGKILL)
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            raise AssertionError(f"the bot {self.pid} had ended by itself; see {self.log}") from None
         if self.proc is not None:
             await self.proc.wait()
         loop = asyncio.get_running_loop()

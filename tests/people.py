@@ -87,6 +87,7 @@ async def until(
     within: float,
     what: str,
     act: Callable[[], Awaitable[object]] | None = None,
+    every: float = 0.1,
 ) -> T:
     """Poll ``check`` until it returns something; ``act`` (the person's action) is repeated every second
     while nothing happens, as a person retries after an error. Raises AssertionError at the deadline."""
@@ -102,4 +103,4 @@ async def until(
         if act is not None and loop.time() >= next_act:
             await act()
             next_act = loop.time() + 1.0
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(every)  # polls the database too: often enough, without starving the bot's writes

@@ -141,6 +141,7 @@ def register(app: AsyncApp, deps: Deps, router: Router) -> None:
     app.action(blocks.DeployActionId.KEEP.value)(on_click(lambda b, a: verify(deps, b, a, roll_back=False)))
     app.action(blocks.DeployActionId.MISSED_RUN.value)(on_click(lambda b, a: missed(deps, b, a, run_now=True)))
     app.action(blocks.DeployActionId.MISSED_NEXT.value)(on_click(lambda b, a: missed(deps, b, a, run_now=False)))
+
     def answering(answer: interrupted.Answer) -> Listener:
         return on_click(lambda b, a: handle_interrupted_click(deps, b, a, answer=answer))
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 
-from bot.blocks import acceptance as test_blocks
 from bot.blocks.common import escape, mention
 from bot.deps import Deps
 from bot.slack.run_sink import SlackSink
@@ -173,10 +172,5 @@ async def on_interrupted_decision(
     await sink.refresh()
     state = state_label(change.state)
     await sink.post(f"{mention(actor)} says the interrupted {stage} run of {change.key} completed; it is *{state}*.")
-    if change.state.value == "test_passed":
-        owners = sorted(flow.owners(deps.config, change))
-        await sink.post(
-            f"{change.key} is deployed to test; the owner records the result.",
-            blocks=test_blocks.result_prompt(change_id=change.id, change_key=change.key, owners=owners),
-        )
+    await sink.flush()  # the result prompt (test), queued with the decision
     return ""

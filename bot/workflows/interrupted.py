@@ -21,7 +21,7 @@ from enum import StrEnum
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import Config
-from bot.workflows import announcements, lifecycle
+from bot.workflows import announcements, lifecycle, runner
 from bot.workflows.deployment import Run, S, finish_rollback, is_operator, load_run, owners, succeed
 from storage import deployments, windows
 from storage.models import VERIFYING, Change, Stage
@@ -92,6 +92,8 @@ async def decide(
             session, config=config, change=change, to=VERIFYING[stage], actor=actor, now=now, reason="applied"
         )
     done = await succeed(session, config=config, run=run, now=now)
+    if stage == "test":
+        await runner.result_prompt(session, config=config, change=done, now=now, key=run.targets[0].run_id)
     if stage == "prod":
         window = await windows.get(session, run.window_id) if run.window_id is not None else None
         await announcements.announce(

@@ -160,7 +160,7 @@ async def mark_interrupted(
         session,
         config=config,
         change=change,
-        key=f"interrupted:{dep.run_id}:{step}",
+        key=f"interrupted:{dep.run_id}:{step}:{beat.isoformat()}",  # a retried run interrupted again: asked again
         text=text,
         now=now,
         blocks=deployment_blocks.interrupted_blocks(

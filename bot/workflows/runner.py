@@ -2,7 +2,8 @@
 
 The runner never holds a database transaction while an executor works: each step's results are recorded
 in one short transaction afterwards. Slack is reached only through a :class:`Sink` (``bot.slack.run_sink``
-is the Slack one), so this module stays free of Slack imports and the benchmark can use a null sink. Executors
+is the Slack one) and the outbox (``thread.say_later``, for what must survive a crash), so the benchmark
+can use a null sink. Executors
 come from ``Deps.executors`` and every timestamp from the injected clock.
 
 Flow: apply on every system (in parallel, at most ``limit`` at a time) → all ok: ``<stage>_verifying`` and
@@ -27,6 +28,7 @@ from bot.deps import Clock
 from bot.errors import VerificationError
 from bot.executors.base import ArtifactInfo, Step, StepResult
 from bot.executors.registry import Executors
+from bot.slack import thread
 from bot.views import state_label
 from bot.workflows import announcements, delivery, heartbeat, lifecycle
 from bot.workflows import deployment as flow
@@ -47,6 +49,21 @@ async def _record(sessions: async_sessionmaker[AsyncSession], run: flow.Run, res
     async with sessions.begin() as session:
         for target in run.targets:
             await flow.record(session, target=target, result=results[target.deployment_id])
+
+
+async def result_prompt(session: AsyncSession, *, config: Config, change: Change, now: datetime, key: str) -> None:
+    """Queue the owner's Passed / Problems prompt in the transaction that moved the change to test_passed."""
+    await thread.say_later(
+        session,
+        config=config,
+        change=change,
+        key=f"test-result:{key}",
+        text=f"{change.key} is deployed to test and verified; the owner records the result.",
+        now=now,
+        blocks=test_blocks.result_prompt(
+            change_id=change.id, change_key=change.key, owners=sorted(flow.owners(config, change))
+        ),
+    )
 
 
 def _beat_every(config: Config) -> float:
@@ -262,6 +279,8 @@ async def _succeeded(
     async with sessions.begin() as session:
         now = clock.now()
         change = await flow.succeed(session, config=config, run=run, now=now)
+        if run.stage == "test":
+            await result_prompt(session, config=config, change=change, now=now, key=run.targets[0].run_id)
         if run.stage == "prod":
             await _announce(
                 session, config=config, change=change, window_id=run.window_id, kind=AnnouncementKind.COMPLETED, now=now
@@ -269,12 +288,8 @@ async def _succeeded(
             if change.change_class is ChangeClass.EMERGENCY:
                 await announcements.request_post_implementation_review(session, config=config, change=change, now=now)
     await sink.refresh()
-    owners = sorted(flow.owners(config, change))
     if run.stage == "test":
-        await sink.post(
-            f"{change.key} is deployed to test and verified; the owner records the result.",
-            blocks=test_blocks.result_prompt(change_id=change.id, change_key=change.key, owners=owners),
-        )
+        await sink.flush()  # the result prompt, queued with the state move: a crash cannot lose it
     else:
         await sink.post(f":tada: {change.key} is deployed to production and verified: *completed*.")
     return change

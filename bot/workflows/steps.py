@@ -38,6 +38,10 @@ class Sink(Protocol):
     async def refresh(self) -> None:
         """Re-render the change's card."""
 
+    async def flush(self) -> None:
+        """Deliver now what the run queued in its transactions (``thread.say_later``): the queue is durable,
+        so a note a crash cut off is still sent by the next process."""
+
 
 class NullSink:
     """A sink that drops everything (benchmarks, dry runs)."""
@@ -49,6 +53,9 @@ class NullSink:
         return None
 
     async def refresh(self) -> None:
+        return None
+
+    async def flush(self) -> None:
         return None
 
 
