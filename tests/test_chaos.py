@@ -206,6 +206,7 @@ async def _request(people: People, n: int) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(400)
 async def test_chaos_kill_9_through_the_whole_flow(database_url: str, fake: FakeSlack, tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     runs.mkdir()
