@@ -62,7 +62,10 @@ async def run_sweep(deps: Deps) -> int:
     async with deps.sessions.begin() as session:
         nudges = await reminders.sweep(session, config=deps.config, now=deps.clock.now())
         cardless = await changes.claim_cardless(
-            session, channel=deps.config.slack.approvals_channel, created_before=deps.clock.now() - CARD_GRACE
+            session,
+            channel=deps.config.slack.approvals_channel,
+            created_before=deps.clock.now() - CARD_GRACE,
+            reclaim_before=deps.clock.now() - 2 * CARD_GRACE,  # a claim its process died holding
         )
     for change_id in cardless:  # created while Slack was unreachable: post the card now
         await cards.post_card(deps, change_id)
