@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
@@ -190,17 +190,23 @@ async def set_message(session: AsyncSession, change_id: int, *, channel: str, ts
     )
 
 
-async def claim_cardless(session: AsyncSession, *, channel: str, created_before: datetime) -> list[int]:
+async def claim_cardless(
+    session: AsyncSession, *, channel: str, created_before: datetime, reclaim_before: datetime | None = None
+) -> list[int]:
     """Claim changes whose card was never posted (Slack was down when they were created), so that exactly
-    one replica re-posts each: ``channel`` is set as the claim, the card's ts once it is posted."""
-    stmt = select(Change.id).where(
-        Change.thread_ts.is_(None), Change.channel.is_(None), Change.created_at < created_before
-    )
+    one replica re-posts each: ``channel`` is set as the claim, the card's ts once it is posted.
+
+    A claim whose card is still missing for a change created before ``reclaim_before`` is taken again: the
+    process that claimed it died (kill -9) or its post failed, and nobody else would ever post that card."""
+    unclaimed: ColumnElement[bool] = Change.channel.is_(None)
+    if reclaim_before is not None:
+        unclaimed = or_(unclaimed, Change.created_at < reclaim_before)
+    where = (Change.thread_ts.is_(None), unclaimed, Change.created_at < created_before)
     claimed = []
-    for change_id in (await session.execute(stmt)).scalars():
+    for change_id in (await session.execute(select(Change.id).where(*where))).scalars():
         result = await session.execute(
             update(Change)
-            .where(Change.id == change_id, Change.channel.is_(None), Change.thread_ts.is_(None))
+            .where(Change.id == change_id, *where)
             .values(channel=channel)
             .execution_options(synchronize_session=False)
         )

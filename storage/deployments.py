@@ -24,8 +24,10 @@ ACTIVE: frozenset[DeploymentStatus] = frozenset(
         DeploymentStatus.VERIFYING,
         DeploymentStatus.VERIFY_FAILED,
         DeploymentStatus.ROLLING_BACK,
+        DeploymentStatus.INTERRUPTED,  # its outcome is unknown until a person says: the system stays locked
     }
 )
+UNFINISHED = (DeploymentStatus.RUNNING, DeploymentStatus.VERIFYING, DeploymentStatus.ROLLING_BACK)
 
 
 async def add(session: AsyncSession, deployment: Deployment) -> Deployment:
@@ -131,8 +133,9 @@ async def release_locks(session: AsyncSession, deployment_ids: Sequence[int]) ->
 async def unfinished_before(session: AsyncSession, *, started_before: datetime) -> list[Deployment]:
     """Deployments still marked as running (or verifying / rolling back) that started before the given time."""
     stmt = select(Deployment).where(
-        Deployment.status.in_([DeploymentStatus.RUNNING, DeploymentStatus.VERIFYING, DeploymentStatus.ROLLING_BACK]),
+        Deployment.status.in_(UNFINISHED),
         Deployment.started_at < started_before,
+        Deployment.heartbeat_at.is_(None),  # runs from before 0012: no heartbeat, judged by their age
     )
     return list((await session.execute(stmt)).scalars())
 
@@ -148,3 +151,41 @@ async def get_many(session: AsyncSession, ids: Sequence[int]) -> list[Deployment
         return []
     stmt = select(Deployment).where(Deployment.id.in_(list(ids))).order_by(Deployment.id)
     return list((await session.execute(stmt.execution_options(populate_existing=True))).scalars())
+
+
+async def silent_since(session: AsyncSession, *, before: datetime) -> list[Deployment]:
+    """Unfinished runs whose owner's last heartbeat is older than ``before`` (their owner is presumed dead)."""
+    stmt = (
+        select(Deployment)
+        .where(Deployment.status.in_(UNFINISHED), Deployment.heartbeat_at < before)
+        .order_by(Deployment.id)
+        .execution_options(populate_existing=True)
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
+async def beat(
+    session: AsyncSession,
+    ids: Sequence[int],
+    *,
+    owner: str,
+    now: datetime,
+    step: str | None = None,
+    pgids: dict[int, int | None] | None = None,
+) -> int:
+    """Renew the heartbeat of the owner's unfinished runs (and their step / process group); returns rows."""
+    done = 0
+    for deployment_id in ids:
+        values: dict[str, Any] = {"heartbeat_at": now, "owner": owner}
+        if step is not None:
+            values["step"] = step
+        if pgids is not None and deployment_id in pgids:
+            values["pgid"] = pgids[deployment_id]
+        result = await session.execute(
+            update(Deployment)
+            .where(Deployment.id == deployment_id, Deployment.status.in_(UNFINISHED))
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        done += int(result.rowcount)  # type: ignore[attr-defined]
+    return done

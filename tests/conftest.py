@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -96,6 +97,19 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("template") / "template.db"
     migrate.upgrade(f"sqlite+aiosqlite:///{path}")
     return path
+
+
+@pytest.fixture(autouse=True)
+def _logger_levels() -> Iterator[None]:
+    """A CLI test runs ``configure_logging``, which quiets chatty loggers process-wide: restore them, so a later
+    test that reads the access log through caplog does not depend on the order the suite runs in."""
+    from bot.__main__ import CHATTY_LOGGERS
+
+    names = ("", *CHATTY_LOGGERS)
+    before = {name: logging.getLogger(name).level for name in names}
+    yield
+    for name, level in before.items():
+        logging.getLogger(name).setLevel(level)
 
 
 @pytest.fixture(scope="session")

@@ -78,6 +78,7 @@ async def test_user_text_never_reaches_a_command_line(harness_factory: Any, tmp_
             "PATCHWARDEN_ARTIFACTS",
             "PATCHWARDEN_ARTIFACT_DIR",
             "PATCHWARDEN_INVENTORY_OUT",
+            "PATCHWARDEN_REBOOT",  # a file path in the run directory (issue 11: reboots)
         )
         assert {k: v for k, v in patchwarden.items() if k not in per_step} == {
             "PATCHWARDEN_CHANGE": "CHG-1",

@@ -27,6 +27,9 @@ class DeployActionId(StrEnum):
     MISSED_RUN = "window_missed_run"
     MISSED_NEXT = "window_missed_next"
     PRESENCE_CHECK_IN = "presence_check_in"
+    INTERRUPTED_COMPLETED = "interrupted_completed"
+    INTERRUPTED_FAILED = "interrupted_failed"
+    INTERRUPTED_RETRY = "interrupted_retry"
 
 
 def presence_blocks(*, window_id: int, text: str) -> list[Block]:
@@ -186,4 +189,40 @@ def ring_lines(rings: Sequence[dict[str, Any]]) -> list[str]:
         f"    {RING_ICONS.get(str(r.get('status')), ':white_circle:')} ring *{escape(str(r.get('name')))}* "
         f"{escape(str(r.get('status')))} ({len(r.get('targets') or [])} target(s))"
         for r in rings
+    ]
+
+
+def interrupted_blocks(*, change_id: int, change_key: str, stage: Stage, text: str) -> list[Block]:
+    """A run lost its owner process: Completed / Failed - roll back / Retry, for the owner to say what happened."""
+    value = f"{change_id}:{stage}"
+    A = DeployActionId
+    return [
+        section(text),
+        {
+            "type": "actions",
+            "block_id": f"interrupted:{change_id}:{stage}",
+            "elements": [
+                {
+                    "type": "button",
+                    "action_id": A.INTERRUPTED_COMPLETED.value,
+                    "value": value,
+                    "style": "primary",
+                    "text": plain("Completed"),
+                },
+                {
+                    "type": "button",
+                    "action_id": A.INTERRUPTED_FAILED.value,
+                    "value": value,
+                    "style": "danger",
+                    "text": plain("Failed - roll back"),
+                    "confirm": {
+                        "title": plain("Roll back?"),
+                        "confirm": plain("Roll back"),
+                        "deny": plain("Cancel"),
+                        "text": {"type": "mrkdwn", "text": f"Run the rollback of {change_key} ({stage}) now?"},
+                    },
+                },
+                {"type": "button", "action_id": A.INTERRUPTED_RETRY.value, "value": value, "text": plain("Retry")},
+            ],
+        },
     ]

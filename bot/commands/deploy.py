@@ -20,7 +20,7 @@ from bot.deps import Deps
 from bot.errors import UsageError
 from bot.slack import notify
 from bot.views import Stage
-from bot.workflows import deploy_runs, lifecycle
+from bot.workflows import deploy_runs, interrupted, lifecycle
 
 Listener = Callable[[AsyncAck, dict[str, Any], dict[str, Any]], Awaitable[None]]
 
@@ -118,6 +118,26 @@ async def handle_missed_click(deps: Deps, body: dict[str, Any], action: dict[str
     await guarded(reply, work)
 
 
+async def handle_interrupted_click(
+    deps: Deps, body: dict[str, Any], action: dict[str, Any], *, answer: interrupted.Answer
+) -> None:
+    """Completed / Failed - roll back / Retry about a run whose bot process died (owners or operators)."""
+    user, channel = body["user"]["id"], body.get("channel", {}).get("id", "")
+
+    async def reply(text: str) -> None:
+        await notify.ephemeral(deps, channel=channel, user=user, text=text)
+
+    async def work() -> None:
+        change_id, stage = parse_decision(action["value"])
+        refusal = await deploy_runs.on_interrupted_decision(
+            deps, change_id=change_id, stage=stage, actor=user, answer=answer
+        )
+        if refusal:
+            await reply(refusal)
+
+    await guarded(reply, work)
+
+
 def register(app: AsyncApp, deps: Deps, router: Router) -> None:
     """Register /patch deploy and the deployment buttons."""
 
@@ -138,3 +158,13 @@ def register(app: AsyncApp, deps: Deps, router: Router) -> None:
     app.action(blocks.DeployActionId.RETRY.value)(on_click(lambda b, a: handle_retry_click(deps, b, a)))
     app.action(blocks.DeployActionId.MISSED_RUN.value)(on_click(lambda b, a: missed(deps, b, a, run_now=True)))
     app.action(blocks.DeployActionId.MISSED_NEXT.value)(on_click(lambda b, a: missed(deps, b, a, run_now=False)))
+
+    def answering(answer: interrupted.Answer) -> Listener:
+        return on_click(lambda b, a: handle_interrupted_click(deps, b, a, answer=answer))
+
+    for action_id, answer in (
+        (blocks.DeployActionId.INTERRUPTED_COMPLETED, interrupted.Answer.COMPLETED),
+        (blocks.DeployActionId.INTERRUPTED_FAILED, interrupted.Answer.FAILED),
+        (blocks.DeployActionId.INTERRUPTED_RETRY, interrupted.Answer.RETRY),
+    ):
+        app.action(action_id.value)(answering(answer))

@@ -227,6 +227,9 @@ class Policy(Strict):
     emergency_approvers: str | None = None
 
     step_up: StepUp | None = None
+    # a run whose owner process has not renewed its heartbeat for this long is taken as dead: it is marked
+    # interrupted and its owner asked what happened (the heartbeat is renewed every quarter of it)
+    heartbeat_timeout: Duration = Field(default=timedelta(seconds=60), gt=timedelta(seconds=0))
 
     # people are away (issue 12): delegation, escalation after a wait, the weekly CAB digest
     delegation: Delegation = Field(default_factory=Delegation)

@@ -239,6 +239,8 @@ class AnsibleExecutor(Executor[AnsibleOptions]):
             # Runs in the runner thread: hand the text to the event loop, never touch ctx here.
             if not playbook_pid and isinstance(event.get("pid"), int):
                 playbook_pid.append(event["pid"])
+                with contextlib.suppress(OSError):  # a recovery after a crash stops this group (issue 14)
+                    loop.call_soon_threadsafe(ctx.process_started, os.getpgid(event["pid"]))
             facts.update(reboot_facts_of(event))
             text = event.get("stdout")
             if text:

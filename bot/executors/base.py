@@ -73,6 +73,7 @@ __all__ = [
     "Executor",
     "ExecutorOptions",
     "HookResult",
+    "ProcessCallback",
     "ProgressCallback",
     "Step",
     "StepContext",
@@ -82,6 +83,7 @@ __all__ = [
 ]
 
 ProgressCallback = Callable[[str], Awaitable[None]]
+ProcessCallback = Callable[[int | None], None]  # a step's local process group started (pgid) or ended (None)
 
 PROGRESS_INTERVAL = 2.0
 MAX_PROGRESS_CHARS = 3000
@@ -96,9 +98,12 @@ class StepContext:
     as they go rather than at the end.
     """
 
-    def __init__(self, step: Step, progress: ProgressCallback | None) -> None:
+    def __init__(
+        self, step: Step, progress: ProgressCallback | None, on_process: ProcessCallback | None = None
+    ) -> None:
         self.step = step
         self._progress = progress
+        self._on_process = on_process
         self._chunks: list[str] = []
         self._size = 0
         self._truncated = False
@@ -125,6 +130,15 @@ class StepContext:
             text = text[:room]
         self._chunks.append(text)
         self._size += len(text)
+
+    def process_started(self, pgid: int | None) -> None:
+        """Tell the runner the step's local process group (``None`` when it ended), so a recovery after a
+        crash of the bot can stop an orphan. Executors that start local processes call it."""
+        if self._on_process is not None:
+            try:
+                self._on_process(pgid)
+            except Exception:
+                log.warning("process callback failed for step %s", self.step, exc_info=True)
 
     async def emit(self, line: str) -> None:
         """Record one line of output and queue it for the (batched) progress callback."""
@@ -234,27 +248,51 @@ class Executor(ABC, Generic[OptionsT]):
         """The time limit of ``step``."""
         return self.options.timeout
 
-    async def plan(self, request: DeploymentRequest, *, progress: ProgressCallback | None = None) -> StepResult:
+    async def plan(
+        self,
+        request: DeploymentRequest,
+        *,
+        progress: ProgressCallback | None = None,
+        on_process: ProcessCallback | None = None,
+    ) -> StepResult:
         """Preview what ``apply`` would do, changing nothing."""
-        return await self._run(Step.PLAN, self._plan, request, progress)
+        return await self._run(Step.PLAN, self._plan, request, progress, on_process)
 
-    async def apply(self, request: DeploymentRequest, *, progress: ProgressCallback | None = None) -> StepResult:
+    async def apply(
+        self,
+        request: DeploymentRequest,
+        *,
+        progress: ProgressCallback | None = None,
+        on_process: ProcessCallback | None = None,
+    ) -> StepResult:
         """Deploy."""
-        return await self._run(Step.APPLY, self._apply, request, progress)
+        return await self._run(Step.APPLY, self._apply, request, progress, on_process)
 
-    async def verify(self, request: DeploymentRequest, *, progress: ProgressCallback | None = None) -> StepResult:
+    async def verify(
+        self,
+        request: DeploymentRequest,
+        *,
+        progress: ProgressCallback | None = None,
+        on_process: ProcessCallback | None = None,
+    ) -> StepResult:
         """Run the post-deployment checks (ok when none are configured)."""
         if not self.has_step(Step.VERIFY):
             now = _now()
             return StepResult(step=Step.VERIFY, ok=True, summary="no verify step configured", started=now, finished=now)
-        return await self._run(Step.VERIFY, self._verify, request, progress)
+        return await self._run(Step.VERIFY, self._verify, request, progress, on_process)
 
-    async def rollback(self, request: DeploymentRequest, *, progress: ProgressCallback | None = None) -> StepResult:
+    async def rollback(
+        self,
+        request: DeploymentRequest,
+        *,
+        progress: ProgressCallback | None = None,
+        on_process: ProcessCallback | None = None,
+    ) -> StepResult:
         """Undo the deployment (fails when no rollback is configured)."""
         if not self.has_step(Step.ROLLBACK):
             now = _now()
             return StepResult(step=Step.ROLLBACK, ok=False, summary="no rollback configured", started=now, finished=now)
-        return await self._run(Step.ROLLBACK, self._rollback, request, progress)
+        return await self._run(Step.ROLLBACK, self._rollback, request, progress, on_process)
 
     async def _run(
         self,
@@ -262,10 +300,11 @@ class Executor(ABC, Generic[OptionsT]):
         hook: Callable[[DeploymentRequest, StepContext], Awaitable[HookResult]],
         request: DeploymentRequest,
         progress: ProgressCallback | None,
+        on_process: ProcessCallback | None = None,
     ) -> StepResult:
         if not isinstance(request, DeploymentRequest):
             raise ExecutorError(f"{self.name}: expected a DeploymentRequest, got {type(request).__name__}")
-        ctx = StepContext(step, progress)
+        ctx = StepContext(step, progress, on_process)
         started = _now()
         timed_out = False
         limit = self.timeout_for(step)

@@ -212,6 +212,7 @@ async def run_command(argv: Argv, *, env: dict[str, str], cwd: Path | None, ctx:
     except OSError as exc:
         raise ExecutorError(f"cannot start {argv[0]}: {exc.strerror or exc}") from exc
     pump = asyncio.create_task(_pump(protocol.chunks, ctx))
+    ctx.process_started(transport.get_pid())  # the leader of its own group: its pid is the pgid
     try:
         # Shielded: cancelling this wait must not cancel the future that _stop_group waits on.
         await asyncio.shield(protocol.exited)
@@ -227,6 +228,7 @@ async def run_command(argv: Argv, *, env: dict[str, str], cwd: Path | None, ctx:
         await asyncio.shield(_stop_group(transport.get_pid(), protocol.exited))
         raise
     finally:
+        ctx.process_started(None)
         pump.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await pump

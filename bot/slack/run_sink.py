@@ -41,3 +41,12 @@ class SlackSink:
             await self.refresh_card()
         except thread.SLACK_FAILURES as exc:
             log.warning("card refresh for %s failed: %s", self.change.key, type(exc).__name__)
+
+    async def flush(self) -> None:
+        """Send what is due in the outbox now (the run's durable notes) instead of at the next outbox tick."""
+        from bot.slack.outbox_sender import OutboxSender
+
+        try:
+            await OutboxSender(self.deps, channel_gap=0.0).sweep()
+        except Exception:  # the outbox job sends them at its next tick
+            log.warning("outbox flush for %s failed", self.change.key, exc_info=True)

@@ -85,7 +85,14 @@ async def say(deps: Deps, change: Change, text: str, *, blocks: Sequence[Block] 
 
 
 async def say_later(
-    session: AsyncSession, *, config: Config, change: Change, key: str, text: str, now: datetime
+    session: AsyncSession,
+    *,
+    config: Config,
+    change: Change,
+    key: str,
+    text: str,
+    now: datetime,
+    blocks: Sequence[Block] = (),
 ) -> bool:
     """Queue a line for the change's thread inside the caller's transaction; False if ``key`` was queued before."""
     return await outbox.enqueue(
@@ -94,6 +101,7 @@ async def say_later(
         channel=channel_of(config, change),
         thread_ts=change.thread_ts,
         text=text,
+        blocks=list(blocks),
         now=now,
         change_id=change.id,
     )

@@ -13,7 +13,17 @@ from bot.blocks.common import escape, mention
 from bot.deps import Deps
 from bot.slack.run_sink import SlackSink
 from bot.views import state_label
-from bot.workflows import announcements, cards, delivery, deploy_decisions, people_runs, presence, remediation, runner
+from bot.workflows import (
+    announcements,
+    cards,
+    delivery,
+    deploy_decisions,
+    interrupted,
+    people_runs,
+    presence,
+    remediation,
+    runner,
+)
 from bot.workflows import deployment as flow
 from storage import windows
 from storage.models import Change, Stage
@@ -28,7 +38,7 @@ def sink_for(deps: Deps, change: Change) -> SlackSink:
     return SlackSink(deps, change, refresh)
 
 
-def launch(deps: Deps, run: flow.Run) -> asyncio.Task[Change]:
+def launch(deps: Deps, run: flow.Run, *, from_verify: bool = False) -> asyncio.Task[Change]:
     """Run ``run`` in the background; the task's result is the change in its final state."""
     sink = sink_for(deps, run.change)
     return deps.deployments.start(
@@ -42,6 +52,7 @@ def launch(deps: Deps, run: flow.Run) -> asyncio.Task[Change]:
             artifacts=delivery.gate(deps, change_id=run.change.id, actor=run.actor),
             after_prod=people_runs.after_prod(deps, remediation.after_prod(deps, sink=sink)),
             credentials=deps.credentials,
+            from_verify=from_verify,
         ),
         ids=tuple(t.deployment_id for t in run.targets),
     )
@@ -152,4 +163,47 @@ async def on_missed_decision(deps: Deps, *, window_id: int, actor: str, run_now:
         launch(deps, action.run)
     else:
         await sink.post(action.note)
+    return ""
+
+
+async def on_interrupted_decision(
+    deps: Deps, *, change_id: int, stage: Stage, actor: str, answer: interrupted.Answer
+) -> str:
+    """The owner's answer about an interrupted run; returns a refusal for the clicker, or ""."""
+    async with deps.sessions.begin() as session:
+        decision = await interrupted.decide(
+            session,
+            config=deps.config,
+            change_id=change_id,
+            stage=stage,
+            actor=actor,
+            answer=answer,
+            now=deps.clock.now(),
+        )
+    if decision.refusal:
+        return decision.refusal
+    change, run = decision.change, decision.run
+    sink = sink_for(deps, change)
+    if run is not None and decision.rollback:
+        await runner.rollback(
+            deps.sessions,
+            config=deps.config,
+            executors=deps.executors,
+            clock=deps.clock,
+            sink=sink,
+            run=run,
+            actor=actor,
+            reason=f"{mention(actor)} said the interrupted run failed",
+            artifacts=delivery.gate(deps, change_id=change.id, actor=actor),
+        )
+        return ""
+    if run is not None:
+        step = "verify" if decision.from_verify else "apply"
+        await sink.post(f"{mention(actor)} retries the interrupted {stage} run of {change.key} from {step}.")
+        launch(deps, run, from_verify=decision.from_verify)
+        return ""
+    await sink.refresh()
+    state = state_label(change.state)
+    await sink.post(f"{mention(actor)} says the interrupted {stage} run of {change.key} completed; it is *{state}*.")
+    await sink.flush()  # the result prompt (test), queued with the decision
     return ""

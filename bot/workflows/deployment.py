@@ -46,6 +46,7 @@ from storage.models import (
 
 SCHEDULER = "patchwarden"  # the actor of runs the due-window sweep starts
 S = DeploymentStatus
+ROLLABLE = (S.RUNNING, S.VERIFYING, S.VERIFY_FAILED, S.FAILED, S.INTERRUPTED)  # a rollback may start from these
 
 
 @dataclass(frozen=True)
@@ -208,6 +209,7 @@ async def start(
                         status=S.RUNNING,
                         started_by=actor,
                         started_at=now,
+                        heartbeat_at=now,  # the runner's heartbeat renews it (workflows.heartbeat)
                         steps=[],
                         output="",
                         bypass_reason=now_reason.strip() if window is None and now_reason else None,
@@ -352,7 +354,7 @@ async def begin_rollback(
     """Mark the run rolling back; False when another click or replica already decided."""
     moved = [
         await deployments.set_status(
-            session, t.deployment_id, expected=[S.RUNNING, S.VERIFYING, S.VERIFY_FAILED, S.FAILED], new=S.ROLLING_BACK
+            session, t.deployment_id, expected=[*ROLLABLE], new=S.ROLLING_BACK, heartbeat_at=now
         )
         for t in run.targets
     ]

@@ -1,9 +1,21 @@
-"""Deployments interrupted by a crash or restart: found, closed as failed, locks released, said in the thread.
+"""Deployments interrupted by a crash or restart: found, the owner asked, nothing guessed.
 
-A run lives in one process's memory; if that process dies, its row stays "running" and its systems stay
-locked. No heartbeat is needed to tell a dead run from a live one: every executor step is bounded by its
-timeout (enforced by the executor base class), so a run older than the sum of its steps' timeouts plus a
-grace period cannot still be running anywhere, on any replica.
+A run lives in one process's memory; if that process dies (``kill -9``, OOM, a lost host), its rows stay
+"running". While it lives, its owner renews a heartbeat on them (``workflows.heartbeat``), so
+:func:`mark_silent` finds a dead owner within ``policy.heartbeat_timeout``:
+
+1. the run's rows move to ``interrupted`` by compare-and-set (one replica wins); its systems stay locked,
+   because the outcome is unknown: the orphaned apply may have finished, or may still be running;
+2. an orphaned executor process group on this host is stopped (``executors.processes.stop_orphan``, which
+   checks that every member belongs to the run), or it is said why it could not be;
+3. the control log records it, and the question to the owner ("did it complete?" with Completed /
+   Failed - roll back / Retry) is queued in the outbox in the same transaction, so a crash now cannot
+   lose it. The decision is ``workflows.interrupted``.
+
+Runs from before heartbeats existed (``heartbeat_at`` empty) are judged as before by :func:`close_interrupted`:
+every executor step is bounded by its timeout, so a run older than the sum of its steps' timeouts plus a
+grace period cannot still be running anywhere; such a run is closed as failed and its systems unlocked.
+``close_interrupted`` also records the runs ``serve`` cut off itself at shutdown.
 """
 
 from __future__ import annotations
@@ -14,10 +26,13 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.blocks import deployment as deployment_blocks
+from bot.blocks.common import escape, mentions, slack_date
 from bot.config import Config
 from bot.errors import ConflictError, IllegalTransitionError
 from bot.executors.base import Step
 from bot.executors.registry import Executors
+from bot.slack import thread
 from bot.workflows import lifecycle
 from storage import deployments
 from storage.models import Change, ChangeState, Deployment, DeploymentStatus, Stage
@@ -97,3 +112,59 @@ async def close_interrupted(
         )
         out.append(Interrupted(dep, change, moved))
     return out
+
+
+async def silent(session: AsyncSession, *, config: Config, now: datetime, live: Sequence[int]) -> list[Deployment]:
+    """Unfinished runs whose heartbeat is older than ``policy.heartbeat_timeout``, except this process's own
+    live runs (``live``: a run this process still runs is alive, whatever its clock says)."""
+    rows = await deployments.silent_since(session, before=now - config.policy.heartbeat_timeout)
+    return [d for d in rows if d.id not in set(live)]
+
+
+async def mark_interrupted(
+    session: AsyncSession, *, config: Config, dep: Deployment, now: datetime, stopped: str
+) -> Change | None:
+    """Move a silent run to ``interrupted`` (its system stays locked), log it and queue the question to its
+    owner in the same transaction; None when another replica (or the run itself) got there first."""
+    if not await deployments.set_status(session, dep.id, expected=[dep.status], new=DeploymentStatus.INTERRUPTED):
+        return None
+    change = await lifecycle.load(session, dep.change_id, lock=True)
+    step = dep.step or "apply (before it started)"
+    beat = dep.heartbeat_at or dep.started_at
+    await lifecycle.log(
+        session,
+        config=config,
+        now=now,
+        actor="patchwarden",
+        action="deployment_interrupted",
+        change=change,
+        stage=dep.stage,
+        system=dep.system,
+        run_id=dep.run_id,
+        was=dep.status.value,
+        step=step,
+        owner=dep.owner,
+        started=dep.started_at.isoformat(),
+        last_heartbeat=beat.isoformat(),
+        orphan=stopped,
+        next="owner decides: completed, failed (roll back) or retry",
+    )
+    who = mentions(sorted({config.systems[s].owner for s in change.systems if s in config.systems}))
+    text = (
+        f":warning: The run of {change.key} on `{escape(dep.system)}` ({dep.stage}) was interrupted at step "
+        f"*{escape(step)}* (started {slack_date(dep.started_at)}, last heartbeat {slack_date(beat)}): the bot "
+        f"process that ran it ({escape(dep.owner or 'unknown')}) stopped. Executor: {escape(stopped)}. "
+        f"`{escape(dep.system)}` stays locked. {who} did it complete?"
+    )
+    await thread.say_later(
+        session,
+        config=config,
+        change=change,
+        key=f"interrupted:{dep.run_id}:{step}:{beat.isoformat()}",  # a retried run interrupted again: asked again
+        text=text,
+        now=now,
+        blocks=deployment_blocks.interrupted_blocks(
+            change_id=change.id, change_key=change.key, stage=dep.stage, text=text
+        ),
+    )
+    return change

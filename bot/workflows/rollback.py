@@ -22,7 +22,7 @@ from bot.errors import VerificationError
 from bot.executors.base import ArtifactInfo, Step, StepResult
 from bot.executors.registry import Executors
 from bot.views import state_label
-from bot.workflows import announcements, jit, lifecycle, rings
+from bot.workflows import announcements, heartbeat, jit, lifecycle, rings
 from bot.workflows import deployment as flow
 from bot.workflows.announcements import AnnouncementKind
 from bot.workflows.delivery import ArtifactGate
@@ -74,6 +74,7 @@ async def rollback(
     artifacts: ArtifactGate | None = None,
     held: jit.Held | None = None,
     credentials: Providers | None = None,
+    tracker: heartbeat.Tracker | None = None,
 ) -> Change:
     """Roll the run back on every system and finish it (the caller already checked who may).
 
@@ -81,11 +82,19 @@ async def rollback(
     A system that went through rings is rolled back on the hosts of the rings that ran, not the others.
     ``held`` are the run's credentials when it is still going; otherwise ``credentials`` issues new ones
     for the rollback alone (the window may be over: they are short-lived, see ``workflows.jit``).
+    It keeps the run's heartbeat alive (``tracker``: the one of the run it belongs to, else its own).
     """
+    if tracker is None:
+        async with heartbeat.beating(sessions, run.ids, clock=clock, every=_beat_every(config)) as own_beat:
+            return await rollback(
+                sessions, config=config, executors=executors, clock=clock, sink=sink, run=run, actor=actor,
+                reason=reason, limit=limit, artifacts=artifacts, held=held, credentials=credentials,
+                tracker=own_beat,
+            )  # fmt: skip
     if held is not None:
         return await _rollback(
             sessions, config=config, executors=executors, clock=clock, sink=sink, run=run, actor=actor,
-            reason=reason, limit=limit, artifacts=artifacts, held=held,
+            reason=reason, limit=limit, artifacts=artifacts, held=held, tracker=tracker,
         )  # fmt: skip
     own = await jit.issue(
         sessions, config=config, providers=credentials, clock=clock, run=run, window_end=None, actor=actor
@@ -93,7 +102,7 @@ async def rollback(
     try:
         return await _rollback(
             sessions, config=config, executors=executors, clock=clock, sink=sink, run=run, actor=actor,
-            reason=reason, limit=limit, artifacts=artifacts, held=own,
+            reason=reason, limit=limit, artifacts=artifacts, held=own, tracker=tracker,
         )  # fmt: skip
     finally:
         await jit.release(sessions, config=config, clock=clock, run=run, held=own, actor=actor)
@@ -112,6 +121,7 @@ async def _rollback(
     limit: int,
     artifacts: ArtifactGate | None,
     held: jit.Held,
+    tracker: heartbeat.Tracker,
 ) -> Change:
     async with sessions.begin() as session:
         started = await flow.begin_rollback(
@@ -133,7 +143,7 @@ async def _rollback(
     plain = dataclasses.replace(run, targets=tuple(t for t in run.targets if t.deployment_id not in hosts))
     results = await run_steps(
         executors, plain, Step.ROLLBACK, sink=sink, clock=clock, limit=limit, config=config, delivered=delivered,
-        credentials=held.env,
+        credentials=held.env, tracker=tracker,
     )  # fmt: skip
     for t in run.targets:
         if t.deployment_id in hosts:  # per target, like the rollout that reached them
@@ -171,3 +181,7 @@ async def _rollback(
             ],
         )
     return change
+
+
+def _beat_every(config: Config) -> float:
+    return config.policy.heartbeat_timeout.total_seconds() / 4

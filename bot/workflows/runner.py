@@ -2,7 +2,8 @@
 
 The runner never holds a database transaction while an executor works: each step's results are recorded
 in one short transaction afterwards. Slack is reached only through a :class:`Sink` (``bot.slack.run_sink``
-is the Slack one), so this module stays free of Slack imports and the benchmark can use a null sink. Executors
+is the Slack one) and the outbox (``thread.say_later``, for what must survive a crash), so the benchmark
+can use a null sink. Executors
 come from ``Deps.executors`` and every timestamp from the injected clock.
 
 Flow: apply on every system (in parallel, at most ``limit`` at a time) → all ok: ``<stage>_verifying`` and
@@ -28,7 +29,8 @@ from bot.deps import Clock
 from bot.errors import CredentialError, VerificationError
 from bot.executors.base import ArtifactInfo, Step, StepResult
 from bot.executors.registry import Executors
-from bot.workflows import announcements, delivery, jit, lifecycle, reboots, rings
+from bot.slack import thread
+from bot.workflows import announcements, delivery, heartbeat, jit, lifecycle, reboots, rings
 from bot.workflows import deployment as flow
 from bot.workflows.announcements import AnnouncementKind
 from bot.workflows.delivery import ArtifactGate
@@ -44,6 +46,26 @@ __all__ = ["DEFAULT_LIMIT", "NullSink", "Sink", "execute", "rollback", "run_step
 AfterProd = Callable[[Change, dict[str, tuple[StepResult, StepResult]]], Awaitable[None]]
 
 
+async def result_prompt(session: AsyncSession, *, config: Config, change: Change, now: datetime, key: str) -> None:
+    """Queue the owner's Passed / Problems prompt in the transaction that moved the change to test_passed."""
+    await thread.say_later(
+        session,
+        config=config,
+        change=change,
+        key=f"test-result:{key}",
+        text=f"{change.key} is deployed to test and verified; the owner records the result.",
+        now=now,
+        blocks=test_blocks.result_prompt(
+            change_id=change.id, change_key=change.key, owners=sorted(flow.owners(config, change))
+        ),
+    )
+
+
+def beat_every(config: Config) -> float:
+    """How often a running deployment renews its heartbeat (a quarter of ``policy.heartbeat_timeout``)."""
+    return config.policy.heartbeat_timeout.total_seconds() / 4
+
+
 async def execute(
     sessions: async_sessionmaker[AsyncSession],
     *,
@@ -56,6 +78,7 @@ async def execute(
     artifacts: ArtifactGate | None = None,
     after_prod: AfterProd | None = None,
     credentials: Providers | None = None,
+    from_verify: bool = False,
 ) -> Change:
     """Apply, verify and finish (or roll back / ask) a started run; returns the change's final state.
 
@@ -68,20 +91,18 @@ async def execute(
 
     An unexpected error (the database gone mid-run, a bug) is logged to the control log and said in the
     thread; the systems stay locked so nobody deploys over a half-finished run until an operator looked.
+
+    While it runs, its rows carry a heartbeat (``workflows.heartbeat``): if this process dies, the
+    recovery sweep sees it within ``policy.heartbeat_timeout`` and asks the owner. ``from_verify``: a
+    retried run that was interrupted after its apply had been recorded starts at verify.
     """
     try:
-        return await _execute(
-            sessions,
-            config=config,
-            executors=executors,
-            clock=clock,
-            sink=sink,
-            run=run,
-            limit=limit,
-            artifacts=artifacts,
-            after_prod=after_prod,
-            credentials=credentials,
-        )
+        async with heartbeat.beating(sessions, run.ids, clock=clock, every=beat_every(config)) as tracker:
+            return await _execute(
+                sessions, config=config, executors=executors, clock=clock, sink=sink, run=run, limit=limit,
+                artifacts=artifacts, after_prod=after_prod, credentials=credentials, tracker=tracker,
+                from_verify=from_verify,
+            )  # fmt: skip
     except Exception as exc:
         log.exception("deployment %s of %s failed unexpectedly", run.stage, run.change.key)
         await sink.post(
@@ -117,6 +138,8 @@ async def _execute(
     artifacts: ArtifactGate | None,
     after_prod: AfterProd | None,
     credentials: Providers | None,
+    tracker: heartbeat.Tracker,
+    from_verify: bool,
 ) -> Change:
     key, stage = run.change.key, run.stage
     held = jit.Held()
@@ -134,6 +157,7 @@ async def _execute(
             limit=limit,
             artifacts=artifacts,
             held=held,
+            tracker=tracker,
         )
 
     delivered: tuple[ArtifactInfo, ...] = ()
@@ -155,6 +179,12 @@ async def _execute(
             because="no credential could be issued; nothing ran", log_action="deployment_refused_credential",
         )  # fmt: skip
     try:
+        if from_verify:  # a retried run whose apply was recorded before its owner died
+            return await _plain(
+                sessions, config=config, executors=executors, clock=clock, sink=sink, run=run, limit=limit,
+                artifacts=artifacts, after_prod=after_prod, delivered=delivered, held=held, roll_back=roll_back,
+                tracker=tracker, from_verify=True,
+            )  # fmt: skip
         await sink.refresh()
         systems = ", ".join(f"`{escape(t.system)}` ({escape(t.executor)})" for t in run.targets)
         await sink.post(f":rocket: Deploying {key} to *{stage}* on {systems}.")
@@ -176,6 +206,7 @@ async def _execute(
         return await _plain(
             sessions, config=config, executors=executors, clock=clock, sink=sink, run=run, limit=limit,
             artifacts=artifacts, after_prod=after_prod, delivered=delivered, held=held, roll_back=roll_back,
+            tracker=tracker,
         )  # fmt: skip
     finally:
         await jit.release(sessions, config=config, clock=clock, run=run, held=held, actor=run.actor)
@@ -271,20 +302,24 @@ async def _plain(
     delivered: tuple[ArtifactInfo, ...],
     held: jit.Held,
     roll_back: Callable[[str], Awaitable[Change]],
+    tracker: heartbeat.Tracker | None = None,
+    from_verify: bool = False,
 ) -> Change:
-    """Apply everywhere, then verify everywhere (a run without rings or pacing)."""
+    """Apply everywhere, then verify everywhere (a run without rings or pacing; ``from_verify``: verify only)."""
     key, stage = run.change.key, run.stage
-    applied = await run_steps(
-        executors, run, Step.APPLY, sink=sink, clock=clock, limit=limit, config=config, delivered=delivered,
-        credentials=held.env,
-    )  # fmt: skip
-    await record(sessions, run, applied)
-    await sink.post(blocks.results_text(f"*Apply of {key} ({stage})*", pairs(run, applied)))
-    await reboots.keep(sessions, config=config, sink=sink, run=run, applied=applied, now=clock.now())
-    if not all(r.ok for r in applied.values()):
-        return await roll_back("apply failed")
-    async with sessions.begin() as session:
-        await flow.begin_verify(session, config=config, run=run, now=clock.now())
+    applied: dict[int, StepResult] = {}  # empty for a retried run that starts at verify
+    if not from_verify:
+        applied = await run_steps(
+            executors, run, Step.APPLY, sink=sink, clock=clock, limit=limit, config=config, delivered=delivered,
+            credentials=held.env, tracker=tracker,
+        )  # fmt: skip
+        await record(sessions, run, applied)
+        await sink.post(blocks.results_text(f"*Apply of {key} ({stage})*", pairs(run, applied)))
+        await reboots.keep(sessions, config=config, sink=sink, run=run, applied=applied, now=clock.now())
+        if not all(r.ok for r in applied.values()):
+            return await roll_back("apply failed")
+        async with sessions.begin() as session:
+            await flow.begin_verify(session, config=config, run=run, now=clock.now())
     await sink.refresh()
     try:
         delivered = await artifacts(False) if artifacts is not None else ()
@@ -293,13 +328,13 @@ async def _plain(
     else:
         verified = await run_steps(
             executors, run, Step.VERIFY, sink=sink, clock=clock, limit=limit, config=config, delivered=delivered,
-            credentials=held.env,
+            credentials=held.env, tracker=tracker,
         )  # fmt: skip
     await record(sessions, run, verified)
     await sink.post(blocks.results_text(f"*Verification of {key} ({stage})*", pairs(run, verified)))
     if all(r.ok for r in verified.values()):
         change = await _succeeded(sessions, config=config, clock=clock, sink=sink, run=run)
-        if after_prod is not None and run.stage == "prod" and change.state is ChangeState.COMPLETED:
+        if after_prod is not None and applied and run.stage == "prod" and change.state is ChangeState.COMPLETED:
             steps = {t.system: (applied[t.deployment_id], verified[t.deployment_id]) for t in run.targets}
             await after_prod(change, steps)
         return change
@@ -321,13 +356,11 @@ async def _succeeded(
             )
             if change.change_class is ChangeClass.EMERGENCY:
                 await announcements.request_post_implementation_review(session, config=config, change=change, now=now)
+        if run.stage == "test":
+            await result_prompt(session, config=config, change=change, now=now, key=run.targets[0].run_id)
     await sink.refresh()
-    owners = sorted(flow.owners(config, change))
     if run.stage == "test":
-        await sink.post(
-            f"{change.key} is deployed to test and verified; the owner records the result.",
-            blocks=test_blocks.result_prompt(change_id=change.id, change_key=change.key, owners=owners),
-        )
+        await sink.flush()  # the result prompt, queued with the state move: a crash cannot lose it
     else:
         await sink.post(f":tada: {change.key} is deployed to production and verified: *completed*.")
     return change

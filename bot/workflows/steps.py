@@ -18,6 +18,7 @@ from bot.errors import ConfigError
 from bot.executors.base import ArtifactInfo, DeploymentRequest, Step, StepResult
 from bot.executors.registry import Executors
 from bot.workflows import deployment as flow
+from bot.workflows.heartbeat import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,10 @@ class Sink(Protocol):
     async def refresh(self) -> None:
         """Re-render the change's card."""
 
+    async def flush(self) -> None:
+        """Deliver now what the run queued in its transactions (``thread.say_later``): the queue is durable,
+        so a note a crash cut off is still sent by the next process."""
+
 
 class NullSink:
     """A sink that drops everything (benchmarks, dry runs)."""
@@ -49,6 +54,9 @@ class NullSink:
         return None
 
     async def refresh(self) -> None:
+        return None
+
+    async def flush(self) -> None:
         return None
 
 
@@ -69,6 +77,7 @@ async def one_step(
     hosts: tuple[str, ...] | None = None,
     run_id: str | None = None,
     credential_env: dict[str, str] | None = None,
+    tracker: Tracker | None = None,
 ) -> StepResult:
     """One step on one system; ``hosts`` narrows the environment's targets (a ring's host, the done rings)."""
     env = config.systems[target.system].environments.get(run.stage) if config is not None else None
@@ -96,7 +105,12 @@ async def one_step(
         Step.ROLLBACK: executor.rollback,
         Step.PLAN: executor.plan,
     }[step]
-    result = await method(request, progress=progress)
+
+    def on_process(pgid: int | None) -> None:
+        if tracker is not None:
+            tracker.process(target.deployment_id, pgid)
+
+    result = await method(request, progress=progress, on_process=on_process)
     if result.output and _too_long(result.output):
         try:
             await sink.attach(
@@ -121,19 +135,24 @@ async def run_steps(
     delivered: tuple[ArtifactInfo, ...] = (),
     credentials: Mapping[int, dict[str, str]] | None = None,
     hosts: Mapping[int, tuple[str, ...]] | None = None,
+    tracker: Tracker | None = None,
 ) -> dict[int, StepResult]:
     """Run ``step`` on every system of the run, at most ``limit`` at a time; results by deployment id.
 
     ``credentials`` is each deployment's just-in-time credential environment; ``hosts`` narrows a
-    deployment's targets (a rollback of the rings that ran)."""
+    deployment's targets (a rollback of the rings that ran); ``tracker`` (the run's heartbeat) learns the
+    step and each executor's process group."""
     gate = asyncio.Semaphore(limit)
     creds, only = credentials or {}, hosts or {}
+    if tracker is not None:
+        tracker.enter(step.value)
 
     async def one(target: flow.Target) -> tuple[int, StepResult]:
         async with gate:
             return target.deployment_id, await one_step(
                 executors, run, target, step, sink=sink, clock=clock, config=config, delivered=delivered,
                 hosts=only.get(target.deployment_id), credential_env=creds.get(target.deployment_id),
+                tracker=tracker,
             )  # fmt: skip
 
     return dict(await asyncio.gather(*(one(t) for t in run.targets)))

@@ -59,6 +59,9 @@ class DeploymentStatus(StrEnum):
     ROLLED_BACK = "rolled_back"
     ROLLBACK_FAILED = "rollback_failed"
     KEPT = "kept"  # verify failed, owner chose to keep
+    # its owner process died mid-run (heartbeat lost): the system stays locked until the owner says what
+    # happened (Completed / Failed - roll back / Retry), never guessed as failed (0012)
+    INTERRUPTED = "interrupted"
 
 
 class Deployment(Base):
@@ -86,6 +89,13 @@ class Deployment(Base):
     rings: Mapped[list[Any]] = mapped_column(default=list)
     reboot: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     credential: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+
+    # durable run (0012): which process runs it ("host:pid"), its last sign of life, the step it is in and
+    # the executor's process group (shell, ansible) so a recovery on the same host can stop an orphan
+    owner: Mapped[str | None] = mapped_column(String(128), default=None)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
+    step: Mapped[str | None] = mapped_column(String(16), default=None)
+    pgid: Mapped[int | None] = mapped_column(Integer, default=None)
 
 
 class SystemLock(Base):
