@@ -107,6 +107,11 @@ def _logger_levels() -> Iterator[None]:
 
     names = ("", *CHATTY_LOGGERS)
     before = {name: logging.getLogger(name).level for name in names}
+    # a library that runs logging.config with disable_existing_loggers (the default) silences every logger
+    # created before it: a test reading caplog must not depend on whether such a test ran earlier
+    for logger in list(logging.root.manager.loggerDict.values()):
+        if isinstance(logger, logging.Logger) and logger.name.startswith(("bot", "storage", "aiohttp")):
+            logger.disabled = False
     yield
     for name, level in before.items():
         logging.getLogger(name).setLevel(level)

@@ -15,11 +15,15 @@ from bot.workflows.advisory_triage import change_prefill
 from storage.models import AdvisoryRecord
 from tests.feeds.conftest import DATA
 
-BSI: dict[str, Any] = json.loads((DATA / "csaf" / "bsi-2022-0001.json").read_text())
+
+def bsi() -> dict[str, Any]:
+    """The BSI sample, read when a test runs (collection must not need ../shared: the fresh-clone check)."""
+    doc: dict[str, Any] = json.loads((DATA / "csaf" / "bsi-2022-0001.json").read_text())
+    return doc
 
 
 def with_restarts(*categories: str) -> dict[str, Any]:
-    doc = copy.deepcopy(BSI)
+    doc = copy.deepcopy(bsi())
     rems = doc["vulnerabilities"][0]["remediations"]
     template = rems[0]
     rems[:] = [{**template, "restart_required": {"category": c}} for c in categories]
@@ -39,7 +43,7 @@ def with_restarts(*categories: str) -> dict[str, Any]:
 def test_the_worst_restart_category_prefills_the_expected_downtime(
     categories: tuple[str, ...], restart: str, words: str
 ) -> None:
-    advisory = parse_csaf(with_restarts(*categories) if categories else BSI)
+    advisory = parse_csaf(with_restarts(*categories) if categories else bsi())
     assert advisory.restart == restart
     view = AdvisoryView(record=AdvisoryRecord(), advisory=advisory, matches=[])
     assert change_prefill(make_config(), view, requester=OWNER).expected_downtime == words
