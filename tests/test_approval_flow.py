@@ -184,7 +184,11 @@ async def test_two_replicas_one_database_one_decision(harness_factory) -> None: 
     a: Harness = await harness_factory()
     b: Harness = await harness_factory()
     card = await a.request_change()
-    await asyncio.gather(a.slack.approve(card, user=OWNER), b.slack.approve(card, user=OWNER))
+    # the same person confirms twice, once through each replica, at the same moment
+    await a.slack.click(card, "change_approve", user=OWNER, trigger_id="a.approve")
+    await b.slack.click(card, "change_approve", user=OWNER, trigger_id="b.approve")
+    views = [await a.slack.opened_by("a.approve"), await a.slack.opened_by("b.approve")]
+    await asyncio.gather(a.slack.submit(views[0], {}, user=OWNER), b.slack.submit(views[1], {}, user=OWNER))
     await eventually(lambda: len(a.fake.ephemerals(OWNER)) == 2)
     async with a.deps.sessions.begin() as s:
         assert len(await changes.approvals(s, 1)) == 1
