@@ -94,6 +94,21 @@ async def test_a_delegate_approves_for_the_delegator_but_never_their_own_change(
     assert "You are not an approver" in await approve_reply(h, card3, SEC2)
 
 
+async def test_a_delegate_rejects_for_the_delegator_and_it_is_recorded_as_such(harness: Harness) -> None:
+    h = harness
+    card = await h.request_change()
+    # before any delegation SEC2 is no approver of the test stage: refused before a reason is asked for
+    assert "not an approver" in await click_reply(h, card, "change_reject", SEC2)
+    await command(h, f"delegate <@{SEC2}> --until {until(h, 3)}", user=OWNER)
+    await h.slack.click(h.latest(card), "change_reject", user=SEC2)
+    view = await h.opened_view("change_reject_reason")
+    await h.slack.submit(view, {"reason": "Clashes with the sale"}, user=SEC2)
+    await wait_state(h, ChangeState.REJECTED)
+    assert any(f"on behalf of <@{OWNER}>" in t for t in await eventually(lambda: replies(h, SEC2)[1:]))
+    [entry] = await log_of(h, "rejected")
+    assert entry["actor"] == SEC2 and entry["delegated_from"] == OWNER and entry["reason"] == "Clashes with the sale"
+
+
 async def test_delegation_is_refused_for_a_forbidden_stage_and_bad_requests(harness_factory: Any) -> None:
     h: Harness = await harness_factory(make_config(policy={"delegation": {"forbid": ["test"]}}))
     assert (

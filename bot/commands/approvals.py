@@ -157,7 +157,13 @@ def register(app: AsyncApp, deps: Deps) -> None:
             async with deps.sessions.begin() as session:
                 change = await lifecycle.load(session, change_id)
                 refusal = await approval.check_can_decide(
-                    session, config=deps.config, change_id=change_id, stage=stage, revision=revision, user=user
+                    session,
+                    config=deps.config,
+                    change_id=change_id,
+                    stage=stage,
+                    revision=revision,
+                    user=user,
+                    now=deps.clock.now(),
                 )
             if refusal is not None:  # said before the reason is asked for, not after
                 await notify.ephemeral(deps, channel=channel, user=user, text=refusal)

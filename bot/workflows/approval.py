@@ -289,24 +289,24 @@ async def reject(
     if early:
         return early
     progress = await progress_of(session, config=config, change=change, stage=stage)
+    delegated_from = None
     if not progress.eligible_anywhere(user):
-        who = ", ".join(f"<@{p}>" for p in sorted(progress.pending_people())) or "nobody"
-        await lifecycle.log(
-            session,
-            config=config,
-            now=now,
-            actor=user,
-            action="rejection_refused",
-            change=change,
-            stage=stage,
-            revision=revision,
+        vote = await delegation.vote_for(
+            session, config=config, change=change, stage=stage, progress=progress, user=user, now=now
         )
-        return DecisionResult(
-            Outcome.REFUSED,
-            change,
-            f"You cannot reject {change.key}: you are not an approver of its {stage} stage "
-            f"(or you requested or edited it). Who can decide: {who}.",
-        )
+        if not isinstance(vote, delegation.Vote):
+            await lifecycle.log(
+                session,
+                config=config,
+                now=now,
+                actor=user,
+                action="rejection_refused",
+                change=change,
+                stage=stage,
+                revision=revision,
+            )
+            return DecisionResult(Outcome.REFUSED, change, vote or not_an_approver(change, stage, progress, "reject"))
+        delegated_from = vote.delegator
     if not await _record(
         session,
         config=config,
@@ -317,6 +317,7 @@ async def reject(
         requirement=None,
         reason=reason,
         now=now,
+        delegated_from=delegated_from,
     ):
         return DecisionResult(Outcome.ALREADY, change, ALREADY_DECIDED)
     await lifecycle.transition(
@@ -329,14 +330,16 @@ async def reject(
         reason=reason,
         approval_deadline=None,
     )
-    return DecisionResult(Outcome.REJECTED, change, f"You rejected {change.key}.")
+    behalf = f" on behalf of <@{delegated_from}>" if delegated_from else ""
+    return DecisionResult(Outcome.REJECTED, change, f"You rejected {change.key}{behalf}.")
 
 
 async def check_can_decide(
-    session: AsyncSession, *, config: Config, change_id: int, stage: Stage, revision: int, user: str
+    session: AsyncSession, *, config: Config, change_id: int, stage: Stage, revision: int, user: str, now: datetime
 ) -> str | None:
     """Why ``user`` could not decide on this stage now (not pending, edited, already decided, not an
-    approver), or None. Read-only: Reject asks for its reason only after this; ``reject`` checks again."""
+    approver nor a delegate of one), or None. Read-only: Reject asks for its reason only after this;
+    ``reject`` checks again."""
     change = await lifecycle.load(session, change_id)
     if change.state is not PENDING_APPROVAL.get(stage):
         return f"{change.key} is not awaiting {stage} approval (it is *{state_label(change.state)}*)."
@@ -346,10 +349,20 @@ async def check_can_decide(
     if any(a.user_id == user for a in rows):
         return ALREADY_DECIDED
     progress = progress_from(config, change=change, stage=stage, rows=rows)
-    if not progress.eligible_anywhere(user):
-        who = ", ".join(f"<@{p}>" for p in sorted(progress.pending_people())) or "nobody"
-        return (
-            f"You cannot decide on {change.key}: you are not an approver of its {stage} stage "
-            f"(or you requested or edited it). Who can decide: {who}."
-        )
-    return None
+    if progress.eligible_anywhere(user):
+        return None
+    vote = await delegation.vote_for(
+        session, config=config, change=change, stage=stage, progress=progress, user=user, now=now
+    )
+    if isinstance(vote, delegation.Vote):
+        return None
+    return vote or not_an_approver(change, stage, progress, "decide on")
+
+
+def not_an_approver(change: Change, stage: Stage, progress: policy.StageProgress, verb: str) -> str:
+    """What someone who may not decide on a stage is told, naming who can."""
+    who = ", ".join(f"<@{p}>" for p in sorted(progress.pending_people())) or "nobody"
+    return (
+        f"You cannot {verb} {change.key}: you are not an approver of its {stage} stage "
+        f"(or you requested or edited it). Who can decide: {who}."
+    )
