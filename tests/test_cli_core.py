@@ -97,17 +97,23 @@ async def test_healthz_reports_database(harness: Harness) -> None:
     url = harness.endpoint.replace("/slack/events", "/healthz")
     async with harness.http.get(url) as resp:
         assert resp.status == 200 and (await resp.json())["database"] == "ok"
-    await harness.deps.engine.dispose()
-    broken = (
-        harness.deps.engine.url.set(database="/nonexistent/dir/x.db")
-        if harness.deps.engine.url.get_backend_name() == "sqlite"
-        else harness.deps.engine.url.set(port=1)
+    original = harness.deps.engine  # left open: background jobs may hold one of its connections right now
+    broken_url = (
+        original.url.set(database="/nonexistent/dir/x.db")
+        if original.url.get_backend_name() == "sqlite"
+        else original.url.set(port=1)
     )
     from storage import db
 
-    object.__setattr__(harness.deps, "engine", db.create_engine(broken.render_as_string(hide_password=False)))
-    async with harness.http.get(url) as resp:
-        assert resp.status == 503 and (await resp.json())["database"] == "unreachable"
+    broken = db.create_engine(broken_url.render_as_string(hide_password=False))
+    object.__setattr__(harness.deps, "engine", broken)
+    try:
+        async with harness.http.get(url) as resp:
+            assert resp.status == 503 and (await resp.json())["database"] == "unreachable"
+    finally:
+        # put the original back, so the harness's teardown closes its connections before the loop closes
+        object.__setattr__(harness.deps, "engine", original)
+        await broken.dispose()
 
 
 async def test_changes_show_json_and_unknown_id(harness: Harness, tmp_path: Path) -> None:
