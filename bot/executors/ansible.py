@@ -23,7 +23,9 @@ import asyncio
 import contextlib
 import os
 import re
+import shutil
 import signal
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -164,6 +166,15 @@ def reboot_facts_of(event: dict[str, Any]) -> set[str]:
     return {name for name in REBOOT_FACTS if isinstance(facts, dict) and facts.get(name) is True}
 
 
+def playbook_binary() -> Path | None:
+    """``ansible-playbook`` on PATH, else beside this Python (a venv's ``bin``, run without activating it)."""
+    found = shutil.which("ansible-playbook")
+    if found is not None:
+        return Path(found)
+    beside = Path(sys.executable).parent / "ansible-playbook"
+    return beside if beside.is_file() and os.access(beside, os.X_OK) else None
+
+
 class AnsibleExecutor(Executor[AnsibleOptions]):
     """Runs an Ansible playbook through ansible-runner."""
 
@@ -181,6 +192,13 @@ class AnsibleExecutor(Executor[AnsibleOptions]):
             if not path.is_file():
                 raise ConfigError(f"{self._key(key)}: file {path} does not exist")
             self._paths[key] = path.resolve()
+        binary = playbook_binary()
+        if binary is None:
+            raise ConfigError(
+                f"{self._key('playbook')}: ansible-playbook is not installed (not on PATH, "
+                f"nor beside {sys.executable}); install ansible-core"
+            )
+        self._binary = binary
 
     def _step(self, step: Step) -> PlaybookStep | None:
         if step in (Step.PLAN, Step.APPLY):
@@ -273,8 +291,11 @@ class AnsibleExecutor(Executor[AnsibleOptions]):
                 "cancel_callback": cancel.is_set,
                 "settings": {"pexpect_timeout": CANCEL_POLL, "suppress_ansible_output": True},
             }
-            if request.credential_env:
-                kwargs["envvars"] = dict(request.credential_env)
+            envvars = dict(request.credential_env)
+            if shutil.which("ansible-playbook") is None:  # found beside this Python: let ansible-runner find it too
+                envvars["PATH"] = os.pathsep.join([str(self._binary.parent), os.environ.get("PATH", os.defpath)])
+            if envvars:
+                kwargs["envvars"] = envvars
             if check:
                 kwargs["cmdline"] = "--check --diff"
             shown = f"ansible-playbook {playbook.name} --limit {kwargs['limit']}{' --check' if check else ''}"

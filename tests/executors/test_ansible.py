@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import time
 from pathlib import Path
 
 import pytest
 
 from bot.errors import ConfigError
-from bot.executors.ansible import AnsibleExecutor, host_results
+from bot.executors.ansible import AnsibleExecutor, host_results, playbook_binary
 from bot.executors.base import DeploymentRequest, Step, TargetStatus
 
 from .helpers import Recorder, process_gone, wait_for
 
-pytestmark = pytest.mark.skipif(shutil.which("ansible-playbook") is None, reason="ansible-core is not installed")
+pytestmark = pytest.mark.skipif(playbook_binary() is None, reason="ansible-core is not installed")
 
 
 @pytest.fixture
