@@ -9,7 +9,7 @@ from typing import Any
 
 import pyotp
 import pytest
-from conftest import OWNER, REQ, STAKE, Harness, eventually, make_config
+from conftest import OWNER, REQ, SEC2, STAKE, Harness, eventually, make_config
 from sqlalchemy import select
 from test_scheduling import command
 
@@ -111,6 +111,34 @@ async def test_code_for_chg1_rev1_is_refused_for_rev2_and_for_chg2(harness_facto
     h.clock.advance(timedelta(minutes=6))
     reply = await command(h, f"confirm CHG-2 {totp.at(h.clock.now())}", user=OWNER)
     assert "expired" in reply["text"]
+    assert await state(h, 2) is ChangeState.PENDING_TEST_APPROVAL
+
+
+async def test_a_delegate_confirms_with_their_own_second_factor_for_the_delegator(
+    harness_factory: Any, secrets_key: str
+) -> None:
+    h: Harness = await harness_factory(step_up_config())
+    until = (h.clock.now() + timedelta(days=3)).date().isoformat()
+    await command(h, f"delegate <@{SEC2}> --until {until}", user=OWNER)
+    totp = await enroll(h, SEC2)
+    card1 = await h.request_change()
+    card2 = await h.request_change(title="Update nginx")
+    assert "reserved, not yet counted" in await click_approve(h, card1, SEC2)
+    reply = await command(h, f"confirm CHG-1 {totp.at(h.clock.now())}", user=SEC2)
+    assert "completed the test stage" in reply["text"], reply["text"]
+    async with h.deps.sessions.begin() as s:
+        change = await changes.get(s, 1)
+        assert change is not None
+        data = views.to_json(await views.snapshot(s, config=h.config, change=change))
+    [vote] = data["approvals"]
+    assert (vote["user"], vote["delegated_from"], vote["step_up"]) == (SEC2, OWNER, "totp")
+    assert [e.get("delegated_from") for e in await actions(h, 1)] == [OWNER, None]  # reserved, confirmed
+    # a delegation cancelled between the click and the code: the reserved vote no longer counts
+    assert "reserved, not yet counted" in await click_approve(h, card2, SEC2)
+    await command(h, "delegate cancel 1", user=OWNER)
+    h.clock.advance(timedelta(seconds=31))  # the next code
+    reply = await command(h, f"confirm CHG-2 {totp.at(h.clock.now())}", user=SEC2)
+    assert "Nothing was counted" in reply["text"], reply["text"]
     assert await state(h, 2) is ChangeState.PENDING_TEST_APPROVAL
 
 

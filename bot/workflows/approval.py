@@ -173,12 +173,18 @@ async def approve(
     if isinstance(allowed, DecisionResult):
         return allowed
     progress, requirement, delegated_from = allowed
-    method = await stepup_rule.needed(session, config=config, change=change, stage=stage)
-    if method is not None and delegated_from is not None:  # fail closed: a reservation carries no delegation
-        why = delegation.no_step_up(config, change=change, stage=stage, delegator=delegated_from)
-        return await _refused(session, config=config, change=change, stage=stage, user=user, now=now, why=why)
-    if method is not None:
-        return await _reserve(session, config=config, change=change, stage=stage, user=user, req=requirement, now=now)
+    if await stepup_rule.needed(session, config=config, change=change, stage=stage) is not None:
+        text = await stepup_rule.reserve(
+            session,
+            config=config,
+            change=change,
+            stage=stage,
+            user=user,
+            req=requirement,
+            now=now,
+            delegated_from=delegated_from,
+        )
+        return DecisionResult(Outcome.RESERVED, change, text)
     return await count(
         session,
         config=config,
@@ -208,13 +214,6 @@ async def _refused(
         reason=why,
     )
     return DecisionResult(Outcome.REFUSED, change, why)
-
-
-async def _reserve(
-    session: AsyncSession, *, config: Config, change: Change, stage: Stage, user: str, req: str | None, now: datetime
-) -> DecisionResult:
-    text = await stepup_rule.reserve(session, config=config, change=change, stage=stage, user=user, req=req, now=now)
-    return DecisionResult(Outcome.RESERVED, change, text)
 
 
 async def count(

@@ -170,11 +170,3 @@ async def vote_for(
         except (AlreadyDoneError, PermissionDeniedError) as exc:
             reasons.append(f"as delegate of <@{d.delegator}>: {exc.user_message}")
     return "You cannot approve this " + "; ".join(reasons)
-
-
-def no_step_up(config: Config, *, change: Change, stage: Stage, delegator: str) -> str:
-    """Why a delegate cannot approve a stage that needs a second factor (reservations carry no delegation)."""
-    return (
-        f"The {stage} stage of {change.key} needs a second factor, which a delegated approval cannot give yet. "
-        f"Ask <@{delegator}> or the {config.policy.fallback} group."
-    )

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot import crypto, policy
 from bot.config import Config, StepUpMethod
 from bot.errors import AlreadyDoneError, ConfigError, PermissionDeniedError
-from bot.workflows import approval, lifecycle
+from bot.workflows import approval, delegation, lifecycle
 from bot.workflows.approval import DecisionResult, Outcome
 from storage import stepup as store
 from storage.models import PENDING_APPROVAL, Change, ReservationState, StepUpReservation
@@ -172,10 +172,19 @@ async def settle_and_count(
         **details,
     )
     progress = await approval.progress_of(session, config=config, change=change, stage=reservation.stage)
-    try:  # the policy decides again: someone else may have met the requirement meanwhile
-        requirement = policy.requirement_for(progress, user)
-    except (AlreadyDoneError, PermissionDeniedError) as exc:
-        return DecisionResult(Outcome.ALREADY, change, exc.user_message)
+    if reservation.delegated_from is not None:  # the delegation must still be in force, for the same delegator
+        vote = await delegation.vote_for(
+            session, config=config, change=change, stage=reservation.stage, progress=progress, user=user, now=now
+        )
+        if not isinstance(vote, delegation.Vote) or vote.delegator != reservation.delegated_from:
+            why = vote if isinstance(vote, str) else f"Your delegation from <@{reservation.delegated_from}> is over."
+            return DecisionResult(Outcome.REFUSED, change, f"{why} Nothing was counted.")
+        requirement: str | None = vote.requirement
+    else:
+        try:  # the policy decides again: someone else may have met the requirement meanwhile
+            requirement = policy.requirement_for(progress, user)
+        except (AlreadyDoneError, PermissionDeniedError) as exc:
+            return DecisionResult(Outcome.ALREADY, change, exc.user_message)
     return await approval.count(
         session,
         config=config,
@@ -186,4 +195,5 @@ async def settle_and_count(
         progress=progress,
         now=now,
         step_up=reservation.method,
+        delegated_from=reservation.delegated_from,
     )

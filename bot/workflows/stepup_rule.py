@@ -43,9 +43,18 @@ def step_up_method(config: Config, *, change: Change, stage: Stage, priority: st
 
 
 async def reserve(
-    session: AsyncSession, *, config: Config, change: Change, stage: Stage, user: str, req: str | None, now: datetime
+    session: AsyncSession,
+    *,
+    config: Config,
+    change: Change,
+    stage: Stage,
+    user: str,
+    req: str | None,
+    now: datetime,
+    delegated_from: str | None = None,
 ) -> str:
-    """Reserve the person's vote (bound to change, revision, content hash and person); the text to show them."""
+    """Reserve the person's vote (bound to change, revision, content hash and person, and for a delegate to the
+    delegator it is cast for); the text to show them."""
     rule = config.policy.step_up
     assert rule is not None
     bound = oidc.new_secrets() if rule.method is StepUpMethod.OIDC else None
@@ -57,6 +66,7 @@ async def reserve(
         content_hash=change.content_hash,
         user_id=user,
         requirement=req,
+        delegated_from=delegated_from,
         method=rule.method.value,
         created_at=now,
         expires_at=now + rule.confirm_within,
@@ -76,6 +86,7 @@ async def reserve(
         content_hash=change.content_hash,
         method=rule.method.value,
         reservation=row.id,
+        **({"delegated_from": delegated_from} if delegated_from else {}),
     )
     minutes = int(rule.confirm_within.total_seconds() // 60)
     how = (

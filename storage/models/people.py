@@ -47,6 +47,7 @@ class StepUpReservation(Base):
     content_hash: Mapped[str] = mapped_column(String(64))
     user_id: Mapped[str] = mapped_column(String(32), index=True)
     requirement: Mapped[str | None] = mapped_column(String(100))
+    delegated_from: Mapped[str | None] = mapped_column(String(32))  # a delegate's vote, for this away approver
     method: Mapped[str] = mapped_column(String(8))
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime]
