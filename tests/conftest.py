@@ -74,6 +74,11 @@ BASE_CONFIG: dict[str, Any] = {
 }
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``slow`` run first: under xdist a long test that starts last keeps one core busy alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: otherwise as collected
+
+
 @pytest.fixture(autouse=True)
 def _no_slack_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """bolt reads SLACK_* implicitly and aiohttp reads proxies: tests start from a clean environment."""

@@ -43,7 +43,8 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def clean_env() -> dict[str, str]:
-    drop = ("SLACK_", "VIRTUAL_ENV", "PATCHWARDEN_DATABASE_URL", "PATCHWARDEN_CONFIG")
+    # PYTEST_: the outer run's xdist worker variables and options are not the fresh clone's
+    drop = ("SLACK_", "VIRTUAL_ENV", "PATCHWARDEN_DATABASE_URL", "PATCHWARDEN_CONFIG", "PYTEST_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
     path = [p for p in env.get("PATH", "").split(os.pathsep) if ".venv" not in p]  # not our venv's python
     return env | {"PATH": os.pathsep.join(path), "PYTHONUNBUFFERED": "1", "PORT": "0"}

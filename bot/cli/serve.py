@@ -87,9 +87,11 @@ async def _serve(host: str, port: int, socket_mode: bool) -> None:
             assert s.slack_app_token is not None
             token = s.slack_app_token.get_secret_value()
             waits.add(asyncio.create_task(app_module.run_socket_mode(bolt, app_token=token)))
-        done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        for task in waits - done:
-            task.cancel()
+        try:
+            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in waits:
+                task.cancel()  # also when serve itself is cancelled: no Socket Mode connection outlives it
         if stop in done:
             click.echo(f"{stop.result()}: stopping...", err=True)
     finally:
