@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from conftest import OWNER, REQ, Harness, eventually
+from conftest import OWNER, REQ, Harness, eventually, eventually_async
+from sqlalchemy import select
 
+from bot.slack.notify import CARD_REFRESH
 from bot.slack.outbox_sender import OutboxSender
 from storage import changes
-from storage.models import ChangeState
+from storage.models import ChangeState, OutboxMessage
+
+
+async def card_handed_to_outbox(h: Harness) -> bool:
+    async with h.deps.sessions.begin() as s:
+        rows = await s.execute(select(OutboxMessage.key).where(OutboxMessage.key.startswith(CARD_REFRESH)))
+        return bool(rows.scalars().all())
 
 
 async def test_card_update_failing_after_an_approval_is_retried_and_never_says_nothing_changed(
@@ -28,6 +36,8 @@ async def test_card_update_failing_after_an_approval_is_retried_and_never_says_n
         assert change is not None and change.state is ChangeState.APPROVED_FOR_TEST
     assert "Approved for test" not in str(h.latest(card).blocks)  # Slack refused every update so far
 
-    h.fake.failures.pop("chat.update", None)  # Slack is back
+    # the update gave up (after the client's own retries) and handed the card to the outbox; then Slack is back
+    await eventually_async(lambda: card_handed_to_outbox(h), what="the card in the outbox")
+    h.fake.failures.pop("chat.update", None)
     await OutboxSender(h.deps, channel_gap=0.01).drain()
     await eventually(lambda: "Approved for test" in str(h.latest(card).blocks), what="the card catching up")
