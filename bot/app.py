@@ -14,7 +14,6 @@ from aiohttp.abc import AbstractAccessLogger
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
-from slack_bolt.response import BoltResponse
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
@@ -97,16 +96,13 @@ def create_app(deps: Deps, *, signing_secret: str) -> AsyncApp:
     """The bolt app with every listener registered."""
     app = AsyncApp(client=deps.client, signing_secret=signing_secret, logger=logging.getLogger("slack_bolt"))
 
-    @app.middleware
-    async def drop_replays(body: dict[str, Any], next: Any) -> BoltResponse | None:
-        # after bolt checked the signature: a replayed submission or click is answered 200 and dropped
-        async with deps.sessions.begin() as session:
-            first = await replay.first_delivery(session, body=body, now=deps.clock.now())
-        if not first:
-            log.warning("dropped a replayed %s interaction", body.get("type"))
-            return BoltResponse(status=200, body="")
-        await next()
-        return None
+    @app.error
+    async def log_errors(error: Exception) -> None:
+        # listeners answer their own errors (commands.replies.guarded); this logs what escaped them
+        if isinstance(error, replay.Replayed):
+            log.warning("dropped a replayed %s", error.key.split(":", 1)[0])
+        else:
+            log.error("unhandled error in a listener", exc_info=error)
 
     router = Router()
     patch.register(app, deps, router)
@@ -129,29 +125,31 @@ def create_app(deps: Deps, *, signing_secret: str) -> AsyncApp:
     return app
 
 
-def malformed(content_type: str, raw_body: str) -> str | None:
-    """Why an interactivity body cannot be handled (None if it looks sound): the payload must be a JSON object,
-    and a click must carry at least one action object."""
+def read_payload(content_type: str, raw_body: str) -> tuple[dict[str, Any] | None, str | None]:
+    """An interactivity body's payload and why it cannot be handled: ``(payload, None)`` when it looks sound,
+    ``(None, problem)`` when not, ``(None, None)`` for bodies without a payload (slash commands, events).
+
+    The payload must be a JSON object with a type, and a click must carry at least one action object."""
     if content_type != "application/x-www-form-urlencoded" or "payload=" not in raw_body:
-        return None
+        return None, None
     values = parse_qs(raw_body, max_num_fields=50).get("payload")
     if not values:
-        return None
+        return None, None
     try:
         payload = json.loads(values[0])
     except (ValueError, RecursionError):
-        return "payload is not JSON"
+        return None, "payload is not JSON"
     if not isinstance(payload, dict) or not isinstance(payload.get("type"), str):
-        return "payload is not a JSON object with a type"
+        return None, "payload is not a JSON object with a type"
     if payload["type"] == "block_actions":
         actions = payload.get("actions")
         if not isinstance(actions, list) or not actions or not all(isinstance(a, dict) for a in actions):
-            return "block_actions without actions"
+            return None, "block_actions without actions"
     if payload["type"] in ("view_submission", "view_closed"):
         view = payload.get("view")
         if not isinstance(view, dict) or not isinstance(view.get("type"), str):
-            return "view payload without a typed view"
-    return None
+            return None, "view payload without a typed view"
+    return payload, None
 
 
 def create_web_app(app: AsyncApp, deps: Deps) -> web.Application:
@@ -170,12 +168,16 @@ def create_web_app(app: AsyncApp, deps: Deps) -> web.Application:
         except (ConnectionError, aiohttp.ClientPayloadError, web.HTTPException) as exc:
             log.warning("dropped a request whose body could not be read: %s", type(exc).__name__)
             return web.Response(status=400, text="unreadable request body")
-        problem = malformed(request.content_type, raw)
+        payload, problem = read_payload(request.content_type, raw)
         if problem is not None:
             # answered before bolt parses it: a broken body must not become a 500 with a traceback
             log.warning("refused a malformed Slack request: %s", problem)
             return web.Response(status=400, text=problem)
-        return await to_aiohttp_response(await app.async_dispatch(await to_bolt_request(request)))
+        # replay protection without a database round trip before the ack: the listener bolt starts (after it
+        # checked the signature) inherits the key, and its first transaction records it with its work
+        with replay.keyed(payload or {}, now=deps.clock.now()):
+            bolt_response = await app.async_dispatch(await to_bolt_request(request))
+        return await to_aiohttp_response(bolt_response)
 
     probes: set[asyncio.Task[None]] = set()
 

@@ -15,6 +15,8 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from storage import deliveries
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
@@ -47,7 +49,44 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-class SerialSessions(async_sessionmaker[AsyncSession]):
+class Sessions(async_sessionmaker[AsyncSession]):
+    """Sessions that keep loaded objects usable after commit, and claim a pending interaction key.
+
+    When the running task handles a Slack interaction (``deliveries.PENDING`` is set and not yet claimed),
+    the first transaction it opens records the interaction's key before anything else: the key commits or
+    rolls back with that transaction's work. A replay raises ``deliveries.AlreadyDelivered`` there.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        super().__init__(engine, expire_on_commit=False)
+
+    @asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncSession]:  # type: ignore[override]
+        pending = deliveries.PENDING.get()
+        claim = pending is not None and not pending.claimed
+        if pending is None or not claim:
+            async with self._transaction() as session:
+                yield session
+            return
+        pending.claimed = True  # before any await: a sibling task's transaction must not claim it too
+        try:
+            async with self._transaction() as session:
+                if not await deliveries.first(session, key=pending.key, now=pending.at):
+                    raise deliveries.AlreadyDelivered(pending.key)
+                yield session
+        except deliveries.AlreadyDelivered:
+            raise
+        except BaseException:
+            pending.claimed = False  # rolled back with the work: a retry of the same request is not a replay
+            raise
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[AsyncSession]:
+        async with super().begin() as session:
+            yield session
+
+
+class SerialSessions(Sessions):
     """SQLite sessions whose transactions queue, first come first served, on an in-process lock.
 
     SQLite has one writer at a time. Without the lock, waiting writers spin in SQLite's busy handler, which
@@ -57,12 +96,12 @@ class SerialSessions(async_sessionmaker[AsyncSession]):
     """
 
     def __init__(self, engine: AsyncEngine) -> None:
-        super().__init__(engine, expire_on_commit=False)
+        super().__init__(engine)
         self._lock = asyncio.Lock()
 
     @asynccontextmanager
-    async def begin(self) -> AsyncIterator[AsyncSession]:  # type: ignore[override]
-        async with self._lock, super().begin() as session:
+    async def _transaction(self) -> AsyncIterator[AsyncSession]:
+        async with self._lock, super()._transaction() as session:
             yield session
 
 
@@ -70,7 +109,7 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """Sessions that keep loaded objects usable after commit (serialised in-process on SQLite)."""
     if engine.dialect.name == "sqlite":
         return SerialSessions(engine)
-    return async_sessionmaker(engine, expire_on_commit=False)
+    return Sessions(engine)
 
 
 def is_sqlite(session_or_engine: AsyncSession | AsyncEngine) -> bool:

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bot.errors import PatchwardenError
+from bot.workflows.replay import Replayed
 
 log = logging.getLogger(__name__)
 UNEXPECTED = "Something went wrong on our side; nothing was changed. The operators can find details in the bot's log."
@@ -37,6 +38,8 @@ async def guarded(
     """
     try:
         await work()
+    except Replayed as exc:  # a replayed request: its work ran once already, nothing more to say
+        log.warning("dropped a replayed interaction (%s)", exc.key.split(":", 1)[0])
     except Exception as exc:  # the one place errors become user text
         after = committed is not None and committed()
         if after:

@@ -7,20 +7,24 @@ replayed inside that window verifies again. Each interaction therefore leaves a 
    inline errors carries other values and passes; the identical body does not);
 2. a click: its ``action_ts`` and the clicking user.
 
-Other payloads (slash commands, shortcuts, options) are not keyed.
+Other payloads (slash commands, shortcuts, options) are not keyed. The key is recorded by the listener's
+first transaction (see ``storage.deliveries``), so it commits together with the work it guards.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import deliveries
+
+Replayed = deliveries.AlreadyDelivered  # raised by the first transaction of a replayed interaction's listener
 
 # Slack refuses signatures older than five minutes, so a delivery key older than a day can never match again
 KEEP = timedelta(days=1)
@@ -49,12 +53,18 @@ def delivery_key(body: Mapping[str, Any]) -> str | None:
     return None
 
 
-async def first_delivery(session: AsyncSession, *, body: Mapping[str, Any], now: datetime) -> bool:
-    """True if this interaction is seen for the first time (or is not keyed); False for a replay."""
+@contextmanager
+def keyed(body: Mapping[str, Any], *, now: datetime) -> Iterator[None]:
+    """Within this block, the first transaction a listener opens claims ``body``'s key (if it has one)."""
     key = delivery_key(body)
     if key is None:
-        return True
-    return await deliveries.first(session, key=key, now=now)
+        yield
+        return
+    token = deliveries.PENDING.set(deliveries.PendingDelivery(key=key, at=now))
+    try:
+        yield
+    finally:
+        deliveries.PENDING.reset(token)
 
 
 async def forget_old(session: AsyncSession, *, now: datetime) -> int:
