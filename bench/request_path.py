@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import json
 import multiprocessing as mp
 import sys
@@ -148,7 +149,9 @@ async def main() -> None:
     parser.add_argument("--changes", type=int, default=200, help="clicks per concurrency level")
     parser.add_argument("--latency", type=float, default=0.2, help="simulated Slack Web API latency (s)")
     parser.add_argument("--database-url", default=None)
+    parser.add_argument("--profile", default=None, help="write a cProfile of the measured phases to this file")
     args = parser.parse_args()
+    profiler = cProfile.Profile() if args.profile else None
 
     ctx = mp.get_context("spawn")
     port_q, events_q = ctx.Queue(), ctx.Queue()
@@ -219,6 +222,8 @@ async def main() -> None:
     await ack_level(driver, warm, 50)
     await asyncio.sleep(args.latency * 20)
     await deps.homes.flush()
+    if profiler is not None:
+        profiler.enable()
     print(f"{'ack (signed request → HTTP 200)':34} {'conc':>4} {'ack/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
     ratios: dict[int, tuple[float, float]] = {}
     for concurrency in (1, 50):
@@ -268,6 +273,9 @@ async def main() -> None:
         )
         await asyncio.sleep(args.latency * 20)
         await deps.homes.flush()
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(args.profile)
     for concurrency in (1, 50):
         thr, p99 = ratios[concurrency]
         print(

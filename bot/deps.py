@@ -63,7 +63,8 @@ class Deps:
     feeds: Mapping[str, Feed] = field(default_factory=dict)  # the configured advisory feeds, by name
     signer: Signer | None = None
     deployments: TaskSet = field(default_factory=TaskSet)  # deployment runs in progress in this process
-    homes: Coalescer = field(default_factory=Coalescer)  # App Home tabs waiting to be re-published
+    # App Home tabs waiting to be re-published: a pass at most every second, however busy the approvers are
+    homes: Coalescer = field(default_factory=lambda: Coalescer(delay=0.2, interval=1.0))
     plans: Coalescer = field(default_factory=lambda: Coalescer(delay=0.0))  # cards waiting for a plan preview
     metrics: Metrics = field(default_factory=Metrics)  # GET /metrics (issue 14)
     leader: Leadership | None = None  # one replica per job runs the sweeps (issue 14)

@@ -16,28 +16,48 @@ T = TypeVar("T")
 
 
 class Coalescer:
-    """Runs ``fn(key)`` in the background for every marked key; keys marked during a pass get another pass."""
+    """Runs a function in the background for every marked key; keys marked during a pass get another pass.
 
-    def __init__(self, delay: float = 0.2) -> None:
-        self.delay = delay
+    ``delay`` is waited before the first pass (a burst of marks lands in one pass); ``interval`` is the least
+    time between the starts of two passes, so a steady stream of marks costs at most one pass per interval
+    instead of a pass after every mark (the Home tabs of busy approvers, re-read on every click, had kept the
+    event loop busy and the acks waiting)."""
+
+    def __init__(self, delay: float = 0.2, interval: float = 0.0) -> None:
+        self.delay, self.interval = delay, interval
         self._dirty: set[str] = set()
         self._task: asyncio.Task[None] | None = None
 
     def mark(self, keys: Iterable[str], fn: Callable[[str], Awaitable[None]]) -> None:
-        """Queue ``keys``; start a drain task unless one is running."""
-        self._dirty.update(keys)
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._drain(fn))
+        """Queue ``keys`` for ``fn(key)``, one key after the other; start a drain task unless one is running."""
 
-    async def _drain(self, fn: Callable[[str], Awaitable[None]]) -> None:
-        await asyncio.sleep(self.delay)
-        while self._dirty:
-            keys, self._dirty = sorted(self._dirty), set()
-            for key in keys:
+        async def each(batch: list[str]) -> None:
+            for key in batch:
                 try:
                     await fn(key)
                 except Exception:
                     log.exception("background refresh of %s failed", key)
+
+        self.mark_many(keys, each)
+
+    def mark_many(self, keys: Iterable[str], fn: Callable[[list[str]], Awaitable[None]]) -> None:
+        """Queue ``keys`` for ``fn(keys of one pass)``: one call per pass with every key marked since the last."""
+        self._dirty.update(keys)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._drain(fn))
+
+    async def _drain(self, fn: Callable[[list[str]], Awaitable[None]]) -> None:
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(self.delay)
+        while self._dirty:
+            started = loop.time()
+            keys, self._dirty = sorted(self._dirty), set()
+            try:
+                await fn(keys)
+            except Exception:
+                log.exception("background refresh of %s failed", ", ".join(keys[:5]))
+            if self._dirty:
+                await asyncio.sleep(max(0.0, started + self.interval - loop.time()))
 
     async def flush(self) -> None:
         """Wait for the pending pass (tests, shutdown)."""

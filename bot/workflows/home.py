@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from bot.blocks import home as home_blocks
 from bot.config import Config
@@ -17,6 +18,7 @@ from storage.models import WindowState
 
 log = logging.getLogger(__name__)
 HORIZON = timedelta(days=14)
+PUBLISH_AT_ONCE = 8  # views.publish calls in flight per pass (Tier 4: 100+ per minute)
 UPCOMING = frozenset({WindowState.BOOKED, WindowState.STARTED, WindowState.AWAITING_DECISION})
 
 
@@ -29,36 +31,71 @@ def systems_of(config: Config, user: str) -> list[str] | None:
 
 async def load_home(deps: Deps, user: str) -> home_blocks.HomeData:
     """Read everything the Home tab shows for ``user`` in one short transaction."""
+    return (await load_homes(deps, [user]))[0]
+
+
+async def load_homes(deps: Deps, users: list[str]) -> list[home_blocks.HomeData]:
+    """Read the Home tabs of ``users``: the pending approvals of all of them in one transaction (worked out
+    once), then each person's own rows in a short transaction of their own (a pass over many people must not
+    hold SQLite's write lock for all of them at once)."""
     config, now = deps.config, deps.clock.now()
-    systems = systems_of(config, user)
     async with deps.sessions.begin() as session:
-        pending = await views.pending_for(session, config=config, user=user)
-        mine = await overview.open_changes(session, involving=user)
-        windows = await overview.windows_between(
-            session, start=now, end=now + HORIZON, systems=systems, states=UPCOMING
+        pending = await views.pending_by_user(session, config=config, users=users)
+    out = []
+    for user in users:
+        systems = systems_of(config, user)
+        async with deps.sessions.begin() as session:
+            mine = await overview.open_changes(session, involving=user)
+            windows = await overview.windows_between(
+                session, start=now, end=now + HORIZON, systems=systems, states=UPCOMING
+            )
+            overdue = await overview.overdue_advisories(session, now=now, systems=systems)
+        out.append(
+            home_blocks.HomeData(
+                user=user,
+                pending=sorted(pending[user], key=lambda s: s.change.id),
+                mine=mine,
+                windows=windows,
+                next_windows=next_windows(config, systems, now=now),
+                overdue=[(r.system, r.advisory) for r in overdue],
+            )
         )
-        overdue = await overview.overdue_advisories(session, now=now, systems=systems)
-    next_windows = []
+    return out
+
+
+def next_windows(config: Config, systems: list[str] | None, *, now: datetime) -> list[home_blocks.NextWindow]:
+    """The next maintenance window of each of ``systems`` (None: all) within the horizon."""
+    found = []
     for name in systems if systems is not None else sorted(config.systems):
         upcoming = occurrences(config, name, start=now, end=now + HORIZON)
         if upcoming:
-            next_windows.append(home_blocks.NextWindow(name, upcoming[0].start, upcoming[0].end))
-    return home_blocks.HomeData(
-        user=user,
-        pending=sorted(pending, key=lambda s: s.change.id),
-        mine=mine,
-        windows=windows,
-        next_windows=next_windows,
-        overdue=[(r.system, r.advisory) for r in overdue],
-    )
+            found.append(home_blocks.NextWindow(name, upcoming[0].start, upcoming[0].end))
+    return found
 
 
 async def refresh_home(deps: Deps, user: str) -> None:
     """Re-publish ``user``'s Home tab. Failures are logged, never raised: Home is a convenience view."""
+    await refresh_homes(deps, [user])
+
+
+async def refresh_homes(deps: Deps, users: list[str]) -> None:
+    """Re-publish the Home tabs of ``users`` (read together, published side by side, PUBLISH_AT_ONCE at a time).
+    Failures are logged, never raised: Home is a convenience view."""
     try:
-        await home_slack.publish(deps, await load_home(deps, user))
+        homes = await load_homes(deps, users)
     except Exception:
-        log.exception("home of %s not published", user)
+        log.exception("homes of %s not read", ", ".join(users[:5]))
+        return
+    gate = asyncio.Semaphore(PUBLISH_AT_ONCE)
+
+    async def publish(data: home_blocks.HomeData) -> None:
+        async with gate:
+            try:
+                await home_slack.publish(deps, data)
+            except Exception:
+                log.exception("home of %s not published", data.user)
+
+    await asyncio.gather(*(publish(data) for data in homes))
 
 
 def people_of(config: Config, snap: ChangeSnapshot) -> set[str]:
@@ -75,7 +112,7 @@ def people_of(config: Config, snap: ChangeSnapshot) -> set[str]:
 def refresh_involved(deps: Deps, snap: ChangeSnapshot) -> None:
     """Queue a Home refresh for everyone involved in the change (coalesced, off the click's path)."""
 
-    async def publish(user: str) -> None:
-        await refresh_home(deps, user)
+    async def publish(users: list[str]) -> None:
+        await refresh_homes(deps, users)
 
-    deps.homes.mark(people_of(deps.config, snap), publish)
+    deps.homes.mark_many(people_of(deps.config, snap), publish)

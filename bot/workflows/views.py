@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import select
@@ -140,16 +141,29 @@ def to_json(snap: ChangeSnapshot) -> dict[str, Any]:
 
 
 async def pending_for(session: AsyncSession, *, config: Config, user: str) -> list[ChangeSnapshot]:
-    """Changes awaiting ``user``'s approval, in two queries whatever their number (the Home tab's hot path)."""
+    """Changes awaiting ``user``'s approval (see ``pending_by_user``)."""
+    return (await pending_by_user(session, config=config, users=[user]))[user]
+
+
+async def pending_by_user(
+    session: AsyncSession, *, config: Config, users: Iterable[str]
+) -> dict[str, list[ChangeSnapshot]]:
+    """Changes awaiting each of ``users``' approval, in two queries whatever their number (the Home tab's hot
+    path): each change's progress is worked out once, however many people's Home tabs are refreshed."""
+    wanted = set(users)
+    out: dict[str, list[ChangeSnapshot]] = {user: [] for user in wanted}
     waiting = await changes.awaiting_approval(session)
     decided = await changes.live_approvals_of(session, [c.id for c in waiting])
-    out = []
     for change in waiting:
         stage = stage_of(change.state)
         if stage is None:
             continue
         progress = approval.progress_from(config, change=change, stage=stage, rows=decided[change.id])
-        if user in progress.pending_people():
-            rows = tuple(a for a in decided[change.id] if a.stage == stage and a.revision == change.revision)
-            out.append(ChangeSnapshot(change, stage, progress, rows, ()))
+        who = wanted.intersection(progress.pending_people())
+        if not who:
+            continue
+        rows = tuple(a for a in decided[change.id] if a.stage == stage and a.revision == change.revision)
+        snap = ChangeSnapshot(change, stage, progress, rows, ())
+        for user in who:
+            out[user].append(snap)
     return out
