@@ -6,7 +6,7 @@ compare-and-set the deployment job uses). Windows start spread over ``--spread``
 measures event-loop lag every few milliseconds. The baseline is the same scheduler with a trivial job, run
 for the same time in the same process. Prints numbers; asserts nothing about time.
 
-    python bench/window_firing.py [--windows 10000] [--spread 20] [--every 1.0]
+    python bench/window_firing.py [--windows 10000] [--spread 20] [--every 1.0] [--database-url URL]
 
 Runs twice in one process: the sweep alone (before), then the bot's exact alarms plus the sweep (after).
 """
@@ -152,10 +152,11 @@ async def main() -> None:
     parser.add_argument("--windows", type=int, default=10_000)
     parser.add_argument("--spread", type=float, default=20.0, help="seconds over which the starts are spread")
     parser.add_argument("--every", type=float, default=1.0, help="sweep interval in seconds")
+    parser.add_argument("--database-url", default=None, help="an empty PostgreSQL database (default: SQLite)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
-        migrate.upgrade(url)
+        url = args.database_url or f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
+        await asyncio.to_thread(migrate.upgrade, url)
         engine = db.create_engine(url)
         sessions = db.session_factory(engine)
         duration = 3 + args.spread + 2 * args.every + 1
@@ -169,7 +170,7 @@ async def main() -> None:
             claimed, lateness, fired = await measure(sessions, args, mode, alarmed=mode.startswith("alarms"))
             results.append((mode, claimed, lateness, fired))
         await engine.dispose()
-    print(f"sweep every {args.every:g} s, {args.windows} windows starting over {args.spread:g} s")
+    print(f"{url.split(':')[0]}: sweep every {args.every:g} s, {args.windows} windows starting over {args.spread:g} s")
     for mode, claimed, lateness, fired in results:
         print(f"-- {mode}: claimed {claimed}")
         print(line("firing lateness", lateness))

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.config import Config, Settings
 from bot.credentials import registry as credential_registry
@@ -55,7 +55,7 @@ class Deps:
     settings: Settings
     config: Config
     engine: AsyncEngine
-    sessions: async_sessionmaker[AsyncSession]
+    sessions: db.Sessions
     client: AsyncWebClient
     clock: Clock
     executors: registry.Executors  # one executor per (system, environment), created at startup
@@ -66,6 +66,9 @@ class Deps:
     # App Home tabs waiting to be re-published: a pass at most every second, however busy the approvers are
     homes: Coalescer = field(default_factory=lambda: Coalescer(delay=0.2, interval=1.0))
     plans: Coalescer = field(default_factory=lambda: Coalescer(delay=0.0))  # cards waiting for a plan preview
+    # how far into the control log each re-rendered card shows its change, recorded in batches (storage.cards)
+    card_marks: Coalescer = field(default_factory=lambda: Coalescer(delay=0.05))
+    shown_cards: dict[int, int] = field(default_factory=dict)
     metrics: Metrics = field(default_factory=Metrics)  # GET /metrics (issue 14)
     leader: Leadership | None = None  # one replica per job runs the sweeps (issue 14)
 

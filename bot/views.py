@@ -82,6 +82,7 @@ class ChangeSnapshot:
     advisory_link: str | None = None  # permalink-style link to the linked advisory's post, if posted
     presence: dict[str, object] | None = None  # {required, checked_in_by, at} of its prod window (issue 12)
     docs: dict[str, object] | None = None  # {status, confirmed_by, at, url}: documentation after completion
+    log_seq: int | None = None  # the newest control-log entry of the change when this was read (storage.cards)
 
     @property
     def docs_pending(self) -> bool:

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from storage import deliveries
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+READ_ONLY = "patchwarden_read_only"  # execution option of the connection of a Sessions.read() transaction
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
@@ -46,7 +47,8 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # a reading transaction (Sessions.read) takes no write lock: WAL readers never block the writer
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
 
 class Sessions(async_sessionmaker[AsyncSession]):
@@ -81,6 +83,15 @@ class Sessions(async_sessionmaker[AsyncSession]):
             raise
 
     @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """A transaction that only reads (a Home tab, a card's snapshot). It never claims an interaction key,
+        and on SQLite it neither queues on the in-process writer lock nor takes the write lock: a WAL reader
+        sees the last commit and never holds up a writer. Do not write in it."""
+        async with super().begin() as session:
+            await session.connection(execution_options={READ_ONLY: True})
+            yield session
+
+    @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[AsyncSession]:
         async with super().begin() as session:
             yield session
@@ -105,7 +116,7 @@ class SerialSessions(Sessions):
             yield session
 
 
-def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+def session_factory(engine: AsyncEngine) -> Sessions:
     """Sessions that keep loaded objects usable after commit (serialised in-process on SQLite)."""
     if engine.dialect.name == "sqlite":
         return SerialSessions(engine)

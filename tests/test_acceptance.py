@@ -77,3 +77,25 @@ async def test_a_stop_decision_fails_the_change(harness: Harness) -> None:
     await form(h, risk, "test_risk_decision", "test_risk_form", {"decision": "stop", "reasoning": "too risky"}, SEC1)
     await wait_state(h, ChangeState.FAILED)
     await in_thread(h, card, "decided to stop")
+
+
+async def test_passed_clicked_again_shows_the_acknowledge_prompt_again_and_counts_once(harness: Harness) -> None:
+    """The process may die after the result commits and before the Acknowledge prompt reaches Slack: the
+    owner's second click on Passed must bring the prompt back, not be told "already recorded" and stuck."""
+    h = harness
+    card = await deployed_to_test(h)
+    prompt = await in_thread(h, card, "test_passed")
+
+    def ack_prompts() -> list[Message]:
+        return [m for m in h.thread(card) if "test_acknowledge" in str(m.blocks)]
+
+    await h.slack.click(prompt, "test_passed", user=OWNER)
+    await eventually(lambda: len(ack_prompts()) == 1, what="the acknowledge prompt")
+    await h.slack.click(prompt, "test_passed", user=OWNER)
+    await eventually(lambda: len(ack_prompts()) == 2, what="the acknowledge prompt, shown again")
+    await eventually(lambda: any("already recorded" in t for t in h.fake.ephemerals(OWNER)), what="the note")
+    async with h.deps.sessions.begin() as s:
+        results = [r for r in await reports.for_change(s, 1) if r.kind == "test_result"]
+    assert len(results) == 1
+    await h.slack.click(ack_prompts()[-1], "test_acknowledge", user=OWNER)
+    await wait_state(h, ChangeState.PENDING_PROD_APPROVAL)

@@ -130,6 +130,8 @@ async def test_no_time_a_person_reads_is_without_its_zone(harness_factory: Any, 
     await wait_state(h, ChangeState.PENDING_PROD_APPROVAL)
     h.clock.advance(timedelta(hours=25))
     await jobs.run_sweep(h.deps)  # the approval reminder ("before <deadline>")
+    # the card is re-rendered just after the acknowledgement commits: wait for its buttons, do not race it
+    await eventually(lambda: "change_approve" in str(h.latest(card).blocks), what="the card asking for prod")
     await h.slack.approve(h.latest(card), user=OWNER)
     await h.slack.approve(h.latest(card), user=SEC1)
     await wait_state(h, ChangeState.APPROVED_FOR_PROD)

@@ -47,6 +47,8 @@ CHECKPOINT_EVERY = timedelta(minutes=5)  # signs only once audit.checkpoint_inte
 AUDIT_PUBLISH_EVERY = timedelta(seconds=5)
 REPLAY_PRUNE_EVERY = timedelta(hours=1)
 OUTBOX_EVERY = timedelta(seconds=2)
+CARD_SYNC_EVERY = timedelta(seconds=15)  # cards left behind by a crash between a commit and chat.update
+CARD_SYNC_GRACE = timedelta(seconds=30)  # a younger move's own card refresh may still be on its way
 OUTBOX_LEASE = outbox_sender.LEASE  # how long a post in flight is held before another process may take it
 WINDOW_SWEEP_EVERY = timedelta(seconds=30)
 ADVISORY_SWEEP_EVERY = timedelta(minutes=15)  # SLA reminders are about days: a quarter hour is prompt enough
@@ -263,6 +265,12 @@ def table(deps: Deps) -> list[tuple[str, Job, timedelta]]:
     async def run_outbox(_deps: Deps) -> None:
         await sender.sweep()
 
+    checked = [0]  # the log position the card sweep has looked through (per process; a new leader rescans)
+
+    async def run_card_sync(d: Deps) -> int:
+        checked[0], redrawn = await cards.resync_behind(d, after=checked[0], grace=CARD_SYNC_GRACE)
+        return redrawn
+
     jobs: list[tuple[str, Job, timedelta]] = [
         ("sweep", run_sweep, SWEEP_EVERY),  # approval expiry and reminders, cards never posted
         ("auto_approvals", run_auto_approvals, SWEEP_EVERY),  # approve-after-N-days, veto windows
@@ -281,6 +289,7 @@ def table(deps: Deps) -> list[tuple[str, Job, timedelta]]:
             ADVISORY_SWEEP_EVERY,
         ),  # documentation pending after completion  # old replay-protection keys
         ("exception_sweep", run_exception_sweep, ADVISORY_SWEEP_EVERY),  # exceptions reminded, expired
+        ("card_sync", run_card_sync, CARD_SYNC_EVERY),  # cards a crash left behind their change's log
         ("checkpoint", run_checkpoint, CHECKPOINT_EVERY),
         ("audit_publish", audit_publish.run_publish, AUDIT_PUBLISH_EVERY),  # heads to witnesses, log to the SIEM
         ("outbox", run_outbox, OUTBOX_EVERY),

@@ -110,7 +110,14 @@ async def record_passed(
     if change.state is not S.TEST_PASSED:
         why = f"{_is(change)}; a passed test can be recorded after a successful test deployment."
         return await _refuse(session, config=config, change=change, user=user, now=now, action="test_result", why=why)
-    if await _results(session, change.id):
+    recorded = await _results(session, change.id)
+    if recorded:
+        result = str(recorded[-1].payload.get("result", "recorded"))
+        if result == "passed":
+            # still waiting for its acknowledgement: show that button again (the first one may never have
+            # reached Slack: the process died after the commit), the result itself counts once
+            message = f"The test result of {change.key} is already recorded (passed); it waits for acknowledgement."
+            return StageStep(change, Next.ACKNOWLEDGE, message, conclusion="passed")
         return StageStep(change, Next.ALREADY, f"The test result of {change.key} is already recorded.")
     passed: dict[str, Any] = {"result": "passed", **(extra or {})}
     await reports.add(session, change_id=change.id, kind="test_result", user_id=user, now=now, payload=passed)

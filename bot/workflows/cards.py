@@ -6,18 +6,24 @@ transaction) and queues the Home refreshes of everyone involved.
 
 from __future__ import annotations
 
+import logging
+from datetime import timedelta
+
 from bot.blocks.common import mentions
 from bot.deps import Deps
 from bot.slack import notify, thread
 from bot.views import ChangeSnapshot
 from bot.workflows import home, plan_preview, views
+from storage import cards as shown_cards
 from storage import changes
 from storage.models import PENDING_APPROVAL
 
+log = logging.getLogger(__name__)
+
 
 async def load_snapshot(deps: Deps, change_id: int) -> ChangeSnapshot | None:
-    """A fresh snapshot of the change, read in its own short transaction."""
-    async with deps.sessions.begin() as session:
+    """A fresh snapshot of the change, read in its own short transaction (a reading one: no write lock)."""
+    async with deps.sessions.read() as session:
         change = await changes.get(session, change_id)
         if change is None:
             return None
@@ -32,6 +38,8 @@ async def post_card(deps: Deps, change_id: int) -> ChangeSnapshot | None:
     channel, ts = await notify.post_card(deps, snap)
     async with deps.sessions.begin() as session:
         await changes.set_message(session, change_id, channel=channel, ts=ts)
+        if snap.log_seq is not None:
+            await shown_cards.mark_shown(session, {change_id: snap.log_seq})
     snap.change.channel, snap.change.thread_ts = channel, ts
     if snap.progress is not None and not snap.progress.complete:
         await thread.say(
@@ -77,7 +85,42 @@ async def refresh_card(deps: Deps, change_id: int, *, snap: ChangeSnapshot | Non
         snap = await load_snapshot(deps, change_id)
     if snap is None or not snap.change.thread_ts or not snap.change.channel:
         return snap
-    await notify.update_card_or_later(deps, snap)
+    await notify.update_card_or_later(deps, snap)  # updated, or durably queued in the outbox
+    _shown(deps, snap)
     home.refresh_involved(deps, snap)  # Home tabs show pending approvals and open changes
     _want_preview(deps, snap)
     return snap
+
+
+def _shown(deps: Deps, snap: ChangeSnapshot) -> None:
+    """Note (batched, off the click's path) how far into the log the card now shows its change. A note lost
+    in a crash costs one needless re-render by ``resync_behind``, never a stale card."""
+    if snap.log_seq is None:
+        return
+    marks = deps.shown_cards
+    marks[snap.change.id] = max(marks.get(snap.change.id, 0), snap.log_seq)
+
+    async def record(keys: list[str]) -> None:
+        batch = {int(k): marks.pop(int(k)) for k in keys if int(k) in marks}
+        if batch:
+            async with deps.sessions.begin() as session:
+                await shown_cards.mark_shown(session, batch)
+
+    deps.card_marks.mark_many([str(snap.change.id)], record)
+
+
+async def resync_behind(deps: Deps, *, after: int, grace: timedelta) -> tuple[int, int]:
+    """Re-render the cards that fell behind their change's control log: a move committed, and the process
+    died before ``chat.update`` (or before handing the card to the outbox). Looks at the entries past
+    ``after`` that are older than ``grace`` (a younger one's own refresh may still be on its way).
+
+    Returns (the log position checked through, which the caller passes as ``after`` next time; cards
+    re-rendered)."""
+    await deps.card_marks.flush()
+    async with deps.sessions.begin() as session:
+        through = await shown_cards.settled_through(session, after=after, before=deps.clock.now() - grace)
+        stale = await shown_cards.behind(session, after=after, through=through) if through > after else []
+    for change_id in stale:
+        log.info("card of change %s fell behind its log: re-rendering it", change_id)
+        await refresh_card(deps, change_id)
+    return through, len(stale)

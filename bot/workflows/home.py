@@ -39,12 +39,12 @@ async def load_homes(deps: Deps, users: list[str]) -> list[home_blocks.HomeData]
     once), then each person's own rows in a short transaction of their own (a pass over many people must not
     hold SQLite's write lock for all of them at once)."""
     config, now = deps.config, deps.clock.now()
-    async with deps.sessions.begin() as session:
+    async with deps.sessions.read() as session:
         pending = await views.pending_by_user(session, config=config, users=users)
     out = []
     for user in users:
         systems = systems_of(config, user)
-        async with deps.sessions.begin() as session:
+        async with deps.sessions.read() as session:
             mine = await overview.open_changes(session, involving=user)
             windows = await overview.windows_between(
                 session, start=now, end=now + HORIZON, systems=systems, states=UPCOMING

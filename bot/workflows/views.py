@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.config import Config
 from bot.views import ChangeSnapshot
 from bot.workflows import approval, auto_approval, docs, plan_preview, presence
-from storage import advisories, changes, deployments, reports, windows
+from storage import advisories, cards, changes, deployments, reports, windows
 from storage.models import AuditEntry, Change, stage_of
 
 
@@ -49,6 +49,7 @@ async def snapshot(session: AsyncSession, *, config: Config, change: Change, his
         auto=auto,
         presence=await presence.view(session, config=config, change=change),
         docs=await docs.view(session, config=config, change=change),
+        log_seq=entries[-1].seq if entries else await cards.log_seq(session, change.id),
     )
 
 

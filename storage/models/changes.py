@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     ForeignKey,
     Index,
     Integer,
@@ -200,6 +201,8 @@ class Change(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     version: Mapped[int] = mapped_column(Integer, default=1)  # optimistic lock for compare-and-set
+    # the newest control-log entry of this change its card showed when last rendered (storage.cards)
+    card_seq: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
 
     @property
     def key(self) -> str:
